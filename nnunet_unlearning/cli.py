@@ -1,0 +1,162 @@
+"""The ``nnunet-unlearning`` command: parses arguments, then calls one library function per subcommand.
+
+Library modules are imported inside each handler, so ``nnunet-unlearning trainers-dir`` answers without
+loading torch. A :class:`~nnunet_unlearning.errors.UserInputError` becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nnunet_unlearning.errors import UserInputError
+
+
+def _trainers_dir(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.trainers_dir import trainers_dir
+
+    print(trainers_dir())
+
+
+def _convert_mrbrains18(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
+
+    folder = convert_mrbrains18(args.src, args.dataset_id, modalities=args.modalities, source=args.source,
+                                labels=args.labels, subjects=args.subjects, overwrite=args.overwrite)
+    print(f"wrote {folder}")
+
+
+def _phantom(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.conversion.phantom import write_phantom
+
+    ids = write_phantom(args.out, n_subjects=args.subjects, seed=args.seed)
+    print(f"wrote a synthetic MRBrainS18-layout release with {len(ids)} subjects to {args.out}")
+
+
+def _med3d_check(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.med3d.checkpoint import check_medicalnet_file
+
+    print(check_medicalnet_file(args.weights, depth=args.depth, in_channels=args.in_channels).summary())
+
+
+def _plan_med3d(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.med3d.plans import plan_med3d
+
+    path = plan_med3d(args.dataset_id, configuration=args.configuration, depth=args.depth,
+                      source_plans=args.source_plans, name=args.name, gpu_memory_gb=args.gpu_memory_gb)
+    print(f"wrote {path}")
+
+
+def _forget(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.unlearning.request import write_request
+
+    path = write_request(args.dataset_id, args.configuration, args.fold, args.plans, args.trainer, args.cases,
+                         out=args.out)
+    print(f"wrote {path}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.evaluation.evaluate_folders import evaluate_folders
+
+    path = evaluate_folders(args.gt, args.pred, protocol=args.protocol, out=args.out, labels=args.labels)
+    print(f"wrote {path}")
+
+
+def _dataset_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dataset id must be an integer, got {text!r}") from None
+    if not 1 <= value <= 999:
+        raise argparse.ArgumentTypeError(f"dataset id must be in 1..999, got {value}")
+    return value
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2) like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand's ``handler`` default is the function that runs it."""
+    parser = _OneLineErrorParser(
+        prog="nnunet-unlearning",
+        description="Make a trained nnU-Net v2 model forget chosen subjects, and measure how well it forgot.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("trainers-dir", _trainers_dir,
+            "print the folder to put in nnUNet_extTrainer, so nnU-Net finds our trainers")
+
+    p = command("convert-mrbrains18", _convert_mrbrains18,
+                "convert an MRBrainS18 release into $nnUNet_raw/Dataset<ID>_MRBrainS18")
+    p.add_argument("src", type=Path, help="release folder holding training/<id>/{pre,orig}")
+    p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True, help="nnU-Net dataset id (1-999)")
+    p.add_argument("--modalities", nargs="+", default=["T1", "IR", "FLAIR"], choices=["T1", "IR", "FLAIR"],
+                   help="channels, in channel order (default: T1 IR FLAIR)")
+    p.add_argument("--source", default="pre", choices=["pre", "orig"],
+                   help="read bias-corrected pre/ images (default) or orig/")
+    p.add_argument("--labels", default="challenge", choices=["challenge", "full", "brain"],
+                   help="challenge: 1-8 kept, 9/10 ignored (default); full: 0-10; brain: binary mask")
+    p.add_argument("--subjects", nargs="+", help="convert only these subject ids (as published, e.g. 070)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+
+    p = command("phantom", _phantom, "write a synthetic dataset in the MRBrainS18 release layout")
+    p.add_argument("out", type=Path, help="folder to write (it gets training/<id>/...)")
+    p.add_argument("--subjects", type=int, default=7, help="number of subjects (default 7)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = command("med3d-check", _med3d_check, "check that a MedicalNet (Med3D) checkpoint will load")
+    p.add_argument("weights", type=Path, help="resnet_<depth>.pth or resnet_<depth>_23dataset.pth")
+    p.add_argument("--depth", type=int, default=50, choices=[10, 18, 34, 50])
+    p.add_argument("--in-channels", type=int, default=1, help="input channels of the dataset (stem is inflated)")
+
+    p = command("plan-med3d", _plan_med3d,
+                "write nnUNetMed3DPlans: nnU-Net plans with the Med3D ResNet U-Net, same preprocessed data")
+    p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True)
+    p.add_argument("-c", dest="configuration", default="3d_fullres")
+    p.add_argument("--depth", type=int, default=50, choices=[10, 18, 34, 50])
+    p.add_argument("--from", dest="source_plans", default="nnUNetPlans", help="source plans (default nnUNetPlans)")
+    p.add_argument("--name", default="nnUNetMed3DPlans", help="name of the new plans (default nnUNetMed3DPlans)")
+    p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory budget for the batch size")
+
+    p = command("forget", _forget, "write an unlearning request: which cases to forget from which model")
+    p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True)
+    p.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres")
+    p.add_argument("-f", dest="fold", required=True, help="fold of the original model (0-4 or all)")
+    p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans of the original model")
+    p.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer of the original model")
+    p.add_argument("--cases", nargs="+", required=True, help="case ids to forget, e.g. MRBrainS18_070")
+    p.add_argument("-o", dest="out", type=Path, default=None,
+                   help="request file (default: $nnUNet_preprocessed/Dataset<ID>_*/unlearning_request.json)")
+
+    p = command("evaluate", _evaluate, "score predicted segmentations against ground truth")
+    p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth label maps (*.nii.gz)")
+    p.add_argument("--pred", type=Path, required=True, help="folder of predictions with the same file names")
+    p.add_argument("--protocol", default="plain", choices=["plain", "mrbrains18"])
+    p.add_argument("--labels", type=int, nargs="+", default=None, help="classes to score (default: all >0)")
+    p.add_argument("-o", dest="out", type=Path, default=None, help="metrics JSON (CSV is written beside it)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 success, 2 user error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except UserInputError as error:
+        print(f"nnunet-unlearning {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The evaluation hook: Dice and MAE of the model on the forget, retain and held-out cases.
+
+Predicts each case's full preprocessed volume with nnU-Net's own sliding-window predictor and scores it
+on the preprocessed grid (the configuration's spacing, cropped to the non-zero region), against the
+preprocessed label map. Voxels outside the crop (-1) and ignore-label voxels are excluded. Test-time
+mirroring is off: the hook tracks the model across training, and mirroring would multiply its cost by up to
+8 without changing what it tracks. For challenge-protocol numbers in the original image space, predict with
+``nnUNetv2_predict`` and score with ``nnunet-unlearning evaluate``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
+from nnunet_unlearning.evaluation.summary import aggregate
+
+SETS = ("forget", "retain", "heldout")
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a model: when, per-case metrics, per-set aggregates, and its cost in seconds."""
+
+    tag: str
+    epoch: int
+    cases: dict[str, CaseMetrics]
+    sets: dict
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"tag": self.tag, "epoch": self.epoch, "seconds": round(self.seconds, 3), "sets": self.sets,
+                "cases": {k: v.to_dict() for k, v in self.cases.items()}}
+
+
+class EvaluationHook:
+    """Scores a network on named case sets; built once per run, called at the start, end, every N epochs.
+
+    ``dataset`` is an nnU-Net dataset object over all cases of the sets (``load_case`` gives the
+    preprocessed image ``(C, X, Y, Z)`` and label map ``(1, X, Y, Z)``); ``labels`` the classes scored
+    (foreground, ignore label excluded); ``make_predictor(network)`` returns an initialised
+    ``nnUNetPredictor`` for the network.
+    """
+
+    def __init__(self, dataset, case_sets: Mapping[str, Sequence[str]], labels: Sequence[int],
+                 ignore_label: int | None, make_predictor) -> None:
+        self._dataset = dataset
+        self.case_sets = {name: list(cases) for name, cases in case_sets.items()}
+        self._labels = list(labels)
+        # -1 marks voxels outside nnU-Net's crop of the case
+        self._ignored = (-1,) if ignore_label is None else (-1, ignore_label)
+        self._make_predictor = make_predictor
+
+    @torch.no_grad()
+    def evaluate(self, network: torch.nn.Module, tag: str, epoch: int) -> Evaluation:
+        start = time.perf_counter()
+        predictor = self._make_predictor(network)
+        cases = {}
+        for case in sorted({c for cases in self.case_sets.values() for c in cases}):
+            data, seg, _, _ = self._dataset.load_case(case)
+            logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
+            probabilities = torch.softmax(logits.float(), dim=0).cpu().numpy()
+            truth = np.asarray(seg)[0].astype(np.int16)
+            cases[case] = case_metrics(truth, probabilities.argmax(0), self._labels,
+                                       probabilities=probabilities, ignore_labels=self._ignored)
+        sets = aggregate(cases, self.case_sets)
+        return Evaluation(tag=tag, epoch=epoch, cases=cases, sets=sets, seconds=time.perf_counter() - start)

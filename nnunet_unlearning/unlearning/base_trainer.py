@@ -1,0 +1,229 @@
+"""The unlearning trainer: nnU-Net's trainer, started from the original model and driven by a strategy.
+
+It owns everything strategies share: the request, the retain and forget streams (nnU-Net's dataloaders
+and augmentation), the optimizer over the parameters the strategy lets change, the guard that keeps
+masked entries bit-identical, checkpoints and resumption, and the evaluation hook. nnU-Net's per-epoch
+validation keeps running on the held-out cases. Thin classes in ``trainers/`` bind a strategy and a
+schedule (``nnUNetTrainerUnlearnNoisyLabel_50epochs``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import ClassVar
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch import distributed as dist
+
+from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.unlearning import distributed
+from nnunet_unlearning.unlearning.nnunet_glue import (
+    bare_network,
+    case_dataset,
+    exit_on_user_error,
+    make_predictor,
+    to_batch,
+    train_loader,
+    validation_loader,
+)
+from nnunet_unlearning.unlearning.original_model import load_original_weights
+from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
+from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest, load_request
+from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder
+from nnunet_unlearning.unlearning.step import ParameterGuard, trainable_parameters, unlearning_step
+from nnunet_unlearning.unlearning.strategy import Strategy, StrategyContext
+
+#: Evaluate every N epochs as well as at the start and the end (0: start and end only).
+EVAL_EVERY_ENV = "nnUNet_unlearning_eval_every"
+#: The clinically critical classes by dataset label name; SalUnCRA maximises their entropy.
+CRITICAL_LABEL_NAMES = ("white_matter_lesions", "infarction")
+
+
+def make_hook(trainer) -> EvaluationHook:
+    """The evaluation hook over the request's forget, retain and held-out cases of ``trainer``'s data."""
+    request = trainer.request
+    cases = sorted(set(request.forget) | set(request.retain) | set(request.heldout))
+    dataset = case_dataset(trainer, cases)
+    labels = [int(c) for c in trainer.label_manager.foreground_labels]
+    return EvaluationHook(dataset, {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
+                          labels, trainer.label_manager.ignore_label, lambda net: make_predictor(trainer, net))
+
+
+class RequestSplitMixin:
+    """Takes nnU-Net's split from the unlearning request instead of splits_final.json.
+
+    Training cases are the request's retain set, validation cases its held-out set (the original's
+    validation split), so nnU-Net's own validation reports the held-out subjects.
+    """
+
+    request: UnlearningRequest
+
+    def do_split(self):
+        heldout = list(self.request.heldout) or list(self.request.retain)
+        return list(self.request.retain), heldout
+
+
+class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
+    """Base class of every unlearning trainer; subclasses set ``strategy_class`` (and the schedule)."""
+
+    strategy_class: ClassVar[type[Strategy]]
+    unlearning_epochs: ClassVar[int] = 20
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+        continue_training = bool(plans.get("continue_training", False))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        with exit_on_user_error(self.__class__.__name__):
+            self.request = load_request(self.plans_manager.dataset_name)
+            guard_output_folder(self.output_folder, self.request, continue_training)
+        self.strategy = self.strategy_class()
+        self.num_epochs = self.unlearning_epochs if self.strategy.trains else 0
+        self.initial_lr *= getattr(self.strategy, "lr_scale", 1.0)
+        self.dataloader_forget = None
+        self.context: StrategyContext | None = None
+        self.guard: ParameterGuard | None = None
+        self.hook: EvaluationHook | None = None
+        self.record = RunRecord(self.request, self.__class__.__name__, self.strategy)
+
+    # --- set-up -------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = trainable_parameters(bare_network(self.network), self.strategy)
+        optimizer = torch.optim.SGD(params, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
+                                    nesterov=True)
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, max(self.num_epochs, 1))
+
+    def get_dataloaders(self):
+        """(primary stream, held-out validation stream); the forget stream goes to ``dataloader_forget``.
+
+        The primary stream is the retain stream, or the forget stream for strategies that read only
+        forget batches; a stream the strategy does not read is never built.
+        """
+        retain = case_dataset(self, self.request.retain)
+        forget = case_dataset(self, self.request.forget)
+        if self.strategy.forget_labels == "other_subject":
+            forget = OtherSubjectLabels(forget, retain, seed=self.local_rank)
+        streams = {name: train_loader(self, dataset) for name, dataset, used in
+                   (("retain", retain, self.strategy.uses_retain), ("forget", forget, self.strategy.uses_forget))
+                   if used}
+        self.dataloader_forget = streams.get("forget") if "retain" in streams else None
+        primary = streams["retain"] if "retain" in streams else streams["forget"]
+        _, heldout = self.do_split()
+        return primary, validation_loader(self, case_dataset(self, heldout))
+
+    def on_train_start(self):
+        resumed = self.current_epoch > 0
+        super().on_train_start()
+        with exit_on_user_error(self.__class__.__name__):
+            original_weights = load_original_weights(self.request, self.plans_manager.plans,
+                                                     self.configuration_name, self.fold, bare_network(self.network))
+        if resumed:
+            self.record.resume(self.output_folder)
+        else:
+            bare_network(self.network).load_state_dict(original_weights)
+        self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
+        self.hook = make_hook(self)
+        self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
+        if not resumed:
+            self._evaluate("start")
+        self.context = self._make_context(original_weights)
+        self._prepare_strategy(original_weights, resumed)
+
+    def _make_context(self, original_weights: dict) -> StrategyContext:
+        original = None
+        if self.strategy.needs_original:
+            original = copy.deepcopy(bare_network(self.network))
+            original.load_state_dict(original_weights)
+            original.eval().requires_grad_(False)
+        names = {int(v): k for k, v in self.dataset_json["labels"].items() if not isinstance(v, (list, tuple))}
+        critical = tuple(sorted(v for v, k in names.items() if k in CRITICAL_LABEL_NAMES))
+        generator = torch.Generator(device=self.device).manual_seed(12345 + self.local_rank)
+        return StrategyContext(
+            num_classes=self.label_manager.num_segmentation_heads,
+            ignore_label=self.label_manager.ignore_label,
+            task_loss=self.loss,
+            forget_batches=lambda: self._stream(self.dataloader_forget or self.dataloader_train, "forget"),
+            retain_batches=lambda: self._stream(self.dataloader_train, "retain"),
+            original=original,
+            critical_classes=critical,
+            all_reduce_sum=distributed.all_reduce_sum,
+            world_size=distributed.world_size(),
+            generator=generator,
+        )
+
+    def _stream(self, loader, name: str):
+        if loader is None or (name == "retain" and not self.strategy.uses_retain):
+            raise RuntimeError(f"strategy {self.strategy.name} asked for {name} batches it does not declare")
+        while True:
+            yield to_batch(next(loader), self.device)
+
+    def _prepare_strategy(self, original_weights: dict, resumed: bool) -> None:
+        """Run the strategy's preparation; on resumption, on a throwaway copy of the original model.
+
+        A resumed run must not re-apply weight edits (a re-initialised encoder, dampened weights), but it
+        needs the same teachers and masks; the update mask of the first run is restored from its record.
+        """
+        start = time.perf_counter()
+        network = bare_network(self.network)
+        target = network
+        if resumed:
+            target = copy.deepcopy(network)
+            target.load_state_dict(original_weights)
+        self.strategy.prepare(target, self.context)
+        if self.is_ddp and not resumed:
+            for tensor in network.state_dict().values():
+                dist.broadcast(tensor, src=0)
+        masks = self.record.saved_update_mask(self.output_folder) if resumed else self.strategy.update_mask()
+        self.guard = ParameterGuard(network, masks)
+        if not resumed:
+            self.record.save_update_mask(self.output_folder, masks)
+        self.record.prepare_seconds += time.perf_counter() - start
+
+    # --- training ------------------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._epoch_started = time.perf_counter()
+
+    def train_step(self, batch: dict) -> dict:
+        primary = to_batch(batch, self.device)
+        uses_retain = self.strategy.uses_retain
+        retain = primary if uses_retain else None
+        forget = primary if not uses_retain else (
+            to_batch(next(self.dataloader_forget), self.device) if self.strategy.uses_forget else None)
+        steps = self.num_epochs * self.num_iterations_per_epoch
+        self.context.progress = min(1.0, self._steps_taken / max(steps - 1, 1))
+        loss = unlearning_step(self.network, self.strategy, self.optimizer, retain, forget, self.context,
+                               self.guard, self.grad_scaler)
+        self._steps_taken += 1
+        return {"loss": np.array(loss)}
+
+    def on_epoch_end(self):
+        self.record.train_seconds += time.perf_counter() - self._epoch_started
+        every = int(os.environ.get(EVAL_EVERY_ENV, "0") or 0)
+        finished_epoch = self.current_epoch + 1
+        super().on_epoch_end()
+        if every > 0 and finished_epoch % every == 0 and finished_epoch != self.num_epochs:
+            self._evaluate(f"epoch_{finished_epoch}")
+
+    def on_train_end(self):
+        self._evaluate("end")
+        super().on_train_end()
+        if self.local_rank == 0:
+            self.record.finish(self.output_folder, join(self.output_folder, "checkpoint_final.pth"))
+            self.print_to_log_file("\n" + self.record.table())
+
+    def _evaluate(self, tag: str) -> None:
+        if self.local_rank == 0:
+            self.set_deep_supervision_enabled(False)
+            evaluation = self.hook.evaluate(bare_network(self.network), tag, self.current_epoch)
+            self.set_deep_supervision_enabled(self.enable_deep_supervision)
+            self.record.add(evaluation, self.output_folder)
+            self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(evaluation))
+        if self.is_ddp:
+            dist.barrier()

@@ -1,0 +1,118 @@
+"""The few places where our trainers reach into nnU-Net: loaders, the predictor, batches, error exits.
+
+Every function takes the nnU-Net trainer it works for and uses nnU-Net's own pieces (dataloader,
+augmentation pipelines, sliding-window predictor) with the trainer's settings, so an unlearning run sees
+data exactly as the original training did.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from torch import nn
+from torch._dynamo import OptimizedModule
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.unlearning.strategy import Batch
+
+
+@contextmanager
+def exit_on_user_error(program: str) -> Iterator[None]:
+    """Turn a :class:`UserInputError` inside nnU-Net's own commands into one line on stderr and exit 2."""
+    try:
+        yield
+    except UserInputError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def bare_network(network: nn.Module) -> nn.Module:
+    """The network without DistributedDataParallel and torch.compile wrappers (their names carry prefixes)."""
+    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+def to_batch(batch: dict, device: torch.device) -> Batch:
+    """nnU-Net's batch dict as a :class:`Batch` on ``device`` (targets always a per-scale list)."""
+    target = batch["target"] if isinstance(batch["target"], list) else [batch["target"]]
+    return Batch(data=batch["data"].to(device, non_blocking=True),
+                 target=[t.to(device, non_blocking=True) for t in target],
+                 keys=[str(k) for k in batch["keys"]])
+
+
+def case_dataset(trainer, cases):
+    """nnU-Net's dataset object over ``cases`` of the trainer's preprocessed configuration."""
+    return trainer.dataset_class(trainer.preprocessed_dataset_folder, sorted(cases),
+                                 folder_with_segs_from_previous_stage=trainer.folder_with_segs_from_previous_stage)
+
+
+def _augmenter(trainer, loader: nnUNetDataLoader, processes: int, cached: int):
+    if processes == 0:
+        return SingleThreadedAugmenter(loader, None)
+    return NonDetMultiThreadedAugmenter(data_loader=loader, transform=None, num_processes=processes,
+                                        num_cached=cached, seeds=None,
+                                        pin_memory=trainer.device.type == "cuda", wait_time=0.002)
+
+
+def _regions(trainer):
+    lm = trainer.label_manager
+    return lm.foreground_regions if lm.has_regions else None
+
+
+def train_loader(trainer, dataset):
+    """An endless stream of augmented training batches over ``dataset``, as nnU-Net's training stream."""
+    patch_size = trainer.configuration_manager.patch_size
+    rotation, dummy_2d, initial_patch_size, mirror_axes = \
+        trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    transforms = trainer.get_training_transforms(
+        patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes, dummy_2d,
+        use_mask_for_norm=trainer.configuration_manager.use_mask_for_norm, is_cascaded=trainer.is_cascaded,
+        foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
+        ignore_label=trainer.label_manager.ignore_label)
+    loader = nnUNetDataLoader(dataset, trainer.batch_size, initial_patch_size, patch_size, trainer.label_manager,
+                              oversample_foreground_percent=trainer.oversample_foreground_percent,
+                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
+                              probabilistic_oversampling=trainer.probabilistic_oversampling)
+    processes = get_allowed_n_proc_DA()
+    stream = _augmenter(trainer, loader, processes, max(6, processes // 2))
+    next(stream)  # start the workers now, as nnU-Net does, so the first step does not wait for them
+    return stream
+
+
+def validation_loader(trainer, dataset):
+    """nnU-Net's per-epoch validation stream (no augmentation) over ``dataset``."""
+    patch_size = trainer.configuration_manager.patch_size
+    transforms = trainer.get_validation_transforms(
+        trainer._get_deep_supervision_scales(), is_cascaded=trainer.is_cascaded,
+        foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
+        ignore_label=trainer.label_manager.ignore_label)
+    loader = nnUNetDataLoader(dataset, trainer.batch_size, patch_size, patch_size, trainer.label_manager,
+                              oversample_foreground_percent=trainer.oversample_foreground_percent,
+                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
+                              probabilistic_oversampling=trainer.probabilistic_oversampling)
+    processes = get_allowed_n_proc_DA()
+    stream = _augmenter(trainer, loader, max(1, processes // 2) if processes else 0, max(3, processes // 4))
+    next(stream)
+    return stream
+
+
+def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
+    """nnU-Net's sliding-window predictor for ``network`` with the trainer's plans, without mirroring."""
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                perform_everything_on_device=True, device=trainer.device, verbose=False,
+                                verbose_preprocessing=False, allow_tqdm=False)
+    predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
+                                    trainer.dataset_json, trainer.__class__.__name__,
+                                    trainer.inference_allowed_mirroring_axes)
+    return predictor

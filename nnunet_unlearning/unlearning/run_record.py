@@ -1,0 +1,144 @@
+"""What an unlearning run leaves in its output folder besides nnU-Net's own files.
+
+``unlearning_request.json`` (a copy of the request), ``unlearning_metrics.json`` (every evaluation,
+the seed study's figures, wall times), ``unlearning_progress.png`` and, for masked strategies,
+``unlearning_update_mask.pt``. Metrics are rewritten after every evaluation, so an interrupted run keeps
+what it measured, and a resumed run (``--c``) continues the same record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.hook import SETS, Evaluation
+from nnunet_unlearning.evaluation.progress_plot import plot_progress
+from nnunet_unlearning.evaluation.summary import unlearning_figures
+from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
+from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+from nnunet_unlearning.unlearning.strategy import Strategy
+
+METRICS_FILE = "unlearning_metrics.json"
+PROGRESS_FILE = "unlearning_progress.png"
+MASK_FILE = "unlearning_update_mask.pt"
+
+
+def guard_output_folder(output_folder: str | Path, request: UnlearningRequest, continue_training: bool) -> None:
+    """Refuse a results folder that holds a run of a different request: it is never overwritten."""
+    existing = Path(output_folder) / REQUEST_FILE
+    if not existing.is_file():
+        return
+    previous = UnlearningRequest.from_file(existing)
+    if previous.request_id != request.request_id:
+        raise UserInputError(
+            f"{existing}: this results folder holds a run of another request ({previous.request_id}, "
+            f"forgetting {', '.join(previous.forget)}); move it away or use another -tr/-p/fold")
+
+
+class RunRecord:
+    """Accumulates one run's evaluations and timings, and writes them into the output folder."""
+
+    def __init__(self, request: UnlearningRequest, trainer: str, strategy: Strategy | None) -> None:
+        self.request = request
+        self.trainer = trainer
+        self.strategy = strategy
+        self.evaluations: list[dict] = []
+        self.prepare_seconds = 0.0
+        self.train_seconds = 0.0
+        self._started = time.perf_counter()
+        self._earlier_wall_seconds = 0.0
+
+    def write_request_copy(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), self.request.to_json())
+
+    def resume(self, output_folder: str | Path) -> None:
+        """Continue the record of an interrupted run of the same request."""
+        path = Path(output_folder) / METRICS_FILE
+        if path.is_file():
+            previous = json.loads(path.read_text())
+            self.evaluations = previous["evaluations"]
+            seconds = previous["seconds"]
+            self.prepare_seconds, self.train_seconds = seconds["prepare"], seconds["train"]
+            self._earlier_wall_seconds = seconds["wall"]
+
+    def add(self, evaluation: Evaluation, output_folder: str | Path) -> None:
+        self.evaluations.append(evaluation.to_json())
+        self._write(Path(output_folder))
+
+    def save_update_mask(self, output_folder: str | Path, masks: dict | None) -> None:
+        if masks is not None:
+            path = Path(output_folder) / MASK_FILE
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save({k: v.cpu() for k, v in masks.items()}, tmp)
+            tmp.replace(path)
+
+    def saved_update_mask(self, output_folder: str | Path) -> dict | None:
+        path = Path(output_folder) / MASK_FILE
+        return torch.load(path, weights_only=True) if path.is_file() else None
+
+    def finish(self, output_folder: str | Path, checkpoint: str | Path) -> None:
+        """Final write: adds the unlearned checkpoint's SHA-256."""
+        self._write(Path(output_folder), checkpoint_sha256=sha256_file(checkpoint))
+
+    def content(self, checkpoint_sha256: str | None = None) -> dict:
+        evaluations = self.evaluations
+        figures = None
+        if len(evaluations) >= 2 and evaluations[0]["tag"] == "start" and evaluations[-1]["tag"] == "end":
+            figures = unlearning_figures(evaluations[0]["sets"], evaluations[-1]["sets"])
+        evaluation_seconds = sum(e["seconds"] for e in evaluations)
+        return {
+            "request_id": self.request.request_id,
+            "trainer": self.trainer,
+            "strategy": self.strategy.name if self.strategy else None,
+            "hyperparameters": self.strategy.hyperparameters() if self.strategy else {},
+            "forget": list(self.request.forget), "retain": list(self.request.retain),
+            "heldout": list(self.request.heldout),
+            "original_checkpoint_sha256": self.request.original.checkpoint_sha256,
+            "unlearned_checkpoint_sha256": checkpoint_sha256,
+            "seconds": {"wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),
+                        "prepare": round(self.prepare_seconds, 3), "train": round(self.train_seconds, 3),
+                        "evaluation": round(evaluation_seconds, 3)},
+            "figures": figures,
+            "evaluations": evaluations,
+        }
+
+    def _write(self, folder: Path, checkpoint_sha256: str | None = None) -> None:
+        content = self.content(checkpoint_sha256)
+        atomic_write_text(folder / METRICS_FILE, json.dumps(content, indent=2, allow_nan=True) + "\n")
+        atomic_write_bytes(folder / PROGRESS_FILE, plot_progress(content["evaluations"], title=self.trainer))
+
+    @staticmethod
+    def brief(evaluation: Evaluation) -> str:
+        parts = []
+        for name in SETS:
+            stats = evaluation.sets.get(name)
+            if stats and stats.get("n_cases"):
+                parts.append(f"{name} Dice {_fmt(stats['dice'])} MAE {_fmt(stats['hard_mae'], 5)}")
+        return " | ".join(parts)
+
+    def table(self) -> str:
+        """A short Markdown table (start vs end per set, and the seed study's figures) for the log."""
+        lines = ["| set | Dice start | Dice end | MAE start | MAE end |", "|---|---|---|---|---|"]
+        if not self.evaluations:
+            return ""
+        first, last = self.evaluations[0]["sets"], self.evaluations[-1]["sets"]
+        for name in SETS:
+            if first.get(name, {}).get("n_cases"):
+                lines.append(f"| {name} | {_fmt(first[name]['dice'])} | {_fmt(last[name]['dice'])} | "
+                             f"{_fmt(first[name]['hard_mae'], 5)} | {_fmt(last[name]['hard_mae'], 5)} |")
+        figures = self.content()["figures"]
+        if figures:
+            lines.append("")
+            lines.append(f"forget drop {_fmt(figures['forget_drop_pct'], 1)} %, retain retention "
+                         f"{_fmt(figures['retain_retention_pct'], 1)} %, Dice gap after "
+                         f"{_fmt(figures['after']['dice_gap'])}, MAE gap after "
+                         f"{_fmt(figures['after']['hard_mae_gap'], 5)}")
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

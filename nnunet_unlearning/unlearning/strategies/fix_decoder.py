@@ -1,0 +1,38 @@
+"""``<Name>FixDecoder``: a strategy unchanged except that every decoder parameter is frozen.
+
+The seed study runs each of its mechanics twice, updating the whole network or the encoder only, to see
+where a subject's memory lives. The variants are made by one function, not written out five times.
+"""
+
+from __future__ import annotations
+
+from nnunet_unlearning.unlearning.strategies.learn_noise import LearnNoise
+from nnunet_unlearning.unlearning.strategies.learn_others import LearnOthers
+from nnunet_unlearning.unlearning.strategies.max_loss import MaxLoss
+from nnunet_unlearning.unlearning.strategies.noisy_label import NoisyLabel
+from nnunet_unlearning.unlearning.strategies.random_encoder import RandomEncoder
+from nnunet_unlearning.unlearning.strategy import DECODER_PREFIX, Strategy
+
+
+def fix_decoder(strategy: type[Strategy]) -> type[Strategy]:
+    """A subclass of ``strategy`` named ``<Name>FixDecoder`` that freezes every ``decoder.`` parameter
+    (segmentation heads included) in addition to what ``strategy`` freezes."""
+
+    class FixDecoder(strategy):
+        name = f"{strategy.name}FixDecoder"
+
+        def is_frozen(self, name: str) -> bool:
+            return name.startswith(DECODER_PREFIX) or super().is_frozen(name)
+
+    # a module-level name and qualname, so the class pickles and reads like a hand-written one
+    FixDecoder.__name__ = FixDecoder.__qualname__ = f"{strategy.__name__}FixDecoder"
+    FixDecoder.__module__ = __name__
+    FixDecoder.__doc__ = f"{strategy.__name__} with the decoder frozen."
+    return FixDecoder
+
+
+NoisyLabelFixDecoder = fix_decoder(NoisyLabel)
+MaxLossFixDecoder = fix_decoder(MaxLoss)
+RandomEncoderFixDecoder = fix_decoder(RandomEncoder)
+LearnOthersFixDecoder = fix_decoder(LearnOthers)
+LearnNoiseFixDecoder = fix_decoder(LearnNoise)

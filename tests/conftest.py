@@ -1,0 +1,49 @@
+"""Shared fixtures: the real MRBrainS18 data (when present) and one preprocessed nnU-Net world."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # tests import their helpers (toy.py, nnunet_fixture.py) by module name
+
+from nnunet_fixture import NnunetWorld, build_world, train_original  # noqa: E402
+
+SHARED_MRBRAINS18 = TESTS.parents[1] / "shared" / "data" / "MRBrainS18"
+
+
+@pytest.fixture(scope="session")
+def mrbrains18_root() -> Path:
+    """The real MRBrainS18 training data beside the checkout, or skip the test with the reason."""
+    if not (SHARED_MRBRAINS18 / "training").is_dir():
+        pytest.skip(f"real MRBrainS18 data not found at {SHARED_MRBRAINS18} (only the shared workspace has it)")
+    return SHARED_MRBRAINS18
+
+
+@pytest.fixture(scope="session")
+def nnunet_world(tmp_path_factory) -> NnunetWorld:
+    """Dataset 501 converted (real data when present, else the phantom), planned coarse, preprocessed."""
+    saved = dict(os.environ)
+    real = SHARED_MRBRAINS18 if (SHARED_MRBRAINS18 / "training").is_dir() else None
+    world = build_world(tmp_path_factory.mktemp("nnunet"), real)
+    yield world
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def original_checkpoint(nnunet_world: NnunetWorld) -> Path:
+    """A briefly trained nnUNetTrainer model of fold 0 (5 training cases, 2 held out)."""
+    return train_original(nnunet_world)
+
+
+@pytest.fixture()
+def world(nnunet_world: NnunetWorld, monkeypatch) -> NnunetWorld:
+    """The session world with its environment applied for this test only."""
+    for key, value in nnunet_world.env().items():
+        monkeypatch.setenv(key, value)
+    return nnunet_world
