@@ -3,7 +3,7 @@
 Real MRBrainS18 (IR and FLAIR from ``orig/``) when ``../shared/data/MRBrainS18`` is present, else the
 synthetic phantom, so the suite passes on a fresh clone too. Full-resolution plans are far too slow for
 CPU tests, so the 3d_fullres configuration is planned at a coarse spacing with a small patch and a small
-network; everything else is nnU-Net's own planning and preprocessing.
+network (``nnunet_unlearning.cpu_profile``); everything else is nnU-Net's own.
 """
 
 from __future__ import annotations
@@ -17,17 +17,6 @@ DATASET_ID = 501
 DATASET_NAME = "Dataset501_MRBrainS18"
 CONFIGURATION = "3d_fullres"
 PLANS = "nnUNetPlans"
-#: nnU-Net spacing order (slice axis first): 6 mm slices, 3.83 mm in-plane (4× the MRBrainS18 voxel).
-COARSE_SPACING = (6.0, 3.832, 3.832)
-TINY_ARCHITECTURE = {
-    "n_stages": 4,
-    "features_per_stage": [8, 16, 32, 64],
-    "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
-    "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
-    "n_conv_per_stage": [1, 1, 1, 1],
-    "n_conv_per_stage_decoder": [1, 1, 1],
-}
-PATCH_SIZE = [16, 48, 48]
 
 
 @dataclass(frozen=True)
@@ -49,39 +38,23 @@ class NnunetWorld:
         os.environ.update(self.env())
 
 
-def make_coarse_plans(plans_file: Path) -> None:
-    """Shrink the 3d_fullres configuration of an nnU-Net plans file for CPU tests (in place)."""
-    plans = json.loads(plans_file.read_text())
-    configuration = plans["configurations"][CONFIGURATION]
-    configuration["patch_size"] = PATCH_SIZE
-    configuration["batch_size"] = 2
-    configuration["architecture"]["arch_kwargs"].update(TINY_ARCHITECTURE)
-    plans_file.write_text(json.dumps(plans, indent=2))
-
-
 def build_world(root: Path, mrbrains18: Path | None) -> NnunetWorld:
     """Convert, fingerprint, plan coarse and preprocess dataset 501 under ``root``."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-        extract_fingerprint_dataset,
-        plan_experiment_dataset,
-        preprocess_dataset,
-    )
-
+    from nnunet_unlearning import cpu_profile
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
     from nnunet_unlearning.conversion.phantom import write_phantom
 
     world = NnunetWorld(root / "raw", root / "preprocessed", root / "results", is_real=mrbrains18 is not None)
     world.apply()
+    # nnU-Net's planner sets torch's thread count to nnUNet_n_proc_DA, which must then be positive
+    os.environ.pop("nnUNet_n_proc_DA")
     source = mrbrains18
     if source is None:
         source = root / "phantom"
         write_phantom(source, n_subjects=7, seed=0)
     convert_mrbrains18(source, DATASET_ID, modalities=("IR", "FLAIR"), source="orig", raw_root=world.raw)
-    extract_fingerprint_dataset(DATASET_ID, num_processes=2, check_dataset_integrity=True, verbose=False,
-                                show_progress_bar=False)
-    plan_experiment_dataset(DATASET_ID, overwrite_target_spacing=COARSE_SPACING, overwrite_plans_name=PLANS)
-    make_coarse_plans(world.preprocessed / DATASET_NAME / f"{PLANS}.json")
-    preprocess_dataset(DATASET_ID, PLANS, (CONFIGURATION,), num_processes=[2], show_progress_bar=False)
+    cpu_profile.plan_and_preprocess(DATASET_ID, PLANS)
+    world.apply()
     return world
 
 

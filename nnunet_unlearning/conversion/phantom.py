@@ -183,7 +183,7 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     tissue[intracranial] = 5
 
     cerebellum = head.r2((0, 48, -38), (54, 32, 26))
-    stem = head.r2((0, 20, -46), (13, 13, 38))
+    stem = head.r2((0, 20, -50), (13, 13, 36))
     shrink = 1.0 - 0.07 * atrophy
     cerebrum_r2 = head.r2((0, 0, 8), (63 * shrink, 84 * shrink, 56 * shrink))
     # Gyri: the outer surface undulates by a few mm; sulci are CSF sheets along the zero set of a
@@ -192,7 +192,7 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     depth_mm = (1.0 - np.sqrt(cerebrum_r2) / surface) * 60.0
     sulci = (np.abs(_smooth_noise(rng, (28, 28, 12))) < 0.16) & (depth_mm < 20.0)
     falx = (np.abs(head.x) < 1.6) & ((head.z > 22) | (np.abs(head.y) > 45))
-    cerebrum = (depth_mm > 0) & ~sulci & ~falx & (cerebellum > 1.25**2) & (stem > 1.3**2) & intracranial
+    cerebrum = (depth_mm > 0) & ~sulci & ~falx & (cerebellum > 1.25**2) & (stem > 1.15**2) & intracranial
     thickness_mm = rng.uniform(3.4, 4.2) - 0.4 * atrophy
     cortex = ndimage.distance_transform_edt(cerebrum, sampling=SPACING) <= thickness_mm
     tissue[cerebrum] = 3

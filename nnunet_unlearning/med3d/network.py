@@ -84,3 +84,6 @@ class Med3DUNet(nn.Module):
             raise ValueError(f"Med3DUNet: spatial shape {tuple(x.shape[2:])} is not divisible by the total "
                              f"stride {self.total_stride}")
         return self.decoder(x, self.encoder(x))
+
+
+NETWORK_CLASS_NAME = f"{Med3DUNet.__module__}.{Med3DUNet.__name__}"  # the plans' `network_class_name`

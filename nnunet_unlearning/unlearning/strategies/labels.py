@@ -3,8 +3,8 @@
 Every function takes the per-scale targets of a batch (integer label maps ``(B, 1, *spatial)``, highest
 resolution first, see ``nnunet_unlearning.unlearning.strategy``) and returns new ones of the same shapes
 and dtypes. Classes are ``0..num_classes-1`` (0 is background); voxels equal to ``ignore_label`` stay
-ignore. Random draws use ``generator`` (a CPU generator, as the trainer hands out) and are moved to the
-targets' device; with ``generator=None`` they are drawn directly on that device from its default RNG.
+ignore. Random draws use ``generator`` on its own device and are moved to the targets' device; with
+``generator=None`` they are drawn directly on that device from its default RNG.
 """
 
 from __future__ import annotations
@@ -57,20 +57,21 @@ def smooth_random_labels(targets: list[Tensor], num_classes: int, ignore_label: 
                          blob_size: Sequence[float], generator: torch.Generator | None = None) -> list[Tensor]:
     """Spatially coherent random label maps: blobs of random classes, about ``blob_size`` voxels across.
 
-    Per patch and class, a Gaussian noise field is drawn on a coarse grid with one node per
-    ``blob_size[d]`` voxels along axis ``d`` (at least one), interpolated (tri)linearly to the
-    full-resolution patch; each voxel takes the class whose field is largest there. Every class is a
-    priori equally likely at every voxel, as in :func:`voxelwise_random_labels`, but neighbouring voxels
-    mostly agree.
+    Per patch and class, a Gaussian noise field is drawn on a coarse grid whose nodes span the patch
+    (first and last voxel included) at most ``blob_size[d]`` voxels apart along axis ``d``, and
+    interpolated (tri)linearly to the full-resolution patch; each voxel takes the class whose field is
+    largest there. Every class is a priori equally likely at every voxel, as in
+    :func:`voxelwise_random_labels`, but neighbouring voxels mostly agree; even a blob size larger than
+    the patch leaves two nodes per axis, so a patch is never one class by construction.
     """
     full = targets[0]
     spatial = full.shape[2:]
     if len(blob_size) != len(spatial):
         raise ValueError(f"blob_size {tuple(blob_size)} has {len(blob_size)} axes, patches have {len(spatial)}")
-    grid = [max(1, math.ceil(size / blob)) for size, blob in zip(spatial, blob_size)]
+    grid = [math.ceil((size - 1) / blob) + 1 for size, blob in zip(spatial, blob_size)]
     fields = torch.randn(full.shape[0], num_classes, *grid, generator=generator,
                          device=_draw_device(generator, full.device)).to(full.device)
-    fields = F.interpolate(fields, size=spatial, mode=_SMOOTH_MODES[len(spatial)], align_corners=False)
+    fields = F.interpolate(fields, size=spatial, mode=_SMOOTH_MODES[len(spatial)], align_corners=True)
     return to_scales(fields.argmax(dim=1, keepdim=True), targets, ignore_label)
 
 

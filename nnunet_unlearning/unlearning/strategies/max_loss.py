@@ -1,38 +1,32 @@
-"""MaxLoss: gradient ascent on the forget loss, bounded, with descent on the retain loss."""
+"""MaxLoss: gradient ascent on the forget loss, bounded, jointly with descent on the retain loss."""
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import Tensor, nn
 
+from nnunet_unlearning.unlearning.strategies.bounded_ascent import bound_setting, bounded_ascent, resolve_bound
 from nnunet_unlearning.unlearning.strategies.common import task_loss_on
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
 
 
 class MaxLoss(Strategy):
-    """``loss = task(retain) - min(task(forget), B)`` with ``B = bound_factor * ln(K)``.
+    """``loss = task(retain) - min(task(forget), B)``: the min stops the ascent's gradient at ``B``.
 
-    ``ln(K)`` is the cross-entropy of a model that predicts all ``K`` classes with equal probability on
-    every voxel: past it the model is not uncertain on the forget subjects but confidently wrong, which
-    is as recognisable as remembering them. The ``min`` zeroes the ascent's gradient there, so the
-    forget loss cannot diverge.
+    ``loss_bound`` (default ``None``: ``B = ln K``, the cross-entropy of a prediction spread evenly over
+    the ``K`` classes). Past it the model is no longer uncertain on the forget subjects but confidently
+    wrong, which a membership-inference attack recognises as surely as remembering; the bound also keeps
+    the forget loss from diverging.
     """
 
     name = "MaxLoss"
 
-    def __init__(self, bound_factor: float = 1.0) -> None:
-        self.bound_factor = bound_factor
+    def __init__(self, loss_bound: float | None = None) -> None:
+        self.loss_bound = loss_bound
 
     def hyperparameters(self) -> dict[str, float | int | str | list]:
-        return {"bound_factor": self.bound_factor}
-
-    def bound(self, ctx: StrategyContext) -> float:
-        """The forget loss above which the ascent stops."""
-        return self.bound_factor * math.log(ctx.num_classes)
+        return {"loss_bound": bound_setting(self.loss_bound)}
 
     def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
              ctx: StrategyContext) -> Tensor:
-        forget_loss = torch.clamp(task_loss_on(model, forget, ctx), max=self.bound(ctx))
-        return task_loss_on(model, retain, ctx) - forget_loss
+        ascent = bounded_ascent(task_loss_on(model, forget, ctx), resolve_bound(self.loss_bound, ctx.num_classes))
+        return task_loss_on(model, retain, ctx) + ascent

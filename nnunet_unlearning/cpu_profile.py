@@ -1,0 +1,67 @@
+"""The CPU profile: nnU-Net planning shrunk so that a whole run fits a 2-core machine.
+
+Used by the demo and the test suite, and stated wherever it is used: the 3d_fullres configuration is
+planned at 4× coarser spacing than MRBrainS18's voxels, with a small patch and a small network. Everything
+else (fingerprint, planning, preprocessing, training, inference) is nnU-Net's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nnunet_unlearning.files import atomic_write_text
+
+CONFIGURATION = "3d_fullres"
+#: nnU-Net spacing order (slice axis first), mm: 6 mm slices, 3.83 mm in-plane (4× the MRBrainS18 voxel).
+COARSE_SPACING = (6.0, 3.832, 3.832)
+PATCH_SIZE = [16, 48, 48]
+BATCH_SIZE = 2
+#: A 4-stage PlainConvUNet, 8-64 features: about 0.2 M parameters.
+TINY_ARCHITECTURE = {
+    "n_stages": 4,
+    "features_per_stage": [8, 16, 32, 64],
+    "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+    "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
+    "n_conv_per_stage": [1, 1, 1, 1],
+    "n_conv_per_stage_decoder": [1, 1, 1],
+}
+
+
+def describe() -> str:
+    """One line that says what the CPU profile changes, for logs and reports."""
+    return (f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
+            f"{BATCH_SIZE}, PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}")
+
+
+def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
+    """nnU-Net fingerprint + planning at the coarse spacing, the configuration shrunk, then preprocessing.
+
+    Returns the plans file. The dataset must already be in ``$nnUNet_raw``.
+    """
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+        extract_fingerprint_dataset,
+        plan_experiment_dataset,
+        preprocess_dataset,
+    )
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
+
+    extract_fingerprint_dataset(dataset_id, num_processes=processes, check_dataset_integrity=True, verbose=False,
+                                show_progress_bar=False)
+    plan_experiment_dataset(dataset_id, overwrite_target_spacing=COARSE_SPACING, overwrite_plans_name=plans)
+    plans_file = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / f"{plans}.json"
+    shrink_plans(plans_file)
+    preprocess_dataset(dataset_id, plans, (CONFIGURATION,), num_processes=[processes], show_progress_bar=False)
+    return plans_file
+
+
+def shrink_plans(plans_file: Path) -> None:
+    """Give the plans' 3d_fullres configuration the CPU profile's patch, batch and network (in place:
+    the file is the one this profile's own planning just wrote)."""
+    plans = json.loads(plans_file.read_text())
+    configuration = plans["configurations"][CONFIGURATION]
+    configuration["patch_size"] = PATCH_SIZE
+    configuration["batch_size"] = BATCH_SIZE
+    configuration["architecture"]["arch_kwargs"].update(TINY_ARCHITECTURE)
+    atomic_write_text(plans_file, json.dumps(plans, indent=2))

@@ -1,0 +1,108 @@
+"""What nnUNetTrainerMed3D adds to nnU-Net's trainer: MedicalNet weights for the encoder, a slower encoder.
+
+`Med3DTrainerMixin` goes before `nnUNetTrainer` in a trainer's bases (`trainers/nnUNetTrainerMed3D.py`).
+Everything else (data, loss, checkpoints, `--c`, `--val`, validation, `nnUNetv2_predict`) is nnU-Net's.
+
+Pretrained weights: the MedicalNet checkpoint named by the environment variable `nnUNet_med3d_weights` is
+loaded into `network.encoder` once the network is built, unless the encoder's weights come from an nnU-Net
+checkpoint instead (`--c`, `--val`: `load_checkpoint` is called before `initialize`), so continuing or
+validating a training does not need the file. `-pretrained_weights` (nnU-Net's flag) is applied after
+`initialize` and so overrides the MedicalNet encoder.
+
+Learning rates: the pretrained encoder trains at `encoder_lr_scale` × the decoder's learning rate (both
+following nnU-Net's poly schedule). Default 0.1: the decoder gets nnU-Net's 0.01, the encoder 0.001 —
+MedicalNet's own fine-tuning rate for its pretrained layers (MedicalNet `train.py`: base lr 0.001 for the
+backbone, ×100 for the new segmentation head). Trained from scratch the encoder uses the decoder's rate.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+from torch import nn
+from torch._dynamo import OptimizedModule
+from torch.nn.parallel import DistributedDataParallel
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
+from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME
+
+MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
+SCRATCH_TRAINER = "nnUNetTrainerMed3D_scratch"
+
+
+def unwrap(network: nn.Module) -> nn.Module:
+    """The Med3DUNet inside nnU-Net's DDP and torch.compile wrappers."""
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+def med3d_weights_path() -> Path:
+    """The MedicalNet checkpoint named by `nnUNet_med3d_weights`; UserInputError when unset or missing."""
+    value = os.environ.get(MED3D_WEIGHTS_ENV)
+    if not value:
+        raise UserInputError(f"{MED3D_WEIGHTS_ENV} is not set: nnUNetTrainerMed3D initialises its encoder from a "
+                             f"MedicalNet checkpoint (export {MED3D_WEIGHTS_ENV}=/path/to/resnet_50_23dataset.pth); "
+                             f"to train from random initialisation use -tr {SCRATCH_TRAINER}")
+    path = Path(value)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such file ({MED3D_WEIGHTS_ENV}); set it to a MedicalNet checkpoint "
+                             f"or train from random initialisation with -tr {SCRATCH_TRAINER}")
+    return path
+
+
+class ScaledPolyLRScheduler(PolyLRScheduler):
+    """nnU-Net's poly schedule, multiplied per parameter group by the group's `lr_scale` (default 1)."""
+
+    def step(self, current_step: int | None = None) -> None:
+        super().step(current_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= group.get("lr_scale", 1.0)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+class Med3DTrainerMixin:
+    """Mix into an nnUNetTrainer subclass (before nnUNetTrainer) whose plans name Med3DUNet.
+
+    Class attributes: `med3d_pretrained` (load `nnUNet_med3d_weights` into the encoder) and
+    `encoder_lr_scale` (encoder learning rate relative to the decoder's).
+    """
+
+    med3d_pretrained: bool = True
+    encoder_lr_scale: float = 0.1
+    _encoder_from_nnunet_checkpoint: bool = False
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        # nnU-Net calls this before initialize() for --c and --val: the checkpoint holds every weight
+        self._encoder_from_nnunet_checkpoint = True
+        super().load_checkpoint(filename_or_checkpoint)
+
+    def initialize(self) -> None:
+        class_name = self.configuration_manager.network_arch_class_name
+        if class_name != NETWORK_CLASS_NAME:
+            raise UserInputError(f"plans {self.plans_manager.plans_name!r}: network {class_name} is not Med3DUNet; "
+                                 f"{type(self).__name__} needs plans from `nnunet-unlearning plan-med3d` "
+                                 f"(-p nnUNetMed3DPlans)")
+        load = self.med3d_pretrained and not self._encoder_from_nnunet_checkpoint
+        weights = med3d_weights_path() if load else None
+        super().initialize()
+        if weights is not None:
+            report = load_medicalnet_weights(unwrap(self.network).encoder, weights)
+            self.print_to_log_file(report.summary())
+
+    def configure_optimizers(self):
+        network = unwrap(self.network)
+        encoder = list(network.encoder.parameters())
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in network.parameters() if id(p) not in encoder_ids]
+        # decoder first: nnU-Net logs param_groups[0]'s learning rate
+        groups = [{"params": rest, "lr_scale": 1.0}, {"params": encoder, "lr_scale": self.encoder_lr_scale}]
+        optimizer = torch.optim.SGD(groups, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
+                                    nesterov=True)
+        return optimizer, ScaledPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
