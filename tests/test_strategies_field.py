@@ -39,7 +39,7 @@ def _trained_model() -> ToyNet:
     """A toy fitted to the retain and forget batches, so its forget loss is below chance (ln K)."""
     model = _model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(20):
+    for _ in range(5):
         for batch in (RETAIN, FORGET):
             optimizer.zero_grad()
             toy_task_loss(model(batch.data), batch.target).backward()
@@ -201,10 +201,17 @@ def test_ssd_refuses_a_forget_set_too_large_for_alpha():
     model = _model()
     before = _state(model)
     with pytest.raises(UserInputError, match="alpha=10"):
-        SSD(forget_batches=1, retain_batches=1).prepare(model, toy_context())  # 2 of 4 cases forgotten
+        SSD(alpha=10, forget_batches=1, retain_batches=1).prepare(model, toy_context())  # 2 of 4 forgotten
     assert _same(_state(model), before)
     with pytest.raises(NotImplementedError):
         SSD().loss(model, RETAIN, FORGET, toy_context())
+
+
+def test_ssd_default_alpha_is_the_reference_unless_the_forget_share_forbids_it():
+    auto = SSD(forget_batches=1, retain_batches=1)
+    auto.prepare(_model(), toy_context())  # forget share 2/4: the reference alpha 10 could select nothing
+    assert auto.summary["alpha"] == 1.0 == auto.hyperparameters()["alpha"]
+    assert auto.summary["dampened_fraction"] > 0
 
 
 # --- L1Sparse ---------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ def _smooth_noise(rng: np.random.Generator, coarse: tuple[int, int, int]) -> np.
 
 
 class _Head:
-    """Normalised squared ellipsoid radii in one subject's head frame (scaled by its head size)."""
+    """One subject's head frame: voxel coordinates (mm) and a head-size scale per axis."""
 
     def __init__(self, rng: np.random.Generator):
         self.x, self.y, self.z = _head_frame(rng)
@@ -187,7 +187,7 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     shrink = 1.0 - 0.07 * atrophy
     cerebrum_r2 = head.r2((0, 0, 8), (63 * shrink, 84 * shrink, 56 * shrink))
     # Gyri: the outer surface undulates by a few mm; sulci are CSF sheets along the zero set of a
-    # second smooth field, reaching ~15 mm deep; the falx splits the hemispheres above the callosum.
+    # second smooth field, reaching ~20 mm deep; the falx splits the hemispheres above the callosum.
     surface = 1.0 + 0.035 * _smooth_noise(rng, (24, 24, 10))
     depth_mm = (1.0 - np.sqrt(cerebrum_r2) / surface) * 60.0
     sulci = (np.abs(_smooth_noise(rng, (28, 28, 12))) < 0.16) & (depth_mm < 20.0)
@@ -198,6 +198,7 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     tissue[cerebrum] = 3
     tissue[cerebrum & cortex] = 1
     tissue[(cerebellum < 1) & intracranial] = 7
+    tissue[(stem < 1.4**2) & (tissue >= _SCALP)] = 5  # CSF around the stem where it leaves the skull
     tissue[stem < 1] = 8
 
     white = tissue == 3
@@ -217,7 +218,10 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
 
 def _add_lesions(tissue: np.ndarray, white: np.ndarray, periventricular: np.ndarray, head: _Head,
                  rng: np.random.Generator) -> None:
-    """White-matter lesions (label 4): 2 to ~80 small ellipsoids, most of them beside the ventricles."""
+    """White-matter lesions (label 4): 2 to 120 ellipsoids of 1.5-7 mm radii, most beside the ventricles.
+
+    One draw, the lesion load, sets both their number and their size.
+    """
     load = rng.uniform()
     n_lesions = round(2 * 60**load)
     pools = [np.flatnonzero(periventricular), np.flatnonzero(white)]
@@ -229,7 +233,7 @@ def _add_lesions(tissue: np.ndarray, white: np.ndarray, periventricular: np.ndar
 
 
 def _add_infarct(tissue: np.ndarray, region: np.ndarray, head: _Head, rng: np.random.Generator) -> None:
-    """One infarction (label 9): an ellipsoid of 5-11 mm radii in the cortex and white matter below it."""
+    """One infarction (label 9): an ellipsoid of 7-13 mm radii in the cortex and white matter below it."""
     candidates = np.flatnonzero(region)
     centre = np.unravel_index(candidates[rng.integers(candidates.size)], SHAPE)
     _paint_blob(tissue, np.isin(tissue, (1, 3, 4)), centre, rng.uniform(7.0, 13.0, 3), head, 9)
@@ -240,8 +244,7 @@ def _paint_blob(tissue: np.ndarray, allowed: np.ndarray, centre: tuple[int, ...]
     """Set `value` where an ellipsoid around voxel `centre` (radii in mm) meets `allowed`, in a local box."""
     half = np.ceil(radii_mm / np.asarray(SPACING)).astype(int)
     box = tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(centre, half))
-    offsets = [(head.x, head.y, head.z)[a][box] - (head.x, head.y, head.z)[a][centre] for a in range(3)]
-    inside = sum((o / r) ** 2 for o, r in zip(offsets, radii_mm)) < 1
+    inside = sum(((axis[box] - axis[centre]) / r) ** 2 for axis, r in zip((head.x, head.y, head.z), radii_mm)) < 1
     tissue[box][inside & allowed[box]] = value
 
 

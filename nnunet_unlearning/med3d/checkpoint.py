@@ -18,8 +18,6 @@ Rules:
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,9 +76,10 @@ def read_medicalnet_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UserInputError(f"{path}: no such file (MedicalNet weights, e.g. resnet_50.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserInputError(f"{path}: not a readable PyTorch checkpoint ({first_line})") from None
+    except Exception as e:  # the unpickler raises many types on arbitrary bytes; all mean "not a checkpoint"
+        message = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else ""
+        reason = f"{type(e).__name__}: {message}" if message else type(e).__name__
+        raise UserInputError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
@@ -126,8 +125,9 @@ def load_medicalnet_weights(encoder: MedicalNetResNet, path: Path) -> LoadReport
             report.inflated[key] = (tensor.shape[1], in_channels)
             tensor = inflate_stem(tensor, in_channels)
         if tensor.shape != target.shape:
+            hint = "input channels?" if key == STEM_KEY else "wrong depth?"
             raise UserInputError(f"{path}: key {key!r} has shape {tuple(tensor.shape)}, {what} with "
-                                 f"{in_channels} input channel(s) needs {tuple(target.shape)}")
+                                 f"{in_channels} input channel(s) needs {tuple(target.shape)} ({hint})")
         if tensor.is_floating_point() != target.is_floating_point():
             raise UserInputError(f"{path}: key {key!r} has dtype {tensor.dtype}, expected {target.dtype}")
         new_state[key] = tensor

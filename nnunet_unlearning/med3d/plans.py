@@ -148,7 +148,8 @@ def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 
     patch, strides = fit_patch(spacing, config["patch_size"])
     while (c := cost(patch, strides))[1] + MIN_BATCH_SIZE * c[0] > budget:
         divisor = total_stride(strides)
-        shrinkable = [i for i in range(3) if patch[i] > divisor[i]]
+        # as nnU-Net's feature maps, a patch edge stays at least MIN_FEATURE_MAP_EDGE voxels
+        shrinkable = [i for i in range(3) if patch[i] - divisor[i] >= MIN_FEATURE_MAP_EDGE]
         if not shrinkable:
             raise UserInputError(f"--gpu-memory-gb {gpu_memory_gb}: too small for Med3D ResNet-{depth} even at "
                                  f"patch {patch} with batch size {MIN_BATCH_SIZE}")

@@ -22,25 +22,14 @@ from pathlib import Path
 
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-from torch import nn
-from torch._dynamo import OptimizedModule
-from torch.nn.parallel import DistributedDataParallel
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME
+from nnunet_unlearning.unlearning.nnunet_glue import bare_network, exit_on_user_error
 
 MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
 SCRATCH_TRAINER = "nnUNetTrainerMed3D_scratch"
-
-
-def unwrap(network: nn.Module) -> nn.Module:
-    """The Med3DUNet inside nnU-Net's DDP and torch.compile wrappers."""
-    if isinstance(network, DistributedDataParallel):
-        network = network.module
-    if isinstance(network, OptimizedModule):
-        network = network._orig_mod
-    return network
 
 
 def med3d_weights_path() -> Path:
@@ -84,20 +73,23 @@ class Med3DTrainerMixin:
         super().load_checkpoint(filename_or_checkpoint)
 
     def initialize(self) -> None:
-        class_name = self.configuration_manager.network_arch_class_name
-        if class_name != NETWORK_CLASS_NAME:
-            raise UserInputError(f"plans {self.plans_manager.plans_name!r}: network {class_name} is not Med3DUNet; "
-                                 f"{type(self).__name__} needs plans from `nnunet-unlearning plan-med3d` "
-                                 f"(-p nnUNetMed3DPlans)")
-        load = self.med3d_pretrained and not self._encoder_from_nnunet_checkpoint
-        weights = med3d_weights_path() if load else None
+        # a user's mistake (plans, weights file) is one line on stderr and exit 2, as in our other trainers
+        with exit_on_user_error(type(self).__name__):
+            class_name = self.configuration_manager.network_arch_class_name
+            if class_name != NETWORK_CLASS_NAME:
+                raise UserInputError(f"plans {self.plans_manager.plans_name!r}: network {class_name} is not "
+                                     f"Med3DUNet; {type(self).__name__} needs plans from `nnunet-unlearning "
+                                     f"plan-med3d` (-p nnUNetMed3DPlans)")
+            load = self.med3d_pretrained and not self._encoder_from_nnunet_checkpoint
+            weights = med3d_weights_path() if load else None
         super().initialize()
         if weights is not None:
-            report = load_medicalnet_weights(unwrap(self.network).encoder, weights)
+            with exit_on_user_error(type(self).__name__):
+                report = load_medicalnet_weights(bare_network(self.network).encoder, weights)
             self.print_to_log_file(report.summary())
 
     def configure_optimizers(self):
-        network = unwrap(self.network)
+        network = bare_network(self.network)
         encoder = list(network.encoder.parameters())
         encoder_ids = {id(p) for p in encoder}
         rest = [p for p in network.parameters() if id(p) not in encoder_ids]

@@ -133,7 +133,8 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         if not resumed:
             self._evaluate("start")
         self.context = self._make_context(original_weights)
-        self._prepare_strategy(original_weights, resumed)
+        with exit_on_user_error(self.__class__.__name__):
+            self._prepare_strategy(original_weights, resumed)
 
     def _make_context(self, original_weights: dict) -> StrategyContext:
         original = None

@@ -57,8 +57,10 @@ class SSD(Strategy):
     (``selection_weighting``), λ = 1 (``dampening_constant``).
 
     Since I_D ≥ w·I_Df, nothing can be selected when α·w ≥ 1 (the forget set is 1/α or more of the
-    training cases); :meth:`prepare` then raises :class:`UserInputError` rather than returning the
-    original model unchanged. With α = 10 the forget set must be under 10 % of the training cases.
+    training cases). Medical datasets are small, so forgetting one patient often makes w larger than the
+    reference's 1/10: by default (``alpha=None``) α is the reference 10 when 10·w < 1, and 1/(2w) otherwise
+    (halfway to the bound; e.g. 2.5 for one of five subjects). The α used is recorded. An explicit α with
+    α·w ≥ 1 raises :class:`UserInputError` rather than returning the original model unchanged.
 
     In a multi-GPU run, importances, batch counts and case sets are reduced over ranks before use, so
     every rank dampens the same entries by the same factors. Cost: :meth:`cost_batches` forward and
@@ -68,7 +70,10 @@ class SSD(Strategy):
     name = "SSD"
     trains = False
 
-    def __init__(self, alpha: float = 10.0, dampening: float = 1.0, forget_batches: int = 50,
+    #: The reference implementation's selection weighting.
+    REFERENCE_ALPHA = 10.0
+
+    def __init__(self, alpha: float | None = None, dampening: float = 1.0, forget_batches: int = 50,
                  retain_batches: int = 100) -> None:
         self.alpha = alpha
         self.dampening = dampening
@@ -78,7 +83,8 @@ class SSD(Strategy):
         self.summary: dict[str, float] = {}
 
     def hyperparameters(self) -> dict[str, float | int | str | list]:
-        return {"alpha": self.alpha, "dampening": self.dampening, "forget_batches": self.forget_batches,
+        used = self.summary.get("alpha", self.alpha)
+        return {"alpha": "auto" if used is None else used, "dampening": self.dampening, "forget_batches": self.forget_batches,
                 "retain_batches": self.retain_batches}
 
     def cost_batches(self) -> int:
@@ -96,15 +102,18 @@ class SSD(Strategy):
         forget_cases = count_distinct(forget_keys, ctx.all_reduce_sum, device)
         retain_cases = count_distinct(retain_keys, ctx.all_reduce_sum, device)
         share = forget_cases / (forget_cases + retain_cases)
-        if self.alpha * share >= 1.0:
+        alpha = self.alpha
+        if alpha is None:
+            alpha = self.REFERENCE_ALPHA if self.REFERENCE_ALPHA * share < 1.0 else 1.0 / (2.0 * share)
+        if alpha * share >= 1.0:
             raise UserInputError(
                 f"SSD cannot select any weight: the forget set is {forget_cases} of {forget_cases + retain_cases} "
-                f"training cases ({share:.0%}) and alpha={self.alpha:g} needs under 1/alpha "
-                f"({1 / self.alpha:.0%}); forget fewer cases or use an SSD trainer with a smaller alpha")
+                f"training cases ({share:.0%}) and alpha={alpha:g} needs under 1/alpha "
+                f"({1 / alpha:.0%}); forget fewer cases or use a smaller alpha")
         full = {name: share * forget[name] + (1.0 - share) * retain[name] for name in forget}
-        dampened = dampen(model, forget, full, self.alpha, self.dampening)
+        dampened = dampen(model, forget, full, alpha, self.dampening)
         entries = sum(t.numel() for t in forget.values())
-        self.summary = {"forget_cases": forget_cases, "retain_cases": retain_cases, "forget_share": share,
+        self.summary = {"alpha": alpha, "forget_cases": forget_cases, "retain_cases": retain_cases, "forget_share": share,
                         "dampened_fraction": dampened / max(entries, 1)}
 
     def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,

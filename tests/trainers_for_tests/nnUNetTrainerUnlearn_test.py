@@ -1,0 +1,25 @@
+"""Test-only schedules for the real ``nnUNetv2_train`` command: one epoch of two steps, one validation step."""
+
+import torch
+
+from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
+from nnunet_unlearning.unlearning.schedules import trainer_family
+from nnunet_unlearning.unlearning.strategies import NoisyLabel
+
+
+class _Short:
+    # nnU-Net records its trainers' init arguments by name, so the signature must be spelled out
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+
+class nnUNetTrainerUnlearnNoisyLabel_test(_Short, trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]):
+    pass
+
+
+class nnUNetTrainerRetrain_test(_Short, nnUNetTrainerRetrain):
+    pass
