@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nnunet-unlearning demo --workdir demo_run
+	$(BIN)/nnunet-unlearning demo --workdir demo_run --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

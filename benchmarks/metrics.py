@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the name SimpleITK's own documentation uses)
+import SimpleITK as sitk
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics
 from nnunetv2.imageio.base_reader_writer import BaseReaderWriter
 

@@ -64,6 +64,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.demo import run_demo
+
+    run_demo(args.workdir, mrbrains18=args.mrbrains18, overwrite=args.overwrite)
+
+
 def _dataset_id(text: str) -> int:
     try:
         value = int(text)
@@ -92,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
+
+    p = command("demo", _demo, "run the whole user path on the CPU profile: convert, train, forget, unlearn, "
+                "retrain, evaluate (all under --workdir)")
+    p.add_argument("--workdir", type=Path, default=Path("demo_run"), help="folder for everything (default demo_run)")
+    p.add_argument("--mrbrains18", type=Path, default=None,
+                   help="a real MRBrainS18 release folder (default: a synthetic phantom)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --workdir")
 
     command("trainers-dir", _trainers_dir,
             "print the folder to put in nnUNet_extTrainer, so nnU-Net finds our trainers")

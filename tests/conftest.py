@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # tests import their helpers (toy.py, nnunet_fixture.py) by module name
 
-from nnunet_fixture import NnunetWorld, build_world, train_original  # noqa: E402
+from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, NnunetWorld, build_world, train_original  # noqa: E402
+
+from nnunet_unlearning.unlearning.request import REQUEST_ENV, write_request  # noqa: E402
 
 # Tests use tiny tensors, for which thread hand-offs cost more than they save (measured: a toy step takes
 # 5 ms on one thread and 120 ms on two when the machine is busy).
@@ -52,3 +55,46 @@ def world(nnunet_world: NnunetWorld, monkeypatch) -> NnunetWorld:
     for key, value in nnunet_world.env().items():
         monkeypatch.setenv(key, value)
     return nnunet_world
+
+
+@pytest.fixture(scope="session")
+def forget_request_file(nnunet_world, original_checkpoint, tmp_path_factory) -> Path:
+    """A request forgetting the first training case of fold 0 (written once, outside nnU-Net's folders)."""
+    nnunet_world.apply()
+    splits = json.loads((nnunet_world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
+    return write_request(DATASET_ID, CONFIGURATION, "0", PLANS, "nnUNetTrainer", [splits[0]["train"][0]],
+                         out=tmp_path_factory.mktemp("request") / "unlearning_request.json")
+
+
+@pytest.fixture()
+def request_world(world, forget_request_file, monkeypatch):
+    """The session world, with ``nnUNet_unlearning_request`` pointing at ``forget_request_file``."""
+    monkeypatch.setenv(REQUEST_ENV, str(forget_request_file))
+    return world
+
+
+@pytest.fixture(scope="session")
+def finished_runs(nnunet_world, forget_request_file) -> dict[str, Path]:
+    """Output folders of short finished runs of the shared request: {"NoisyLabel": ..., "Retrain": ...}."""
+    from nnunet_fixture import load_trainer, shorten
+
+    from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
+    from nnunet_unlearning.unlearning.schedules import trainer_family
+    from nnunet_unlearning.unlearning.strategies import NoisyLabel
+
+    previous = os.environ.get(REQUEST_ENV)
+    os.environ[REQUEST_ENV] = str(forget_request_file)
+    folders = {}
+    try:
+        for name, cls in (("NoisyLabel", trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]),
+                          ("Retrain", nnUNetTrainerRetrain)):
+            trainer = load_trainer(cls, nnunet_world)
+            shorten(trainer)
+            trainer.run_training()
+            folders[name] = Path(trainer.output_folder)
+    finally:
+        if previous is None:
+            os.environ.pop(REQUEST_ENV)
+        else:
+            os.environ[REQUEST_ENV] = previous
+    return folders

@@ -8,15 +8,16 @@ network (``nnunet_unlearning.cpu_profile``); everything else is nnU-Net's own.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DATASET_ID = 501
-DATASET_NAME = "Dataset501_MRBrainS18"
-CONFIGURATION = "3d_fullres"
+from nnunet_unlearning.demo import CONFIGURATION, DATASET_ID, DATASET_NAME, prepare_dataset
+from nnunet_unlearning.inprocess import make_trainer, set_schedule
+
 PLANS = "nnUNetPlans"
+__all__ = ["CONFIGURATION", "DATASET_ID", "DATASET_NAME", "PLANS", "NnunetWorld", "build_world", "load_trainer",
+           "shorten", "train_original"]
 
 
 @dataclass(frozen=True)
@@ -39,21 +40,10 @@ class NnunetWorld:
 
 
 def build_world(root: Path, mrbrains18: Path | None) -> NnunetWorld:
-    """Convert, fingerprint, plan coarse and preprocess dataset 501 under ``root``."""
-    from nnunet_unlearning import cpu_profile
-    from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
-    from nnunet_unlearning.conversion.phantom import write_phantom
-
-    world = NnunetWorld(root / "raw", root / "preprocessed", root / "results", is_real=mrbrains18 is not None)
-    world.apply()
-    # nnU-Net's planner sets torch's thread count to nnUNet_n_proc_DA, which must then be positive
-    os.environ.pop("nnUNet_n_proc_DA")
-    source = mrbrains18
-    if source is None:
-        source = root / "phantom"
-        write_phantom(source, n_subjects=7, seed=0)
-    convert_mrbrains18(source, DATASET_ID, modalities=("IR", "FLAIR"), source="orig", raw_root=world.raw)
-    cpu_profile.plan_and_preprocess(DATASET_ID, PLANS)
+    """Convert, fingerprint, plan (CPU profile) and preprocess dataset 501 under ``root``, as the demo does."""
+    prepare_dataset(root, mrbrains18)
+    world = NnunetWorld(root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results",
+                        is_real=mrbrains18 is not None)
     world.apply()
     return world
 
@@ -61,22 +51,13 @@ def build_world(root: Path, mrbrains18: Path | None) -> NnunetWorld:
 def load_trainer(trainer_class, world: NnunetWorld, fold: int | str = 0, continue_training: bool = False,
                  plans: str = PLANS):
     """Instantiate an nnU-Net trainer class in-process on the CPU, as ``nnUNetv2_train`` would."""
-    import torch
-
     world.apply()
-    folder = world.preprocessed / DATASET_NAME
-    plans_dict = json.loads((folder / f"{plans}.json").read_text())
-    plans_dict["continue_training"] = continue_training
-    dataset_json = json.loads((folder / "dataset.json").read_text())
-    return trainer_class(plans=plans_dict, configuration=CONFIGURATION, fold=fold, dataset_json=dataset_json,
-                         device=torch.device("cpu"))
+    return make_trainer(trainer_class, DATASET_NAME, CONFIGURATION, fold, plans, "cpu", continue_training)
 
 
 def shorten(trainer, epochs: int = 1, iterations: int = 2) -> None:
     """A test schedule: ``epochs`` × ``iterations`` training steps, one validation step per epoch."""
-    trainer.num_epochs = epochs
-    trainer.num_iterations_per_epoch = iterations
-    trainer.num_val_iterations_per_epoch = 1
+    set_schedule(trainer, epochs, iterations)
 
 
 def train_original(world: NnunetWorld) -> Path:

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813 (the name SimpleITK's own documentation uses)
+import SimpleITK as sitk
 
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813 (the name SimpleITK's own documentation uses)
+import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist

@@ -20,7 +20,7 @@ from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_
 from nnunet_unlearning.evaluation.hook import SETS
 from nnunet_unlearning.trainers_dir import trainers_dir
 from nnunet_unlearning.unlearning.nnunet_glue import bare_network, make_predictor
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, build_request, write_request
+from nnunet_unlearning.unlearning.request import REQUEST_ENV, build_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain, original_epochs
 from nnunet_unlearning.unlearning.run_record import MASK_FILE, METRICS_FILE, PROGRESS_FILE
 from nnunet_unlearning.unlearning.schedules import trainer_family
@@ -36,21 +36,6 @@ def _trainer_class(strategy, schedule: str = "_5epochs"):
 
 def _original_weights(checkpoint: Path) -> dict:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["network_weights"]
-
-
-@pytest.fixture(scope="session")
-def forget_request_file(nnunet_world, original_checkpoint, tmp_path_factory) -> Path:
-    """A request forgetting the first training case of fold 0."""
-    nnunet_world.apply()
-    splits = json.loads((nnunet_world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
-    return write_request(DATASET_ID, CONFIGURATION, "0", PLANS, "nnUNetTrainer", [splits[0]["train"][0]],
-                         out=tmp_path_factory.mktemp("request") / "unlearning_request.json")
-
-
-@pytest.fixture()
-def request_world(world, forget_request_file, monkeypatch):
-    monkeypatch.setenv(REQUEST_ENV, str(forget_request_file))
-    return world
 
 
 def test_starts_from_the_whole_original_model(request_world, original_checkpoint):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk  # noqa: N813 (the name SimpleITK's own documentation uses)
+import SimpleITK as sitk
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.metrics import METRICS, CaseMetrics, json_number

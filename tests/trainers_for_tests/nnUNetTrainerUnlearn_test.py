@@ -6,6 +6,8 @@ from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabel
 
+_NOISY_LABEL = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
+
 
 class _Short:
     # nnU-Net records its trainers' init arguments by name, so the signature must be spelled out
@@ -17,7 +19,7 @@ class _Short:
         self.num_val_iterations_per_epoch = 1
 
 
-class nnUNetTrainerUnlearnNoisyLabel_test(_Short, trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]):
+class nnUNetTrainerUnlearnNoisyLabel_test(_Short, _NOISY_LABEL):
     pass
 
 

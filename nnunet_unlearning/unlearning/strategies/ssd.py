@@ -84,8 +84,8 @@ class SSD(Strategy):
 
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         used = self.summary.get("alpha", self.alpha)
-        return {"alpha": "auto" if used is None else used, "dampening": self.dampening, "forget_batches": self.forget_batches,
-                "retain_batches": self.retain_batches}
+        return {"alpha": "auto" if used is None else used, "dampening": self.dampening,
+                "forget_batches": self.forget_batches, "retain_batches": self.retain_batches}
 
     def cost_batches(self) -> int:
         """Forward and backward passes :meth:`prepare` takes on each rank."""
@@ -113,8 +113,8 @@ class SSD(Strategy):
         full = {name: share * forget[name] + (1.0 - share) * retain[name] for name in forget}
         dampened = dampen(model, forget, full, alpha, self.dampening)
         entries = sum(t.numel() for t in forget.values())
-        self.summary = {"alpha": alpha, "forget_cases": forget_cases, "retain_cases": retain_cases, "forget_share": share,
-                        "dampened_fraction": dampened / max(entries, 1)}
+        self.summary = {"alpha": alpha, "forget_cases": forget_cases, "retain_cases": retain_cases,
+                        "forget_share": share, "dampened_fraction": dampened / max(entries, 1)}
 
     def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
              ctx: StrategyContext) -> Tensor:

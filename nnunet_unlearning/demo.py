@@ -1,0 +1,165 @@
+"""``nnunet-unlearning demo``: the whole user path on one machine, in one folder, on the CPU profile.
+
+phantom (or a real MRBrainS18 release) → convert → nnU-Net plan + preprocess → train the original model →
+forget request for one subject → unlearn it with NoisyLabel → retrain oracle → headline table.
+Everything goes under ``--workdir`` (nnU-Net's three folders included); nothing is written elsewhere.
+The schedules are short and printed, so the numbers show the mechanics, not converged models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_unlearning import cpu_profile
+from nnunet_unlearning.errors import UserInputError
+
+DATASET_ID = 501
+DATASET_NAME = "Dataset501_MRBrainS18"
+CONFIGURATION = cpu_profile.CONFIGURATION
+MARKER = ".nnunet-unlearning-demo"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Epochs × iterations per epoch of one training run of the demo."""
+
+    epochs: int
+    iterations: int
+
+    def __str__(self) -> str:
+        return f"{self.epochs} epochs × {self.iterations} iterations"
+
+
+ORIGINAL = Schedule(epochs=10, iterations=25)
+UNLEARN = Schedule(epochs=3, iterations=25)
+
+
+def _step(message: str) -> float:
+    print(f"\n==> {message}", flush=True)
+    return time.perf_counter()
+
+
+def _done(started: float) -> None:
+    print(f"    done in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _prepare_workdir(workdir: Path, overwrite: bool) -> None:
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).is_file():
+            raise UserInputError(f"{workdir}: exists and is not an earlier demo folder; choose another --workdir")
+        if not overwrite:
+            raise UserInputError(f"{workdir}: holds an earlier demo run; pass --overwrite to replace it")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by nnunet-unlearning demo\n")
+
+
+def train(trainer_class, schedule: Schedule, **kwargs):
+    """Run ``trainer_class`` in-process on fold 0 of the demo dataset with ``schedule``; return the trainer."""
+    from nnunet_unlearning.inprocess import make_trainer, set_schedule
+
+    trainer = make_trainer(trainer_class, DATASET_NAME, CONFIGURATION, 0, **kwargs)
+    set_schedule(trainer, schedule.epochs, schedule.iterations)
+    if getattr(trainer, "strategy", None) is not None and not trainer.strategy.trains:
+        trainer.num_epochs = 0
+    trainer.run_training()
+    return trainer
+
+
+def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
+    """nnU-Net's folders under ``workdir``, dataset 501 converted, planned (CPU profile) and preprocessed."""
+    folders = {name: workdir / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    os.environ.update({k: str(v) for k, v in folders.items()})
+    os.environ.setdefault("nnUNet_compile", "false")
+    print(cpu_profile.describe())
+
+    from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
+    from nnunet_unlearning.conversion.phantom import write_phantom
+
+    source = mrbrains18
+    if source is None:
+        started = _step("writing the synthetic MRBrainS18-layout phantom (7 subjects; no real data needed)")
+        source = workdir / "phantom"
+        write_phantom(source, n_subjects=7, seed=0)
+        _done(started)
+    started = _step(f"converting {source} into nnU-Net's raw format (IR, FLAIR; challenge labels)")
+    convert_mrbrains18(source, DATASET_ID, modalities=("IR", "FLAIR"), source="orig")
+    _done(started)
+
+    started = _step("nnU-Net fingerprint, planning (CPU profile) and preprocessing")
+    os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
+    cpu_profile.plan_and_preprocess(DATASET_ID)
+    os.environ["nnUNet_n_proc_DA"] = "0"
+    _done(started)
+
+
+def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = False) -> Path:
+    """Run the demo; return the path of its summary JSON."""
+    workdir = workdir.resolve()
+    _prepare_workdir(workdir, overwrite)
+    prepare_dataset(workdir, mrbrains18)
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    started = _step(f"training the original model (nnUNetTrainer, fold 0, {ORIGINAL})")
+    original = train(nnUNetTrainer, ORIGINAL)
+    _done(started)
+
+    from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
+    from nnunet_unlearning.unlearning.schedules import trainer_family
+    from nnunet_unlearning.unlearning.strategies import NoisyLabel
+
+    forget = sorted(original.do_split()[0])[0]
+    started = _step(f"writing the forget request: forget {forget}")
+    request_path = write_request(DATASET_ID, CONFIGURATION, "0", "nnUNetPlans", "nnUNetTrainer", [forget])
+    print(f"    {request_path}")
+    _done(started)
+
+    started = _step(f"unlearning {forget} with NoisyLabel ({UNLEARN})")
+    unlearned = train(trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"], UNLEARN)
+    _done(started)
+    started = _step(f"retraining from scratch without {forget}: the oracle ({ORIGINAL})")
+    retrained = train(nnUNetTrainerRetrain, ORIGINAL)
+    _done(started)
+
+    summary = headline(Path(unlearned.output_folder), Path(retrained.output_folder))
+    path = workdir / "demo_summary.json"
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n" + format_headline(summary))
+    print(f"\nsummary: {path}\nunlearning metrics and progress plot: {unlearned.output_folder}")
+    return path
+
+
+def headline(unlearned_folder: Path, retrained_folder: Path) -> dict:
+    """Mean Dice per set of the original, the unlearned and the retrained model, from their metrics files."""
+    unlearned = json.loads((unlearned_folder / "unlearning_metrics.json").read_text())
+    retrained = json.loads((retrained_folder / "unlearning_metrics.json").read_text())
+    rows = {
+        "original": unlearned["evaluations"][0]["sets"],
+        "NoisyLabel": unlearned["evaluations"][-1]["sets"],
+        "retrain oracle": retrained["evaluations"][-1]["sets"],
+    }
+    dice = {name: {s: sets[s]["dice"] for s in ("forget", "retain", "heldout")} for name, sets in rows.items()}
+    return {"forget": unlearned["forget"], "dice": dice, "figures": unlearned["figures"],
+            "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
+            "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
+            "profile": cpu_profile.describe()}
+
+
+def format_headline(summary: dict) -> str:
+    lines = ["| model | forget Dice | retain Dice | held-out Dice |", "|---|---|---|---|"]
+    for name, d in summary["dice"].items():
+        lines.append(f"| {name} | {d['forget']:.3f} | {d['retain']:.3f} | {d['heldout']:.3f} |")
+    figures = summary["figures"]
+    lines += ["", f"forget drop {figures['forget_drop_pct']:.1f} %, retain retention "
+              f"{figures['retain_retention_pct']:.1f} %, forget Dice gap to the retrain oracle "
+              f"{summary['forget_dice_gap_to_retrain']:+.3f}",
+              f"wall time: unlearning {summary['seconds']['unlearning']:.0f} s, "
+              f"retraining {summary['seconds']['retrain']:.0f} s"]
+    return "\n".join(lines)
