@@ -43,17 +43,19 @@ class EvaluationHook:
 
     ``dataset`` is an nnU-Net dataset object over all cases of the sets (``load_case`` gives the
     preprocessed image ``(C, X, Y, Z)`` and label map ``(1, X, Y, Z)``); ``labels`` the classes scored
-    (foreground, ignore label excluded); ``make_predictor(network)`` returns an initialised
+    (foreground, ignore label excluded); ``spacing_mm`` the voxel spacing of the preprocessed grid (for
+    volumes in mL); ``make_predictor(network)`` returns an initialised
     ``nnUNetPredictor`` for the network.
     """
 
     def __init__(self, dataset, case_sets: Mapping[str, Sequence[str]], labels: Sequence[int],
-                 ignore_label: int | None, make_predictor) -> None:
+                 ignore_label: int | None, spacing_mm: Sequence[float], make_predictor) -> None:
         self._dataset = dataset
         self.case_sets = {name: list(cases) for name, cases in case_sets.items()}
         self._labels = list(labels)
         # -1 marks voxels outside nnU-Net's crop of the case
         self._ignored = (-1,) if ignore_label is None else (-1, ignore_label)
+        self._spacing_mm = list(spacing_mm)
         self._make_predictor = make_predictor
 
     @torch.no_grad()
@@ -67,6 +69,7 @@ class EvaluationHook:
             probabilities = torch.softmax(logits.float(), dim=0).cpu().numpy()
             truth = np.asarray(seg)[0].astype(np.int16)
             cases[case] = case_metrics(truth, probabilities.argmax(0), self._labels,
-                                       probabilities=probabilities, ignore_labels=self._ignored)
+                                       probabilities=probabilities, ignore_labels=self._ignored,
+                                       spacing_mm=self._spacing_mm)
         sets = aggregate(cases, self.case_sets)
         return Evaluation(tag=tag, epoch=epoch, cases=cases, sets=sets, seconds=time.perf_counter() - start)

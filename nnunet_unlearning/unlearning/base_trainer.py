@@ -51,7 +51,8 @@ def make_hook(trainer) -> EvaluationHook:
     dataset = case_dataset(trainer, cases)
     labels = [int(c) for c in trainer.label_manager.foreground_labels]
     return EvaluationHook(dataset, {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
-                          labels, trainer.label_manager.ignore_label, lambda net: make_predictor(trainer, net))
+                          labels, trainer.label_manager.ignore_label, trainer.configuration_manager.spacing,
+                          lambda net: make_predictor(trainer, net))
 
 
 class RequestSplitMixin:
@@ -62,6 +63,12 @@ class RequestSplitMixin:
     """
 
     request: UnlearningRequest
+
+    def _attach_request(self, continue_training: bool) -> None:
+        """Read the run's request (exit 2 on a user error) and refuse a folder holding another request's run."""
+        with exit_on_user_error(self.__class__.__name__):
+            self.request = load_request(self.plans_manager.dataset_name)
+            guard_output_folder(self.output_folder, self.request, continue_training)
 
     def do_split(self):
         heldout = list(self.request.heldout) or list(self.request.retain)
@@ -78,9 +85,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
         continue_training = bool(plans.get("continue_training", False))
         super().__init__(plans, configuration, fold, dataset_json, device)
-        with exit_on_user_error(self.__class__.__name__):
-            self.request = load_request(self.plans_manager.dataset_name)
-            guard_output_folder(self.output_folder, self.request, continue_training)
+        self._attach_request(continue_training)
         self.strategy = self.strategy_class()
         self.num_epochs = self.unlearning_epochs if self.strategy.trains else 0
         self.initial_lr *= getattr(self.strategy, "lr_scale", 1.0)

@@ -57,12 +57,22 @@ def case_dataset(trainer, cases):
                                  folder_with_segs_from_previous_stage=trainer.folder_with_segs_from_previous_stage)
 
 
-def _augmenter(trainer, loader: nnUNetDataLoader, processes: int, cached: int):
+def _stream(trainer, dataset, sampled_patch_size, transforms, processes: int, cached: int):
+    """nnU-Net's dataloader over ``dataset`` behind its augmenter; the first batch is drawn at once, as
+    nnU-Net does, so that worker start-up is not charged to the first step."""
+    loader = nnUNetDataLoader(dataset, trainer.batch_size, sampled_patch_size,
+                              trainer.configuration_manager.patch_size, trainer.label_manager,
+                              oversample_foreground_percent=trainer.oversample_foreground_percent,
+                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
+                              probabilistic_oversampling=trainer.probabilistic_oversampling)
     if processes == 0:
-        return SingleThreadedAugmenter(loader, None)
-    return NonDetMultiThreadedAugmenter(data_loader=loader, transform=None, num_processes=processes,
-                                        num_cached=cached, seeds=None,
-                                        pin_memory=trainer.device.type == "cuda", wait_time=0.002)
+        stream = SingleThreadedAugmenter(loader, None)
+    else:
+        stream = NonDetMultiThreadedAugmenter(data_loader=loader, transform=None, num_processes=processes,
+                                              num_cached=cached, seeds=None,
+                                              pin_memory=trainer.device.type == "cuda", wait_time=0.002)
+    next(stream)
+    return stream
 
 
 def _regions(trainer):
@@ -72,39 +82,26 @@ def _regions(trainer):
 
 def train_loader(trainer, dataset):
     """An endless stream of augmented training batches over ``dataset``, as nnU-Net's training stream."""
-    patch_size = trainer.configuration_manager.patch_size
     rotation, dummy_2d, initial_patch_size, mirror_axes = \
         trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     transforms = trainer.get_training_transforms(
-        patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes, dummy_2d,
-        use_mask_for_norm=trainer.configuration_manager.use_mask_for_norm, is_cascaded=trainer.is_cascaded,
+        trainer.configuration_manager.patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes,
+        dummy_2d, use_mask_for_norm=trainer.configuration_manager.use_mask_for_norm, is_cascaded=trainer.is_cascaded,
         foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
         ignore_label=trainer.label_manager.ignore_label)
-    loader = nnUNetDataLoader(dataset, trainer.batch_size, initial_patch_size, patch_size, trainer.label_manager,
-                              oversample_foreground_percent=trainer.oversample_foreground_percent,
-                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
-                              probabilistic_oversampling=trainer.probabilistic_oversampling)
     processes = get_allowed_n_proc_DA()
-    stream = _augmenter(trainer, loader, processes, max(6, processes // 2))
-    next(stream)  # start the workers now, as nnU-Net does, so the first step does not wait for them
-    return stream
+    return _stream(trainer, dataset, initial_patch_size, transforms, processes, max(6, processes // 2))
 
 
 def validation_loader(trainer, dataset):
     """nnU-Net's per-epoch validation stream (no augmentation) over ``dataset``."""
-    patch_size = trainer.configuration_manager.patch_size
     transforms = trainer.get_validation_transforms(
         trainer._get_deep_supervision_scales(), is_cascaded=trainer.is_cascaded,
         foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
         ignore_label=trainer.label_manager.ignore_label)
-    loader = nnUNetDataLoader(dataset, trainer.batch_size, patch_size, patch_size, trainer.label_manager,
-                              oversample_foreground_percent=trainer.oversample_foreground_percent,
-                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
-                              probabilistic_oversampling=trainer.probabilistic_oversampling)
     processes = get_allowed_n_proc_DA()
-    stream = _augmenter(trainer, loader, max(1, processes // 2) if processes else 0, max(3, processes // 4))
-    next(stream)
-    return stream
+    return _stream(trainer, dataset, trainer.configuration_manager.patch_size, transforms,
+                   max(1, processes // 2) if processes else 0, max(3, processes // 4))
 
 
 def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:

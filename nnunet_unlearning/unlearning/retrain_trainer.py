@@ -15,9 +15,9 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_unlearning.unlearning.base_trainer import RequestSplitMixin, make_hook
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network, exit_on_user_error
-from nnunet_unlearning.unlearning.request import REQUEST_FILE, load_request
-from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder
+from nnunet_unlearning.unlearning.nnunet_glue import bare_network
+from nnunet_unlearning.unlearning.request import REQUEST_FILE
+from nnunet_unlearning.unlearning.run_record import RunRecord
 
 
 def original_epochs(checkpoint: str) -> int:
@@ -34,9 +34,7 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
         continue_training = bool(plans.get("continue_training", False))
         super().__init__(plans, configuration, fold, dataset_json, device)
-        with exit_on_user_error(self.__class__.__name__):
-            self.request = load_request(self.plans_manager.dataset_name)
-            guard_output_folder(self.output_folder, self.request, continue_training)
+        self._attach_request(continue_training)
         if self.follow_original_schedule:
             self.num_epochs = original_epochs(self.request.original.checkpoint)
         self.record = RunRecord(self.request, self.__class__.__name__, None)

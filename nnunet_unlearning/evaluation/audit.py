@@ -1,0 +1,369 @@
+"""``nnunet-unlearning audit``: a membership-inference audit of the original, unlearned and retrained models.
+
+For each model, on the request's cases: predict every preprocessed volume with nnU-Net's sliding-window
+predictor (no mirroring, as the evaluation hook), sample the same patches for every model (seeded by
+case), summarise the model's per-voxel loss, confidence and entropy per patch (`audit_features`), train an
+attack to tell retain patches (members) from held-out patches (non-members) of THAT model, and judge the
+forget patches (`audit_attack`). A perfect unlearner's forget patches look like the retrain oracle's.
+Interpretation and formulas: docs/audit.md.
+
+Nothing here writes into the original model's folder; every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.audit_attack import CI_LEVEL, CLASSIFIER, membership_attack
+from nnunet_unlearning.evaluation.audit_features import (
+    FEATURES,
+    case_rng,
+    patch_features,
+    sample_patches,
+    voxel_maps,
+)
+from nnunet_unlearning.files import atomic_write_text, sha256_file
+from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+
+AUDIT_FILE = "unlearning_audit.json"
+AUDIT_TABLE = "unlearning_audit.md"
+CHECKPOINT = "checkpoint_final.pth"
+RETRAIN_TRAINER = "nnUNetTrainerRetrain"
+FORMAT = 1
+SETS = ("retain", "heldout", "forget")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """An nnU-Net fold folder ``.../<Trainer>__<Plans>__<Configuration>/fold_<N>`` with a final checkpoint."""
+
+    path: Path
+    trainer: str
+    plans: str
+    configuration: str
+    fold: str
+
+    @classmethod
+    def parse(cls, path: Path) -> RunFolder:
+        path = Path(path).resolve()
+        if not path.is_dir():
+            raise UserInputError(f"{path}: run folder not found")
+        parts = path.parent.name.split("__")
+        if len(parts) != 3 or not path.name.startswith("fold_"):
+            raise UserInputError(f"{path}: not an nnU-Net fold folder (<Trainer>__<Plans>__<Configuration>/fold_N)")
+        for needed in (path / CHECKPOINT, path.parent / "plans.json", path.parent / "dataset.json"):
+            if not needed.is_file():
+                raise UserInputError(f"{needed}: missing (is the run finished?)")
+        return cls(path, *parts, fold=path.name.removeprefix("fold_"))
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def _labels(runs: Sequence[RunFolder]) -> list[str]:
+    """"retrain" for the oracle, else the trainer name; the full folder name where that is ambiguous."""
+    short = ["retrain" if r.trainer == RETRAIN_TRAINER else r.trainer for r in runs]
+    return [s if short.count(s) == 1 else r.name for s, r in zip(short, runs)]
+
+
+def _check_request(request: UnlearningRequest) -> None:
+    if not request.forget:
+        raise UserInputError(f"request {request.request_id}: forgets no case")
+    for name in ("retain", "heldout"):
+        if len(getattr(request, name)) < 2:
+            raise UserInputError(f"request {request.request_id}: the audit needs at least 2 {name} cases "
+                                 f"(members and non-members), it has {len(getattr(request, name))}")
+
+
+def _load_predictor(run: RunFolder, device: torch.device):
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                perform_everything_on_device=device.type != "cpu", device=device, verbose=False,
+                                verbose_preprocessing=False, allow_tqdm=False)
+    fold = run.fold if run.fold == "all" else int(run.fold)
+    try:
+        # nnU-Net prints where it looks for trainer classes; the audit's output is its table
+        with contextlib.redirect_stdout(io.StringIO()):
+            predictor.initialize_from_trained_model_folder(str(run.path.parent), use_folds=(fold,),
+                                                           checkpoint_name=CHECKPOINT)
+    except RuntimeError as error:
+        if "Could not find requested nnunet trainer" not in str(error):
+            raise
+        raise UserInputError(f"{run.path}: nnU-Net cannot find trainer class {run.trainer} "
+                             "(is nnUNet_extTrainer set?)") from None
+    if predictor.label_manager.has_regions:
+        raise UserInputError(f"{run.path}: region-based model; the audit supports label (softmax) models only")
+    return predictor
+
+
+def _preprocessed_folder(request: UnlearningRequest, predictor) -> Path:
+    root = os.environ.get("nnUNet_preprocessed")
+    if not root:
+        raise UserInputError("environment variable nnUNet_preprocessed is not set (the audit reads the "
+                             "preprocessed cases)")
+    folder = Path(root) / request.dataset_name / predictor.configuration_manager.data_identifier
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: preprocessed data not found (run nnUNetv2_plan_and_preprocess)")
+    return folder
+
+
+class _Cases:
+    """The request's preprocessed cases and their patches: the same patches for every model."""
+
+    def __init__(self, folder: Path, cases: Sequence[str], ignore_label: int | None, patch_size: Sequence[int],
+                 patches_per_case: int, seed: int) -> None:
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+        dataset_class = infer_dataset_class(str(folder))
+        missing = sorted(set(cases) - set(dataset_class.get_identifiers(str(folder))))
+        if missing:
+            raise UserInputError(f"case {missing[0]}: not in the preprocessed data {folder}")
+        self.folder = folder
+        self._dataset = dataset_class(str(folder), sorted(cases))
+        self._ignore_label = ignore_label
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self._n = patches_per_case
+        self._seed = seed
+        self._origins: dict[str, np.ndarray] = {}
+
+    def load(self, case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(image (C, x, y, z), truth (x, y, z), valid mask (x, y, z), patch origins (n, 3)) of a case."""
+        data, seg, _, _ = self._dataset.load_case(case)
+        truth = np.asarray(seg)[0].astype(np.int16)
+        # -1 marks voxels outside nnU-Net's crop; the ignore label has no ground truth
+        valid = truth >= 0
+        if self._ignore_label is not None:
+            valid &= truth != self._ignore_label
+        if not valid.any():
+            raise UserInputError(f"case {case}: no labelled voxel in the preprocessed data {self.folder}")
+        if case not in self._origins:
+            self._origins[case] = sample_patches(valid, self.patch_size, self._n, case_rng(self._seed, case))
+        return np.asarray(data), truth, valid, self._origins[case]
+
+
+@torch.no_grad()
+def _features(predictor, cases: _Cases, case_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    features = {}
+    for case in case_ids:
+        data, truth, valid, origins = cases.load(case)
+        logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(data))
+        features[case] = patch_features(voxel_maps(logits, truth, valid), valid, origins, cases.patch_size)
+    return features
+
+
+def _feature_means(features: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+    return {name: dict(zip(FEATURES, np.concatenate(list(per_case.values())).mean(axis=0).tolist()))
+            for name, per_case in features.items()}
+
+
+def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patch_size: Sequence[int] | None = None,
+                 patches_per_case: int = 64, bootstrap: int = 1000, seed: int = 0, device: str = "cpu") -> dict:
+    """Membership-inference audit of each model on the request's retain, held-out and forget cases.
+
+    Args:
+        models: label (e.g. "original", "retrain", a trainer name) -> fold folder holding checkpoint_final.pth;
+            the label "retrain" marks the oracle that the others are compared to.
+        request: the unlearning request (its dataset, fold and case sets); at least 2 retain and 2 held-out cases.
+        patch_size: spatial patch size in voxels (x, y, z); default the first model's configuration patch size
+            halved. Clipped to each volume.
+        patches_per_case: patches sampled per case (centred on labelled voxels, seeded by seed and case id).
+        bootstrap: bootstrap draws for the 95 % intervals (0: none).
+        seed: seeds patch sampling, the classifier and the bootstrap.
+        device: torch device for prediction ("cpu", "cuda", ...).
+
+    Returns:
+        The audit (JSON-ready): request, settings, and per model its folder, checkpoint SHA-256, the attack's
+        estimates (see `audit_attack.membership_attack`), per-set feature means and, when a "retrain" model is
+        given, the differences to it. Requires ``nnUNet_preprocessed``; sets ``nnUNet_extTrainer`` to our
+        trainers when unset, so nnU-Net finds our trainer classes.
+    """
+    if patches_per_case < 1 or bootstrap < 0:
+        raise UserInputError(f"patches per case must be >= 1 and bootstrap >= 0, got {patches_per_case} and "
+                             f"{bootstrap}")
+    _check_request(request)
+    runs = {label: RunFolder.parse(path) for label, path in models.items()}
+    for run in runs.values():
+        plans = json.loads((run.path.parent / "plans.json").read_text())
+        if plans.get("dataset_name") != request.dataset_name:
+            raise UserInputError(f"{run.path}: model of {plans.get('dataset_name')}, the request is for "
+                                 f"{request.dataset_name}")
+        if run.fold != request.original.fold:
+            raise UserInputError(f"{run.path}: fold {run.fold}, the request's split is fold {request.original.fold}")
+    if not os.environ.get("nnUNet_extTrainer"):
+        from nnunet_unlearning.trainers_dir import trainers_dir
+
+        os.environ["nnUNet_extTrainer"] = str(trainers_dir())
+
+    torch_device = torch.device(device)
+    sets = {name: sorted(getattr(request, name)) for name in SETS}
+    cases: _Cases | None = None
+    results = {}
+    for label, run in runs.items():
+        started = time.perf_counter()
+        predictor = _load_predictor(run, torch_device)
+        folder = _preprocessed_folder(request, predictor)
+        if cases is None:
+            size = patch_size or [max(1, int(p) // 2) for p in predictor.configuration_manager.patch_size]
+            if len(size) != len(predictor.configuration_manager.patch_size) or min(size) < 1:
+                raise UserInputError(f"patch size {tuple(size)}: needs "
+                                     f"{len(predictor.configuration_manager.patch_size)} positive sizes")
+            cases = _Cases(folder, [c for v in sets.values() for c in v], predictor.label_manager.ignore_label,
+                           size, patches_per_case, seed)
+        elif folder != cases.folder:
+            raise UserInputError(f"{run.path}: predicts on {folder.name}, the first model on {cases.folder.name}; "
+                                 "an audit compares models on one preprocessed grid")
+        features = {name: _features(predictor, cases, ids) for name, ids in sets.items()}
+        attack = membership_attack(features["retain"], features["heldout"], features["forget"],
+                                   bootstrap=bootstrap, seed=seed)
+        results[label] = {
+            "folder": str(run.path), "trainer": run.trainer, "plans": run.plans,
+            "configuration": run.configuration, "fold": run.fold,
+            "checkpoint_sha256": sha256_file(run.path / CHECKPOINT),
+            "n_patches": {name: int(sum(len(f) for f in features[name].values())) for name in SETS},
+            **attack,
+            "feature_means": _feature_means(features),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    for entry in results.values():
+        entry["gap_to_retrain"] = _gap(entry, results.get("retrain"))
+    return {
+        "format": FORMAT, "request_id": request.request_id, "dataset": request.dataset_name,
+        **{name: sets[name] for name in ("forget", "retain", "heldout")},
+        "settings": {"patch_size": list(cases.patch_size), "patches_per_case": patches_per_case,
+                     "bootstrap": bootstrap, "seed": seed, "ci_level": CI_LEVEL, "features": list(FEATURES),
+                     "classifier": CLASSIFIER, "device": device},
+        "models": results,
+    }
+
+
+def _gap(entry: dict, retrain: dict | None) -> dict | None:
+    """The model's estimate minus the retrain oracle's (0 for a perfect unlearner); None without an oracle."""
+    if retrain is None:
+        return None
+    return {key: entry[key]["value"] - retrain[key]["value"] for key in ("mia_efficacy", "auc_forget_vs_heldout")}
+
+
+def _find_request(runs: Sequence[RunFolder], request_file: Path | None) -> UnlearningRequest:
+    if request_file is None:
+        request_file = next((r.path / REQUEST_FILE for r in runs if (r.path / REQUEST_FILE).is_file()), None)
+        if request_file is None:
+            raise UserInputError(f"no {REQUEST_FILE} in any run folder; pass the request with --request")
+    elif not Path(request_file).is_file():
+        raise UserInputError(f"{request_file}: request file not found")
+    request = UnlearningRequest.from_file(Path(request_file))
+    for run in runs:
+        copy = run.path / REQUEST_FILE
+        if copy.is_file() and UnlearningRequest.from_file(copy).request_id != request.request_id:
+            raise UserInputError(f"{copy}: this run served another request than {request_file}")
+    return request
+
+
+def _original(request: UnlearningRequest) -> RunFolder:
+    if not Path(request.original.results_folder).is_dir():
+        raise UserInputError(f"{request.original.results_folder}: the request's original model folder is missing")
+    original = RunFolder.parse(Path(request.original.results_folder))
+    try:
+        unchanged = sha256_file(original.path / CHECKPOINT) == request.original.checkpoint_sha256
+    except OSError as error:
+        raise UserInputError(f"{original.path / CHECKPOINT}: unreadable ({error.strerror})") from None
+    if not unchanged:
+        raise UserInputError(f"{original.path / CHECKPOINT}: checkpoint changed since the request was written "
+                             "(SHA-256 differs)")
+    return original
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def run_audit(run_folders: Sequence[Path], out: Path | None = None, request_file: Path | None = None, *,
+              patches_per_case: int = 64, bootstrap: int = 1000, seed: int = 0,
+              patch_size: Sequence[int] | None = None, device: str = "cpu") -> Path:
+    """Audit the original model of the request and the given runs; write the audit; return its JSON path.
+
+    Writes ``unlearning_audit.json`` and ``unlearning_audit.md`` into ``out`` (default: the first run folder
+    that is not the original model's), and a copy of the JSON into every run folder, with ``"model"`` naming
+    that folder's entry. The original model's folder is never written to.
+
+    Args:
+        run_folders: nnU-Net fold folders of unlearned or retrained models (``nnUNetTrainerRetrain`` is
+            labelled "retrain"); the original model is always audited, labelled "original".
+        out: output folder.
+        request_file: the unlearning request; default the ``unlearning_request.json`` in the first run folder
+            that has one. Every run folder's own request copy must be the same request.
+        patches_per_case, bootstrap, seed, patch_size, device: see `audit_models`.
+    """
+    runs = [RunFolder.parse(p) for p in run_folders]
+    if not runs:
+        raise UserInputError("no run folder given")
+    paths = [r.path for r in runs]
+    duplicate = next((p for p in paths if paths.count(p) > 1), None)
+    if duplicate is not None:
+        raise UserInputError(f"{duplicate}: given more than once")
+    request = _find_request(runs, request_file)
+    original = _original(request)
+    runs = [r for r in runs if r.path != original.path]
+    if out is None:
+        if not runs:
+            raise UserInputError(f"{original.path}: is the original model, whose folder is never written to; "
+                                 "give an output folder with -o")
+        out = runs[0].path
+    out = Path(out).resolve()
+    if _inside(out, original.path):
+        raise UserInputError(f"{out}: inside the original model's folder, which is never written to; choose "
+                             "another output folder")
+
+    labels = _labels(runs)
+    content = audit_models({"original": original.path, **dict(zip(labels, (r.path for r in runs)))}, request,
+                           patch_size=patch_size, patches_per_case=patches_per_case, bootstrap=bootstrap,
+                           seed=seed, device=device)
+    for label, run in zip(labels, runs):
+        _write_json(run.path / AUDIT_FILE, {**content, "model": label})
+    if out not in [r.path for r in runs]:
+        _write_json(out / AUDIT_FILE, {**content, "model": None})
+    atomic_write_text(out / AUDIT_TABLE, audit_table(content))
+    return out / AUDIT_FILE
+
+
+def _write_json(path: Path, content: dict) -> None:
+    atomic_write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def _ci(estimate: dict) -> str:
+    low_high = estimate["ci95"]
+    interval = "" if low_high is None else f" [{low_high[0]:.3f}, {low_high[1]:.3f}]"
+    return f"{estimate['value']:.3f}{interval}"
+
+
+def audit_table(content: Mapping) -> str:
+    """The audit as a Markdown table (one row per model) with the settings beneath it."""
+    lines = ["| model | MIA efficacy | AUC forget vs held-out | attack AUC (retain vs held-out) | "
+             "held-out non-member rate | efficacy − retrain | loss forget / retain / held-out |",
+             "|---|---|---|---|---|---|---|"]
+    for label, m in content["models"].items():
+        gap = m["gap_to_retrain"]
+        losses = " / ".join(f"{m['feature_means'][s]['loss_mean']:.4f}" for s in ("forget", "retain", "heldout"))
+        lines.append(f"| {label} | {_ci(m['mia_efficacy'])} | {_ci(m['auc_forget_vs_heldout'])} | "
+                     f"{_ci(m['attack_auc'])} | {_ci(m['heldout_nonmember_rate'])} | "
+                     f"{'n/a' if gap is None else format(gap['mia_efficacy'], '+.3f')} | {losses} |")
+    s = content["settings"]
+    lines += ["", f"Request {content['request_id']} ({content['dataset']}): forget {', '.join(content['forget'])}; "
+              f"{len(content['retain'])} retain (members), {len(content['heldout'])} held-out (non-members) cases.",
+              f"{s['patches_per_case']} patches per case of {'×'.join(map(str, s['patch_size']))} voxels, "
+              f"seed {s['seed']}; {int(100 * s['ci_level'])} % percentile-bootstrap intervals over patches "
+              f"({s['bootstrap']} draws). A perfect unlearner matches the retrain oracle's efficacy; see "
+              "docs/audit.md."]
+    return "\n".join(lines) + "\n"

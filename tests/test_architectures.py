@@ -1,0 +1,55 @@
+"""The unlearning trainer works on any architecture the plans name, not only nnU-Net's default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_unlearning.unlearning.nnunet_glue import bare_network
+from nnunet_unlearning.unlearning.request import REQUEST_ENV, write_request
+from nnunet_unlearning.unlearning.schedules import trainer_family
+from nnunet_unlearning.unlearning.strategies import NoisyLabelFixDecoder
+
+RESENC = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+
+
+def _resenc_plans(world) -> str:
+    """A copy of the test plans whose network is nnU-Net's residual-encoder U-Net (same preprocessed data)."""
+    folder = world.preprocessed / DATASET_NAME
+    plans = json.loads((folder / f"{PLANS}.json").read_text())
+    plans["plans_name"] = "nnUNetResEncTinyPlans"
+    architecture = plans["configurations"][CONFIGURATION]["architecture"]
+    architecture["network_class_name"] = RESENC
+    kwargs = architecture["arch_kwargs"]
+    kwargs["n_blocks_per_stage"] = kwargs.pop("n_conv_per_stage")
+    (folder / "nnUNetResEncTinyPlans.json").write_text(json.dumps(plans, indent=2))
+    return plans["plans_name"]
+
+
+@pytest.mark.slow
+def test_unlearning_on_a_residual_encoder_unet(world, tmp_path, monkeypatch):
+    plans = _resenc_plans(world)
+    original = load_trainer(nnUNetTrainer, world, plans=plans)
+    shorten(original, epochs=1, iterations=2)
+    original.run_training()
+    cases = sorted(original.do_split()[0])
+    request = write_request(DATASET_ID, CONFIGURATION, "0", plans, "nnUNetTrainer", cases[:1], out=tmp_path / "r.json")
+    monkeypatch.setenv(REQUEST_ENV, str(request))
+
+    trainer = load_trainer(trainer_family(NoisyLabelFixDecoder, __name__)["nnUNetTrainerUnlearnNoisyLabelFixDecoder"],
+                           world, plans=plans)
+    shorten(trainer)
+    trainer.run_training()
+    network = bare_network(trainer.network)
+    assert type(network).__name__ == "ResidualEncoderUNet"
+    before = torch.load(Path(original.output_folder) / "checkpoint_final.pth", weights_only=False)["network_weights"]
+    after = dict(network.named_parameters())
+    assert all(torch.equal(p.detach().cpu(), before[k]) for k, p in after.items() if k.startswith("decoder."))
+    assert any(not torch.equal(p.detach().cpu(), before[k]) for k, p in after.items() if k.startswith("encoder."))
+    metrics = json.loads((Path(trainer.output_folder) / "unlearning_metrics.json").read_text())
+    assert metrics["forget"] == cases[:1] and metrics["figures"] is not None
