@@ -28,10 +28,24 @@ TINY_ARCHITECTURE = {
 }
 
 
+#: Torch intra-op threads for CPU training. Measured on the 2-core machines with other work running: one
+#: forward+backward of the profile's network took 0.19 s on 1 thread and 4.9 s on 2 (threads that wait
+#: for a busy core stall every operator); see docs/benchmarks.md.
+TORCH_THREADS = 1
+
+
+def use_cpu_threads() -> None:
+    """Apply :data:`TORCH_THREADS` to this process (nnU-Net's planner changes torch's thread count)."""
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+
+
 def describe() -> str:
     """One line that says what the CPU profile changes, for logs and reports."""
     return (f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
-            f"{BATCH_SIZE}, PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}")
+            f"{BATCH_SIZE}, PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}, "
+            f"{TORCH_THREADS} torch thread")
 
 
 def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:

@@ -95,6 +95,7 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
     os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
     cpu_profile.plan_and_preprocess(DATASET_ID)
     os.environ["nnUNet_n_proc_DA"] = "0"
+    cpu_profile.use_cpu_threads()
     _done(started)
 
 

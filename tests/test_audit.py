@@ -83,9 +83,10 @@ def test_auc_equals_scikit_learn_with_ties_and_bootstrap_weights_equal_resamplin
     labels = np.r_[np.ones(40), np.zeros(30)]
     assert auc(positive, negative) == pytest.approx(roc_auc_score(labels, np.r_[positive, negative]), abs=1e-12)
     take_p, take_n = rng.integers(0, 40, 40), rng.integers(0, 30, 30)
-    counts = np.bincount(take_p, minlength=40)[None].astype(float), np.bincount(take_n, minlength=30)[None].astype(float)
-    assert weighted_auc(positive, negative, *counts)[0] == pytest.approx(auc(positive[take_p], negative[take_n]),
-                                                                       abs=1e-12)
+    w_pos = np.bincount(take_p, minlength=40)[None].astype(float)
+    w_neg = np.bincount(take_n, minlength=30)[None].astype(float)
+    expected = auc(positive[take_p], negative[take_n])
+    assert weighted_auc(positive, negative, w_pos, w_neg)[0] == pytest.approx(expected, abs=1e-12)
 
 
 def _features(rng, loss: float, cases: list[str], n: int = 40) -> dict[str, np.ndarray]:
@@ -165,7 +166,8 @@ def test_audit_of_original_unlearned_and_retrained_models(request_world, finishe
     copy = json.loads((retrain / AUDIT_FILE).read_text())
     assert copy["model"] == "retrain" and copy["models"] == audit["models"]
     for label, model in audit["models"].items():
-        assert model["n_patches"] == {name: 16 * len(getattr(request, name)) for name in ("retain", "heldout", "forget")}
+        sets = ("retain", "heldout", "forget")
+        assert model["n_patches"] == {name: 16 * len(getattr(request, name)) for name in sets}
         for key in ("mia_efficacy", "auc_forget_vs_heldout", "attack_auc", "heldout_nonmember_rate"):
             low, high = model[key]["ci95"]
             assert 0 <= low <= high <= 1 and 0 <= model[key]["value"] <= 1, (label, key)

@@ -100,16 +100,42 @@ def load_run(folder: Path) -> RunFolder:
     return run
 
 
-def mia_result(audit: Mapping | None, model: str) -> dict | None:
-    """The membership-inference result of ``model`` ("unlearned", "original", "retrain") in an audit, or None.
+def _estimate(entry: Mapping, key: str) -> tuple[float | None, list[float] | None]:
+    estimate = entry.get(key)
+    if not isinstance(estimate, Mapping):
+        return None, None
+    return estimate.get("value"), estimate.get("ci95")
 
-    Reads the audit's documented keys only: ``models.<model>.mia_efficacy``, ``.auc`` and their
-    confidence intervals ``.mia_efficacy_ci`` / ``.auc_ci`` ([low, high]) when present.
+
+def mia_result(entry: Mapping | None) -> dict | None:
+    """One model's membership-inference result from its entry in an audit's ``models`` (see audit.py).
+
+    Returns ``{"mia_efficacy", "mia_efficacy_ci", "auc", "auc_ci", "attack_auc"}``: the share of forget
+    patches judged non-members, the AUC of forget vs held-out patches and the attack's own AUC (retain vs
+    held-out), with 95 % intervals ([low, high] or None); None without an efficacy.
     """
-    entry = ((audit or {}).get("models") or {}).get(model)
-    if not isinstance(entry, Mapping) or entry.get("mia_efficacy") is None:
+    if not isinstance(entry, Mapping):
         return None
-    return {key: entry.get(key) for key in ("mia_efficacy", "mia_efficacy_ci", "auc", "auc_ci")}
+    efficacy, efficacy_ci = _estimate(entry, "mia_efficacy")
+    if efficacy is None:
+        return None
+    auc, auc_ci = _estimate(entry, "auc_forget_vs_heldout")
+    return {"mia_efficacy": efficacy, "mia_efficacy_ci": efficacy_ci, "auc": auc, "auc_ci": auc_ci,
+            "attack_auc": _estimate(entry, "attack_auc")[0]}
+
+
+def audited_models(runs: Sequence[RunFolder]) -> dict[str, dict]:
+    """Checkpoint SHA-256 -> audit entry, over the audits of the runs (the first audit of a model wins).
+
+    Entries are matched to models by the audited checkpoint's hash, so an audit of an earlier state of a
+    run (a checkpoint since replaced) is never shown as evidence for the current model.
+    """
+    entries: dict[str, dict] = {}
+    for run in runs:
+        for entry in ((run.audit or {}).get("models") or {}).values():
+            if isinstance(entry, Mapping) and entry.get("checkpoint_sha256"):
+                entries.setdefault(entry["checkpoint_sha256"], dict(entry))
+    return entries
 
 
 @dataclass(frozen=True)
@@ -184,7 +210,7 @@ def table_row(model: Model, oracle: Model | None) -> dict:
         "dice_gap": after["dice_gap"], "mae_gap": after["hard_mae_gap"],
         **oracle_gaps(_measured(model), _measured(oracle) if oracle is not None else None),
         "mia_efficacy": mia.get("mia_efficacy"), "mia_efficacy_ci": mia.get("mia_efficacy_ci"),
-        "mia_auc": mia.get("auc"), "mia_auc_ci": mia.get("auc_ci"),
+        "mia_auc": mia.get("auc"), "mia_auc_ci": mia.get("auc_ci"), "mia_attack_auc": mia.get("attack_auc"),
         **_clinical_risk(model.end),
         "wall_s": model.wall_seconds,
         "speedup": oracle_wall / model.wall_seconds if oracle_wall and model.wall_seconds else None,
@@ -206,7 +232,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "gap_mia_efficacy": ("Δ MIA efficacy", "+.4f"), "avg_gap": ("Avg. Gap", ".4f"),
     "avg_gap_terms": ("Avg. Gap over", "s"),
     "mia_efficacy": ("MIA efficacy", ".3f"), "mia_efficacy_ci": ("MIA efficacy CI", "ci"),
-    "mia_auc": ("MIA AUC", ".3f"), "mia_auc_ci": ("MIA AUC CI", "ci"),
+    "mia_auc": ("MIA AUC forget vs held-out", ".3f"), "mia_auc_ci": ("MIA AUC CI", "ci"),
+    "mia_attack_auc": ("attack AUC retain vs held-out", ".3f"),
     "clinical_risk_forget": ("clinical risk forget", ".4f"), "clinical_risk_retain": ("clinical risk retain", ".4f"),
     "clinical_risk_heldout": ("clinical risk held-out", ".4f"),
     "wall_s": ("wall s", ".1f"), "speedup": ("speed-up ×", ".2f"), "folder": ("folder", "s"),
@@ -222,7 +249,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "run", "gap_dice_forget", "gap_dice_retain", "gap_dice_heldout", "gap_mae_forget", "gap_mae_retain",
         "gap_mae_heldout", "gap_mia_efficacy", "avg_gap"),
     "Membership inference, clinical risk and cost": (
-        "run", "mia_efficacy", "mia_efficacy_ci", "mia_auc", "mia_auc_ci", "clinical_risk_forget",
+        "run", "mia_efficacy", "mia_efficacy_ci", "mia_auc", "mia_auc_ci", "mia_attack_auc", "clinical_risk_forget",
         "clinical_risk_retain", "clinical_risk_heldout", "wall_s", "speedup"),
 }
 TABLE_KEYS = tuple(k for k in COLUMNS if k not in ("group", "n_forget", "n_retain", "n_heldout"))
@@ -287,8 +314,12 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+#: The metrics `restrict_evaluation` aggregates (those the table and `summary.gaps` read).
+RESTRICTED_METRICS = ("dice", "hard_mae", "soft_mae")
+
+
 def restrict_evaluation(evaluation: Mapping, case_sets: Mapping[str, Sequence[str]], members: set[str]) -> dict:
-    """An evaluation's Dice and hard MAE per set over only the cases in ``members``.
+    """An evaluation's Dice, hard and soft MAE per set over only the cases in ``members``.
 
     Per set: the mean over its member cases of each case's mean (``cases.<id>.mean``), undefined values left
     out, as `summary.aggregate` does; ``n_cases`` counts the member cases. Keeps ``cases`` for the members.
@@ -297,8 +328,7 @@ def restrict_evaluation(evaluation: Mapping, case_sets: Mapping[str, Sequence[st
     for name in SETS:
         chosen = [c for c in case_sets.get(name, ()) if c in members]
         means = [evaluation["cases"][c]["mean"] for c in chosen]
-        sets[name] = {"n_cases": len(chosen), "dice": _mean([m["dice"] for m in means]),
-                      "hard_mae": _mean([m["hard_mae"] for m in means])}
+        sets[name] = {"n_cases": len(chosen), **{k: _mean([m.get(k) for m in means]) for k in RESTRICTED_METRICS}}
     return {"tag": evaluation.get("tag"), "sets": sets,
             "cases": {c: v for c, v in evaluation["cases"].items() if c in members}}
 
@@ -363,12 +393,13 @@ class Comparison:
 def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFolder | None) -> tuple[Model, ...]:
     start = original.evaluation("start") if original is not None else None
     names = [run.trainer for run in runs]
+    audits = audited_models(runs)
     models = []
     if start is not None:
         original_model = (original.request or {}).get("original") or {}
         models.append(Model("original", "original", original_model.get("trainer"), None,
                             original_model.get("results_folder"), start, start, (start,),
-                            mia_result(original.audit, "original")))
+                            mia_result(audits.get(original.metrics.get("original_checkpoint_sha256")))))
     for run in ([oracle] if oracle is not None else []) + [run for run in runs if run is not oracle]:
         name = run.trainer if names.count(run.trainer) == 1 else f"{run.folder.parent.name}/{run.folder.name}"
         own_start = run.evaluation("start")
@@ -377,7 +408,7 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
             name=f"{name} (oracle)" if run is oracle else name, role=role, trainer=run.trainer,
             strategy=run.metrics.get("strategy"), folder=str(run.folder), end=run.evaluation("end"),
             before=own_start if own_start is not None else start, history=tuple(run.metrics["evaluations"]),
-            mia=mia_result(run.audit, "retrain" if run.is_retrain else "unlearned"),
+            mia=mia_result(audits.get(run.metrics.get("unlearned_checkpoint_sha256"))),
             wall_seconds=run.metrics["seconds"].get("wall")))
     return tuple(models)
 

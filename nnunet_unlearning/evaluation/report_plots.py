@@ -39,7 +39,6 @@ def _colours(models: Sequence[Model]) -> dict[str, str]:
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buffer, format="png")
     _pyplot().close(fig)
     return buffer.getvalue()
@@ -57,7 +56,7 @@ def forget_vs_retain(models: Sequence[Model]) -> bytes:
     """
     plt = _pyplot()
     colours = _colours(models)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100, layout="constrained")
     for model in models:
         x, y = (_number(model.end["sets"].get(s, {}).get("dice")) for s in ("forget", "retain"))
         marker = {"original": "s", "oracle": "*", "retrain": "*"}.get(model.role, "o")
@@ -79,8 +78,8 @@ def dice_per_case(models: Sequence[Model], case_sets: Mapping[str, Sequence[str]
     colours = _colours(models)
     sets = [s for s in SETS if case_sets.get(s)]
     widths = [len(case_sets[s]) for s in sets]
-    fig, axes = plt.subplots(1, len(sets), figsize=(min(4 + 0.5 * len(models) * sum(widths), 40), 4), dpi=100,
-                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    fig, axes = plt.subplots(1, len(sets), figsize=(min(4 + 0.5 * len(models) * sum(widths), 40), 4.5), dpi=100,
+                             squeeze=False, gridspec_kw={"width_ratios": widths}, layout="constrained")
     bar = 0.8 / len(models)
     for ax, name in zip(axes[0], sets):
         cases = list(case_sets[name])
@@ -93,7 +92,8 @@ def dice_per_case(models: Sequence[Model], case_sets: Mapping[str, Sequence[str]
         ax.set_title(SET_TITLES[name])
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("mean Dice of the case")
-    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4),
+               fontsize=7)
     return _png(fig)
 
 
@@ -102,7 +102,9 @@ def dice_over_epochs(models: Sequence[Model]) -> bytes:
     horizontal lines (the oracle trains for the original's schedule, far longer than unlearning)."""
     plt = _pyplot()
     colours = _colours(models)
-    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 4), dpi=100, sharey=True)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 4.5), dpi=100, sharey=True, layout="constrained")
     for ax, name in zip(axes, SETS):
         for model in models:
             if model.role in ("original", "oracle"):
@@ -115,9 +117,11 @@ def dice_over_epochs(models: Sequence[Model]) -> bytes:
                     label=model.name)
         ax.set_title(SET_TITLES[name])
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean Dice")
-    axes[-1].legend(fontsize=7, loc="best")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4),
+               fontsize=7)
     return _png(fig)
 
 

@@ -1,0 +1,330 @@
+"""The unlearning certificate: what was forgotten, from which model, into which model, and the evidence.
+
+Every unlearning run writes ``unlearning_certificate.json`` and ``unlearning_certificate.md`` into its
+output folder when it ends; the membership-inference audit writes them again with its result. The
+certificate pins files by SHA-256 (the original and the unlearned checkpoint, the request copy, the
+metrics and audit it quotes, the forgotten cases' source files), and `verify_certificate` recomputes those
+hashes. Paths of files in the run folder are stored relative to it, so a moved or copied run folder still
+verifies. What a certificate shows and what it does not: `statement`, and docs/report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.report import (
+    AUDIT_FILE,
+    METRICS_FILE,
+    REQUEST_FILE,
+    RETRAIN_PREFIX,
+    TABLES,
+    compare,
+    load_run,
+    markdown_table,
+)
+from nnunet_unlearning.files import atomic_write_text, sha256_file
+
+CERTIFICATE_JSON = "unlearning_certificate.json"
+CERTIFICATE_MD = "unlearning_certificate.md"
+CHECKPOINT = "checkpoint_final.pth"
+#: Certified files whose absence is not a failure: the original model may be deleted once it is unlearned.
+MAY_BE_DELETED = ("original_checkpoint",)
+KIND = "nnunet-unlearning unlearning certificate"
+FORMAT = 1
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of `verify_certificate`: ``ok`` when every certified file that exists still matches and no
+    required file is missing; ``lines`` says so file by file, then sums up."""
+
+    ok: bool
+    lines: list[str]
+
+
+def find_retrain_run(run_folder: Path, request_id: str) -> Path | None:
+    """A finished retrain run of the same request beside ``run_folder``, or None.
+
+    Looks for ``<results dataset folder>/nnUNetTrainerRetrain*__<same plans>__<same configuration>/<same fold>``
+    whose unlearning_metrics.json has the same request_id and an "end" evaluation; the plain
+    ``nnUNetTrainerRetrain`` first, then the others by name.
+    """
+    run_folder = Path(run_folder).resolve()
+    parts = run_folder.parent.name.split("__")
+    if len(parts) != 3:
+        return None
+    pattern = f"{RETRAIN_PREFIX}*__{parts[1]}__{parts[2]}/{run_folder.name}"
+    candidates = sorted(run_folder.parent.parent.glob(pattern),
+                        key=lambda p: (p.parent.name.split("__")[0] != RETRAIN_PREFIX, p.parent.name))
+    for candidate in candidates:
+        if candidate.resolve() == run_folder:
+            continue
+        try:
+            run = load_run(candidate)
+        except UserInputError:
+            continue  # unfinished or unreadable: not evidence
+        if run.request_id == request_id and run.metrics.get("unlearned_checkpoint_sha256"):
+            return candidate
+    return None
+
+
+def _software() -> dict[str, str | None]:
+    """Versions of the software in this process (the run's own, when the run writes the certificate)."""
+    import nnunet_unlearning
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "torch": version("torch"), "nnunetv2": version("nnunetv2"),
+            "nnunet_unlearning": nnunet_unlearning.__version__}
+
+
+def _utc(timestamp: float | None = None) -> str:
+    moment = datetime.now(timezone.utc) if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="seconds")
+
+
+def _source_root(dataset_name: str) -> str | None:
+    """The converter's source_root from ``$nnUNet_raw/<dataset>/subjects.json``, when it can be found."""
+    raw = os.environ.get("nnUNet_raw")
+    subjects = Path(raw) / dataset_name / "subjects.json" if raw else None
+    if subjects is None or not subjects.is_file():
+        return None
+    try:
+        return json.loads(subjects.read_text()).get("source_root")
+    except (OSError, ValueError):
+        return None
+
+
+def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str, list[str]]:
+    """What the certificate shows and what it does not, in plain sentences."""
+    if is_retrain:
+        origin = ("The certified model was trained from scratch by the retrain trainer on the request's retain "
+                  "cases only; it never loaded the original model's weights. This is exact unlearning as far as "
+                  "the training code, its data split and the preprocessed data can be trusted.")
+    else:
+        origin = ("The certified (unlearned) model is the output of the run in this folder, which started from the "
+                  "original model named here: the run refuses to start unless the original checkpoint's SHA-256 "
+                  "matches the request.")
+    shows = [
+        "Which cases the request asked to forget and, where the dataset was converted by nnunet-unlearning, the "
+        "SHA-256 of the source files they came from.",
+        origin,
+        "How the model scored on the forget, retain and held-out cases (Dice and MAE, measured by the run itself)"
+        + ("; its gap to a model retrained without the forgotten cases" if has_retrain else "")
+        + ("; and the result of a membership-inference audit" if has_audit else "") + ".",
+        "`nnunet-unlearning verify` recomputes every hash: whether these files are still the ones certified.",
+    ]
+    does_not = [
+        "Approximate unlearning gives no formal guarantee: this does not prove that the model equals, or is "
+        "distributed like, a model never trained on the forgotten cases, nor that no information about them "
+        "remains in its weights." if not is_retrain else
+        "It does not prove that the forgotten cases' data reached training by no other route (e.g. a copy under "
+        "another case id).",
+        "The evidence is empirical: few cases, mean scores per set. Scores and a membership-inference efficacy "
+        "close to the retrain oracle's are consistent with forgetting, not proof of it; the audit is one attack, "
+        "and a stronger one may succeed where it fails.",
+        "Hashes show that files are unchanged since the certificate was written, not who wrote it: the "
+        "certificate is not signed, and anyone who can write the folder can write a new one.",
+        "It covers the files named here only. Copies of the original model, of the training data (raw, "
+        "preprocessed, caches), predictions, logs and backups elsewhere are not covered; deleting them is the "
+        "data controller's task.",
+    ]
+    if not has_retrain:
+        does_not.append("No finished retrain run of this request was found beside this run, so there is no gap to "
+                        "the exact-unlearning oracle.")
+    if not has_audit:
+        does_not.append("No membership-inference audit of this model was found (`nnunet-unlearning audit`), so "
+                        "there is no privacy evidence beyond Dice and MAE.")
+    return {"shows": shows, "does_not_show": does_not}
+
+
+def _file_entry(folder: Path, name: str) -> dict:
+    return {"path": name, "sha256": sha256_file(folder / name)}
+
+
+def certificate_content(run_folder: Path) -> dict:
+    """The certificate of a finished run (see `write_certificate`), without writing anything."""
+    from nnunet_unlearning.unlearning.request import UnlearningRequest
+
+    folder = Path(run_folder)
+    run = load_run(folder)
+    if not (folder / REQUEST_FILE).is_file():
+        raise UserInputError(f"{folder}: no {REQUEST_FILE}; not a finished unlearning run")
+    request = UnlearningRequest.from_file(folder / REQUEST_FILE)
+    if request.request_id != run.request_id:
+        raise UserInputError(f"{folder / REQUEST_FILE}: request {request.request_id}, but {METRICS_FILE} is of "
+                             f"request {run.request_id}")
+    checkpoint = folder / CHECKPOINT
+    recorded = run.metrics.get("unlearned_checkpoint_sha256")
+    if not recorded or not checkpoint.is_file():
+        raise UserInputError(f"{folder}: the run has not finished (no {CHECKPOINT} recorded in {METRICS_FILE})")
+    files = {"unlearned_checkpoint": _file_entry(folder, CHECKPOINT),
+             "request": _file_entry(folder, REQUEST_FILE), "metrics": _file_entry(folder, METRICS_FILE)}
+    if files["unlearned_checkpoint"]["sha256"] != recorded:
+        raise UserInputError(f"{checkpoint}: SHA-256 differs from the one the run recorded in {METRICS_FILE}; the "
+                             "model changed after the run, so it cannot be certified")
+    files["original_checkpoint"] = {"path": request.original.checkpoint,
+                                    "sha256": request.original.checkpoint_sha256}
+    if (folder / AUDIT_FILE).is_file():
+        files["audit"] = _file_entry(folder, AUDIT_FILE)
+
+    retrain = None if run.is_retrain else find_retrain_run(folder, run.request_id)
+    comparison = compare([folder] + ([retrain] if retrain is not None else []))
+    this = next(m for m in comparison.models if m.folder == str(folder))
+    parts = folder.resolve().parent.name.split("__")
+    return {
+        "kind": KIND, "format": FORMAT,
+        "issued": _utc(),
+        "request_id": run.request_id,
+        "dataset": {"id": request.dataset_id, "name": request.dataset_name},
+        "forgotten": {"cases": list(request.forget), "requested": request.created,
+                      "source_root": _source_root(request.dataset_name), "source_files": request.source_files},
+        "model": {"trainer": run.trainer, "plans": parts[1] if len(parts) == 3 else None,
+                  "configuration": parts[2] if len(parts) == 3 else None, "fold": folder.resolve().name,
+                  "strategy": run.metrics.get("strategy"), "hyperparameters": run.metrics.get("hyperparameters", {}),
+                  "finished": _utc(checkpoint.stat().st_mtime)},
+        "original": {"trainer": request.original.trainer, "plans": request.original.plans,
+                     "configuration": request.original.configuration, "fold": request.original.fold},
+        "files": files,
+        "software": _software(),
+        "seconds": run.metrics["seconds"],
+        "evidence": {
+            "rows": comparison.rows(),
+            "retrain_run": str(retrain) if retrain is not None else None,
+            "retrain_checkpoint_sha256": (comparison.oracle_run.metrics.get("unlearned_checkpoint_sha256")
+                                          if retrain is not None else None),
+            "audit_settings": (run.audit or {}).get("settings") if this.mia is not None else None,
+        },
+        "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
+    }
+
+
+def certificate_markdown(content: Mapping) -> str:
+    """The certificate for people: the same facts as the JSON, with the evidence as tables."""
+    forgotten, model, files = content["forgotten"], content["model"], content["files"]
+    lines = [f"# Unlearning certificate: request {content['request_id']}", "",
+             f"Issued {content['issued']} for {content['dataset']['name']}. Check it with "
+             f"`nnunet-unlearning verify {CERTIFICATE_JSON}`.", "",
+             "## What was forgotten", "",
+             f"Cases: {', '.join(forgotten['cases'])} (requested {forgotten['requested']}).", ""]
+    if forgotten["source_files"]:
+        lines += [f"Source files (relative to {forgotten['source_root'] or 'the converted release'}):", "",
+                  "| case | file | path | SHA-256 |", "|---|---|---|---|"]
+        for case, record in forgotten["source_files"].items():
+            lines += [f"| {case} | {key} | {entry['path']} | `{entry['sha256']}` |"
+                      for key, entry in record.get("files", {}).items()]
+        lines.append("")
+    hyper = ", ".join(f"{k} = {v}" for k, v in model["hyperparameters"].items()) or "none"
+    lines += ["## The models", "",
+              f"- original: {content['original']['trainer']} ({content['original']['plans']}, "
+              f"{content['original']['configuration']}, fold {content['original']['fold']}), "
+              f"`{files['original_checkpoint']['path']}`, SHA-256 `{files['original_checkpoint']['sha256']}`",
+              f"- certified: {model['trainer']} (strategy {model['strategy'] or 'retrain from scratch'}; "
+              f"hyperparameters: {hyper}), finished {model['finished']}, `{files['unlearned_checkpoint']['path']}`, "
+              f"SHA-256 `{files['unlearned_checkpoint']['sha256']}`",
+              f"- wall time {content['seconds'].get('wall')} s; software: "
+              + ", ".join(f"{k} {v}" for k, v in content["software"].items()), "",
+              "## Certified files", "", "| file | path | SHA-256 |", "|---|---|---|"]
+    lines += [f"| {name} | `{entry['path']}` | `{entry['sha256']}` |" for name, entry in files.items()]
+    evidence = content["evidence"]
+    lines += ["", "## Evidence", "",
+              f"Retrain oracle: {evidence['retrain_run'] or 'none found'}. Δ = this model − oracle; Avg. Gap as in "
+              "docs/report.md.", ""]
+    for title, keys in TABLES.items():
+        lines += [f"### {title}", "", markdown_table(evidence["rows"], keys), ""]
+    lines += ["## What this certificate shows", ""] + [f"- {s}" for s in content["statement"]["shows"]]
+    lines += ["", "## What it does not show", ""] + [f"- {s}" for s in content["statement"]["does_not_show"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_certificate(run_folder: Path) -> Path:
+    """Write ``unlearning_certificate.json`` and ``.md`` into a finished run's folder; return the JSON's path.
+
+    Reads the folder's unlearning_metrics.json, unlearning_request.json and, when present,
+    unlearning_audit.json, and a finished ``nnUNetTrainerRetrain*`` run of the same request beside it
+    (`find_retrain_run`) for the gap to the oracle. Raises `UserInputError` for an unfinished run or a
+    checkpoint that changed after the run recorded its hash.
+    """
+    folder = Path(run_folder)
+    content = certificate_content(folder)
+    atomic_write_text(folder / CERTIFICATE_MD, certificate_markdown(content))
+    path = folder / CERTIFICATE_JSON
+    atomic_write_text(path, json.dumps(content, indent=2) + "\n")
+    return path
+
+
+# --- verification -----------------------------------------------------------------------------------------
+
+def _check(label: str, path: Path, certified: str, required: bool) -> tuple[bool, str]:
+    """(still fine, one line) for one certified file; an absent optional file is skipped, not a failure."""
+    try:
+        now = sha256_file(path)
+    except FileNotFoundError:
+        if required:
+            return False, f"MISSING  {label}: {path}"
+        return True, f"skipped  {label}: {path} not found (deleted or moved), not checked"
+    except OSError as error:
+        return False, f"UNREADABLE {label}: {path} ({error.strerror})"
+    if now != certified:
+        return False, f"CHANGED  {label}: {path} (SHA-256 now {now[:16]}…, certified {certified[:16]}…)"
+    return True, f"ok       {label}: {path}"
+
+
+def read_certificate(path: Path) -> tuple[Path, dict]:
+    """(the certificate's path, its content); a run folder stands for its unlearning_certificate.json."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CERTIFICATE_JSON
+    try:
+        content = json.loads(path.read_text())
+    except OSError as error:
+        raise UserInputError(f"{path}: cannot read the certificate ({error.strerror})") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UserInputError(f"{path}: not an unlearning certificate (not JSON)") from None
+    if not isinstance(content, dict) or content.get("kind") != KIND or not isinstance(content.get("files"), dict):
+        raise UserInputError(f"{path}: not an unlearning certificate")
+    if content.get("format") != FORMAT:
+        raise UserInputError(f"{path}: unknown certificate format {content.get('format')!r}")
+    return path, content
+
+
+def verify_certificate(path: Path) -> VerifyResult:
+    """Recompute the SHA-256 of every file a certificate names and compare.
+
+    Checked: the unlearned checkpoint, the request copy, the metrics and audit quoted (missing: a failure),
+    the original checkpoint and the forgotten cases' source files under the certificate's source_root
+    (missing, or no source_root: skipped, since deleting them may be the point of the request). Relative
+    paths are relative to the certificate's folder. Raises `UserInputError` for a file that is not a
+    readable certificate.
+    """
+    path, content = read_certificate(path)
+    try:
+        checks = [_check(name.replace("_", " "), path.parent / entry["path"], entry["sha256"],
+                         required=name not in MAY_BE_DELETED) for name, entry in content["files"].items()]
+        forgotten = content.get("forgotten") or {}
+        sources = forgotten.get("source_files") or {}
+        root = forgotten.get("source_root")
+        if sources and root is None:
+            checks.append((True, "skipped  forgotten source files: the certificate has no source_root "
+                                 "(subjects.json was not found when it was written)"))
+        elif sources:
+            checks += [_check(f"source file {case} {key}", Path(root) / entry["path"], entry["sha256"], required=False)
+                       for case, record in sources.items() for key, entry in record["files"].items()]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise UserInputError(f"{path}: not an unlearning certificate (malformed entry: {error})") from None
+    failed = sum(not ok for ok, _ in checks)
+    checked = sum(not line.startswith("skipped") for _, line in checks)
+    lines = [line for _, line in checks]
+    lines.append(f"{path}: all {checked} checked files match" if not failed else
+                 f"{path}: {failed} of {checked} checked files changed or missing")
+    return VerifyResult(ok=not failed, lines=lines)
