@@ -64,6 +64,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.evaluation.report import write_report
+
+    path = write_report(args.runs, args.out, original=args.original, retrain=args.retrain, groups=args.groups)
+    print(f"wrote {path}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from nnunet_unlearning.evaluation.certificate import verify_certificate
+
+    result = verify_certificate(args.certificate)
+    print("\n".join(result.lines))
+    return 0 if result.ok else 1
+
+
 def _demo(args: argparse.Namespace) -> None:
     from nnunet_unlearning.demo import run_demo
 
@@ -94,10 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make a trained nnU-Net v2 model forget chosen subjects, and measure how well it forgot.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+    def command(name: str, handler: Callable[[argparse.Namespace], int | None], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
+
+    p = command("report", _report, "compare the runs of one unlearning request: table (Markdown, CSV, JSON), plots")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="fold folders of unlearning and retrain runs")
+    p.add_argument("--original", type=Path, default=None,
+                   help="the run whose 'start' evaluation is the original model's row (default: the first)")
+    p.add_argument("--retrain", type=Path, default=None,
+                   help="the retrain oracle's run folder (default: the nnUNetTrainerRetrain* run among RUN)")
+    p.add_argument("--groups", type=Path, default=None, help="CSV with columns case,group: adds a per-group table")
+    p.add_argument("-o", dest="out", type=Path, required=True, help="output folder")
+
+    p = command("verify", _verify, "recompute the SHA-256 of every file an unlearning certificate names "
+                "(exit 0: all match, 1: something changed)")
+    p.add_argument("certificate", type=Path, help="unlearning_certificate.json (or its run folder)")
 
     p = command("demo", _demo, "run the whole user path on the CPU profile: convert, train, forget, unlearn, "
                 "retrain, evaluate (all under --workdir)")
@@ -161,14 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 2 user error)."""
+    """Run the command line; return the exit code (0 success, 1 a finding such as a changed file, 2 user error)."""
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        code = args.handler(args)
     except UserInputError as error:
         print(f"nnunet-unlearning {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

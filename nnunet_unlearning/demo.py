@@ -35,8 +35,8 @@ class Schedule:
         return f"{self.epochs} epochs × {self.iterations} iterations"
 
 
-ORIGINAL = Schedule(epochs=10, iterations=25)
-UNLEARN = Schedule(epochs=3, iterations=25)
+ORIGINAL = Schedule(epochs=30, iterations=50)
+UNLEARN = Schedule(epochs=10, iterations=50)
 
 
 def _step(message: str) -> float:

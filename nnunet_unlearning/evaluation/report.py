@@ -175,10 +175,11 @@ def _measured(model: Model) -> dict[str, float | None]:
 
 
 def oracle_gaps(values: Mapping[str, float | None], oracle: Mapping[str, float | None] | None) -> dict:
-    """Gaps to the retrain oracle: ``gap_<metric>`` = value - oracle value for each of `GAP_METRICS`, and
+    """Gaps to the retrain oracle, per metric and on average (Avg. Gap; docs/report.md).
 
-    ``avg_gap`` = mean of the absolute gaps over the metrics of `AVG_GAP_METRICS` defined for both (their
-    names, joined by "+", in ``avg_gap_terms``). All None without an oracle.
+    ``gap_<metric>`` = value - oracle value for each of `GAP_METRICS`; ``avg_gap`` = mean of the absolute
+    gaps over the metrics of `AVG_GAP_METRICS` defined for both (their names, joined by "+", in
+    ``avg_gap_terms``). All None without an oracle.
     """
     result: dict = {}
     for metric in GAP_METRICS:

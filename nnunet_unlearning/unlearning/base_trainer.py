@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +21,7 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
+from nnunet_unlearning.evaluation.certificate import write_certificate
 from nnunet_unlearning.evaluation.hook import EvaluationHook
 from nnunet_unlearning.unlearning import distributed
 from nnunet_unlearning.unlearning.nnunet_glue import (
@@ -223,6 +225,9 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         if self.local_rank == 0:
             self.record.finish(self.output_folder, join(self.output_folder, "checkpoint_final.pth"))
             self.print_to_log_file("\n" + self.record.table())
+            with exit_on_user_error(self.__class__.__name__):
+                certificate = write_certificate(Path(self.output_folder))
+            self.print_to_log_file(f"unlearning certificate: {certificate}")
 
     def _evaluate(self, tag: str) -> None:
         if self.local_rank == 0:
