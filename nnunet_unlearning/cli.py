@@ -64,6 +64,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _audit(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.evaluation.audit import AUDIT_TABLE, run_audit
+
+    path = run_audit(args.run_folders, out=args.out, request_file=args.request, patches_per_case=args.patches_per_case,
+                     bootstrap=args.bootstrap, seed=args.seed, patch_size=args.patch_size, device=args.device)
+    print(path.with_name(AUDIT_TABLE).read_text())
+    print(f"wrote {path}")
+
+
 def _report(args: argparse.Namespace) -> None:
     from nnunet_unlearning.evaluation.report import write_report
 
@@ -113,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
+
+    p = command("audit", _audit, "membership-inference audit of the original, the retrain oracle and unlearned "
+                "models of one request")
+    p.add_argument("run_folders", nargs="+", type=Path, metavar="RUN", help="fold folders of unlearning/retrain runs")
+    p.add_argument("--request", type=Path, default=None,
+                   help="the request (default: unlearning_request.json in the first run folder)")
+    p.add_argument("-o", dest="out", type=Path, default=None, help="output folder (default: the first run folder)")
+    p.add_argument("--patches-per-case", type=int, default=64)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch-size", type=int, nargs=3, default=None, help="audit patch (default: half the plans' patch)")
+    p.add_argument("--device", default="cpu", help="torch device for inference (cpu, cuda)")
 
     p = command("report", _report, "compare the runs of one unlearning request: table (Markdown, CSV, JSON), plots")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="fold folders of unlearning and retrain runs")

@@ -13,7 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.audit import AUDIT_FILE, AUDIT_TABLE, audit_models, run_audit
+from nnunet_unlearning.evaluation.audit import AUDIT_FILE, AUDIT_TABLE, audit_models, audit_table, run_audit
 from nnunet_unlearning.evaluation.audit_attack import auc, membership_attack, weighted_auc
 from nnunet_unlearning.evaluation.audit_features import (
     FEATURES,
@@ -23,6 +23,7 @@ from nnunet_unlearning.evaluation.audit_features import (
     sample_patches,
     voxel_maps,
 )
+from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, verify_certificate
 from nnunet_unlearning.files import sha256_file
 from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
 
@@ -165,6 +166,10 @@ def test_audit_of_original_unlearned_and_retrained_models(request_world, finishe
     assert audit["forget"] == list(request.forget) and audit["request_id"] == request.request_id
     copy = json.loads((retrain / AUDIT_FILE).read_text())
     assert copy["model"] == "retrain" and copy["models"] == audit["models"]
+    # the unlearning run's certificate was written again: it pins the new audit and still verifies
+    certificate = json.loads((noisy / CERTIFICATE_JSON).read_text())
+    assert certificate["files"]["audit"]["sha256"] == sha256_file(path)
+    assert verify_certificate(noisy).ok
     for label, model in audit["models"].items():
         sets = ("retain", "heldout", "forget")
         assert model["n_patches"] == {name: 16 * len(getattr(request, name)) for name in sets}
@@ -179,10 +184,13 @@ def test_audit_of_original_unlearned_and_retrained_models(request_world, finishe
     losses = {label: m["feature_means"]["forget"]["loss_mean"] for label, m in audit["models"].items()}
     assert len(set(losses.values())) == 3
 
-    # reproducible: the same seed gives the same estimates, here for the retrain oracle alone
-    again = audit_models({"retrain": retrain}, request, patches_per_case=16, bootstrap=50, seed=0)
+    # reproducible: the same seed gives the same estimates, here for the retrain oracle alone (under another
+    # label, so there is no oracle to compare with)
+    again = audit_models({"oracle": retrain}, request, patches_per_case=16, bootstrap=50, seed=0)
     keep = ("mia_efficacy", "auc_forget_vs_heldout", "attack_auc", "heldout_nonmember_rate", "feature_means")
-    assert {k: again["models"]["retrain"][k] for k in keep} == {k: audit["models"]["retrain"][k] for k in keep}
+    assert {k: again["models"]["oracle"][k] for k in keep} == {k: audit["models"]["retrain"][k] for k in keep}
+    assert again["models"]["oracle"]["gap_to_retrain"] is None
+    assert any(line.startswith("| oracle |") and "| n/a |" in line for line in audit_table(again).splitlines())
 
 
 def _fake_run(root: Path, like: Path, with_checkpoint: bool = True) -> Path:

@@ -296,7 +296,8 @@ def run_audit(run_folders: Sequence[Path], out: Path | None = None, request_file
 
     Writes ``unlearning_audit.json`` and ``unlearning_audit.md`` into ``out`` (default: the first run folder
     that is not the original model's), and a copy of the JSON into every run folder, with ``"model"`` naming
-    that folder's entry. The original model's folder is never written to.
+    that folder's entry; a run folder's unlearning certificate, when it has one, is written again so that it
+    quotes and pins the new audit. The original model's folder is never written to.
 
     Args:
         run_folders: nnU-Net fold folders of unlearned or retrained models (``nnUNetTrainerRetrain`` is
@@ -335,6 +336,13 @@ def run_audit(run_folders: Sequence[Path], out: Path | None = None, request_file
     if out not in [r.path for r in runs]:
         _write_json(out / AUDIT_FILE, {**content, "model": None})
     atomic_write_text(out / AUDIT_TABLE, audit_table(content))
+
+    from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, write_certificate
+
+    for run in runs:
+        # a certificate pins the run's audit file by its hash, so it is rewritten with the new result
+        if (run.path / CERTIFICATE_JSON).is_file():
+            write_certificate(run.path)
     return out / AUDIT_FILE
 
 

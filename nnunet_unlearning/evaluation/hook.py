@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 from nnunet_unlearning.evaluation.summary import aggregate
 
@@ -31,11 +32,12 @@ class Evaluation:
     epoch: int
     cases: dict[str, CaseMetrics]
     sets: dict
+    clinical_risk: dict
     seconds: float
 
     def to_json(self) -> dict:
         return {"tag": self.tag, "epoch": self.epoch, "seconds": round(self.seconds, 3), "sets": self.sets,
-                "cases": {k: v.to_dict() for k, v in self.cases.items()}}
+                "clinical_risk": self.clinical_risk, "cases": {k: v.to_dict() for k, v in self.cases.items()}}
 
 
 class EvaluationHook:
@@ -44,18 +46,21 @@ class EvaluationHook:
     ``dataset`` is an nnU-Net dataset object over all cases of the sets (``load_case`` gives the
     preprocessed image ``(C, X, Y, Z)`` and label map ``(1, X, Y, Z)``); ``labels`` the classes scored
     (foreground, ignore label excluded); ``spacing_mm`` the voxel spacing of the preprocessed grid (for
-    volumes in mL); ``make_predictor(network)`` returns an initialised
+    volumes in mL); ``critical`` the clinically critical classes (for the clinical risk);
+    ``make_predictor(network)`` returns an initialised
     ``nnUNetPredictor`` for the network.
     """
 
     def __init__(self, dataset, case_sets: Mapping[str, Sequence[str]], labels: Sequence[int],
-                 ignore_label: int | None, spacing_mm: Sequence[float], make_predictor) -> None:
+                 ignore_label: int | None, spacing_mm: Sequence[float], critical: Sequence[int],
+                 make_predictor) -> None:
         self._dataset = dataset
         self.case_sets = {name: list(cases) for name, cases in case_sets.items()}
         self._labels = list(labels)
         # -1 marks voxels outside nnU-Net's crop of the case
         self._ignored = (-1,) if ignore_label is None else (-1, ignore_label)
         self._spacing_mm = list(spacing_mm)
+        self._critical = tuple(critical)
         self._make_predictor = make_predictor
 
     @torch.no_grad()
@@ -72,4 +77,6 @@ class EvaluationHook:
                                        probabilities=probabilities, ignore_labels=self._ignored,
                                        spacing_mm=self._spacing_mm)
         sets = aggregate(cases, self.case_sets)
-        return Evaluation(tag=tag, epoch=epoch, cases=cases, sets=sets, seconds=time.perf_counter() - start)
+        risk = clinical_risk(cases, self.case_sets, self._critical)
+        return Evaluation(tag=tag, epoch=epoch, cases=cases, sets=sets, clinical_risk=risk,
+                          seconds=time.perf_counter() - start)

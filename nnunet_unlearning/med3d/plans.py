@@ -37,13 +37,13 @@ from nnunet_unlearning.files import atomic_write_text
 from nnunet_unlearning.med3d.memory import PARAM_BYTES, activation_bytes, budget_bytes
 from nnunet_unlearning.med3d.network import (
     DEFAULT_DECODER_CHANNELS,
+    DEFAULT_NORM,
     N_LEVELS,
     NETWORK_CLASS_NAME,
     Med3DUNet,
     validate_arch_kwargs,
 )
 
-DEFAULT_NORM = "instance"
 MIN_FEATURE_MAP_EDGE = 4  # nnU-Net's UNet_featuremap_min_edge_length
 MIN_BATCH_SIZE = 2
 MAX_DATASET_COVERED = 0.05

@@ -22,6 +22,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
 from nnunet_unlearning.evaluation.certificate import write_certificate
+from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
 from nnunet_unlearning.unlearning import distributed
 from nnunet_unlearning.unlearning.nnunet_glue import (
@@ -42,8 +43,6 @@ from nnunet_unlearning.unlearning.strategy import Strategy, StrategyContext
 
 #: Evaluate every N epochs as well as at the start and the end (0: start and end only).
 EVAL_EVERY_ENV = "nnUNet_unlearning_eval_every"
-#: The clinically critical classes by dataset label name; SalUnCRA maximises their entropy.
-CRITICAL_LABEL_NAMES = ("white_matter_lesions", "infarction")
 
 
 def make_hook(trainer) -> EvaluationHook:
@@ -54,7 +53,7 @@ def make_hook(trainer) -> EvaluationHook:
     labels = [int(c) for c in trainer.label_manager.foreground_labels]
     return EvaluationHook(dataset, {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
                           labels, trainer.label_manager.ignore_label, trainer.configuration_manager.spacing,
-                          lambda net: make_predictor(trainer, net))
+                          critical_classes(trainer.dataset_json), lambda net: make_predictor(trainer, net))
 
 
 class RequestSplitMixin:
@@ -149,8 +148,6 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             original = copy.deepcopy(bare_network(self.network))
             original.load_state_dict(original_weights)
             original.eval().requires_grad_(False)
-        names = {int(v): k for k, v in self.dataset_json["labels"].items() if not isinstance(v, (list, tuple))}
-        critical = tuple(sorted(v for v, k in names.items() if k in CRITICAL_LABEL_NAMES))
         generator = torch.Generator(device=self.device).manual_seed(12345 + self.local_rank)
         return StrategyContext(
             num_classes=self.label_manager.num_segmentation_heads,
@@ -159,7 +156,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             forget_batches=lambda: self._stream(self.dataloader_forget or self.dataloader_train, "forget"),
             retain_batches=lambda: self._stream(self.dataloader_train, "retain"),
             original=original,
-            critical_classes=critical,
+            critical_classes=critical_classes(self.dataset_json),
             all_reduce_sum=distributed.all_reduce_sum,
             world_size=distributed.world_size(),
             generator=generator,

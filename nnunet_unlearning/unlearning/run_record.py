@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.clinical_risk import risk_change
 from nnunet_unlearning.evaluation.hook import SETS, Evaluation
 from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
@@ -89,6 +90,8 @@ class RunRecord:
         figures = None
         if len(evaluations) >= 2 and evaluations[0]["tag"] == "start" and evaluations[-1]["tag"] == "end":
             figures = unlearning_figures(evaluations[0]["sets"], evaluations[-1]["sets"])
+            figures["clinical_risk_change"] = risk_change(evaluations[0]["clinical_risk"],
+                                                          evaluations[-1]["clinical_risk"])
         evaluation_seconds = sum(e["seconds"] for e in evaluations)
         return {
             "request_id": self.request.request_id,
