@@ -1,8 +1,9 @@
 """Med3D U-Nets against nnU-Net's default PlainConvUNet, and BatchNorm against InstanceNorm. Measures only.
 
 speed: one training step (forward, nnU-Net's deep-supervised Dice+CE loss, backward, SGD step) of
-    Med3D ResNet-10 and ResNet-50 U-Nets and of the PlainConvUNet nnU-Net's planner builds for the same
-    spacing and patch (MRBrainS18: 3 × 0.958 × 0.958 mm, 2 channels, 9 outputs), same batch, random data.
+    Med3D ResNet-10 and ResNet-50 U-Nets (batch and instance norm) and of the PlainConvUNet nnU-Net's
+    planner builds for the same spacing and patch (MRBrainS18: 3 × 0.958 × 0.958 mm, 2 channels,
+    9 outputs), same batch, random data.
     Each network runs in its own fresh process (peak RSS is per process), in rounds that alternate the
     order; medians over all timed steps. Also printed: parameter counts and the GPU memory our planner's
     estimator assigns (mixed precision, `nnunet_unlearning.med3d.memory`, in nnU-Net-calibrated GB).
@@ -23,6 +24,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -39,6 +41,7 @@ from torch import nn
 from nnunet_unlearning.med3d.memory import PARAM_BYTES, activation_bytes, budget_bytes
 from nnunet_unlearning.med3d.network import Med3DUNet
 from nnunet_unlearning.med3d.plans import derive_strides
+from nnunet_unlearning.med3d.resnet import NORMS
 
 SPACING = [3.0, 0.958, 0.958]  # MRBrainS18, nnU-Net's order (slice axis first), mm
 CHANNELS = 2
@@ -58,13 +61,13 @@ def plain_conv_unet(patch: list[int]) -> nn.Module:
                          nn.LeakyReLU, {"inplace": True}, deep_supervision=True)
 
 
-def med3d_unet(depth: int, patch: list[int], norm: str = "instance") -> nn.Module:
+def med3d_unet(depth: int, patch: list[int], norm: str) -> nn.Module:
     return Med3DUNet(CHANNELS, CLASSES, True, depth=depth, strides=derive_strides(SPACING, patch), norm=norm)
 
 
-BUILDERS = {"PlainConvUNet (nnU-Net default)": lambda patch: plain_conv_unet(patch),
-            "Med3D ResNet-10 U-Net": lambda patch: med3d_unet(10, patch),
-            "Med3D ResNet-50 U-Net": lambda patch: med3d_unet(50, patch)}
+BUILDERS = {"PlainConvUNet (nnU-Net default)": plain_conv_unet,
+            **{f"Med3D ResNet-{depth} U-Net, {norm} norm": partial(med3d_unet, depth, norm=norm)
+               for depth in (10, 50) for norm in NORMS}}
 
 
 def nnunet_loss(n_outputs: int) -> nn.Module:

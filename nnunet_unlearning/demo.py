@@ -1,7 +1,8 @@
 """``nnunet-unlearning demo``: the whole user path on one machine, in one folder, on the CPU profile.
 
 phantom (or a real MRBrainS18 release) → convert → nnU-Net plan + preprocess → train the original model →
-forget request for one subject → unlearn it with NoisyLabel → retrain oracle → headline table.
+forget request for one subject → unlearn it with NoisyLabel → retrain oracle → membership-inference audit →
+comparison report and certificate → headline table.
 Everything goes under ``--workdir`` (nnU-Net's three folders included); nothing is written elsewhere.
 The schedules are short and printed, so the numbers show the mechanics, not converged models.
 """
@@ -37,6 +38,8 @@ class Schedule:
 
 ORIGINAL = Schedule(epochs=30, iterations=50)
 UNLEARN = Schedule(epochs=10, iterations=50)
+AUDIT_PATCHES = 32
+AUDIT_BOOTSTRAP = 200
 
 
 def _step(message: str) -> float:
@@ -129,11 +132,24 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     retrained = train(nnUNetTrainerRetrain, ORIGINAL)
     _done(started)
 
-    summary = headline(Path(unlearned.output_folder), Path(retrained.output_folder))
+    from nnunet_unlearning.evaluation.audit import run_audit
+    from nnunet_unlearning.evaluation.report import write_report
+
+    runs = [Path(unlearned.output_folder), Path(retrained.output_folder)]
+    started = _step("membership-inference audit of the original, unlearned and retrained models "
+                    f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)")
+    audit = run_audit(runs, out=workdir / "audit", patches_per_case=AUDIT_PATCHES, bootstrap=AUDIT_BOOTSTRAP)
+    _done(started)
+    started = _step("comparison report and certificate")
+    report = write_report(runs, workdir / "report")
+    _done(started)
+
+    summary = headline(runs[0], runs[1])
     path = workdir / "demo_summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print("\n" + format_headline(summary))
-    print(f"\nsummary: {path}\nunlearning metrics and progress plot: {unlearned.output_folder}")
+    print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / 'unlearning_certificate.md'}"
+          f"\nsummary: {path}")
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -98,3 +99,15 @@ def finished_runs(nnunet_world, forget_request_file) -> dict[str, Path]:
         else:
             os.environ[REQUEST_ENV] = previous
     return folders
+
+
+@pytest.fixture()
+def finished_run_copies(finished_runs, tmp_path) -> dict[str, Path]:
+    """Copies of ``finished_runs`` (whole trainer folders) under tmp_path/results, for tests that write into
+    run folders; the session's runs stay as they were for every other test."""
+    copies = {}
+    for name, fold in finished_runs.items():
+        target = tmp_path / "results" / fold.parent.parent.name / fold.parent.name
+        shutil.copytree(fold.parent, target)
+        copies[name] = target / fold.name
+    return copies

@@ -149,12 +149,12 @@ def _folder_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_audit_of_original_unlearned_and_retrained_models(request_world, finished_runs, forget_request_file,
+def test_audit_of_original_unlearned_and_retrained_models(request_world, finished_run_copies, forget_request_file,
                                                           tmp_path):
     request = UnlearningRequest.from_file(forget_request_file)
     original = Path(request.original.results_folder)
     before = _folder_digest(original.parent)
-    noisy, retrain = finished_runs["NoisyLabel"], finished_runs["Retrain"]
+    noisy, retrain = finished_run_copies["NoisyLabel"], finished_run_copies["Retrain"]
 
     path = run_audit([noisy, retrain], patches_per_case=16, bootstrap=50, seed=0)
 
@@ -204,8 +204,8 @@ def _fake_run(root: Path, like: Path, with_checkpoint: bool = True) -> Path:
     return folder
 
 
-def test_refusals_are_one_line(request_world, finished_runs, forget_request_file, tmp_path):
-    noisy = finished_runs["NoisyLabel"]
+def test_refusals_are_one_line(request_world, finished_run_copies, forget_request_file, tmp_path):
+    noisy = finished_run_copies["NoisyLabel"]
     request = UnlearningRequest.from_file(forget_request_file)
     cases = [
         ([tmp_path / "nowhere"], {}, "run folder not found"),

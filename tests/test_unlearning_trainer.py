@@ -127,7 +127,9 @@ def test_resumed_run_continues_the_same_record_and_mask(request_world, original_
 
 
 def test_retrain_oracle_trains_on_retain_only(request_world, original_checkpoint):
-    trainer = load_trainer(nnUNetTrainerRetrain, request_world)
+    # a subclass of its own, so that this run does not replace the session's finished retrain run
+    retrain = type("nnUNetTrainerRetrain_inprocess", (nnUNetTrainerRetrain,), {})
+    trainer = load_trainer(retrain, request_world)
     assert trainer.num_epochs == original_epochs(str(original_checkpoint)) == 2
     assert trainer.do_split() == (list(trainer.request.retain), list(trainer.request.heldout))
     assert not set(trainer.request.forget) & set(trainer.do_split()[0])

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
+from nnunet_unlearning.evaluation.plot_style import plain_style
+
 SET_COLOURS = {"forget": "tab:red", "retain": "tab:blue", "heldout": "tab:green"}
 
 
 def plot_progress(evaluations: Sequence[dict], title: str) -> bytes:
     """PNG bytes of Dice (y, 0-1) per set against the epoch of each evaluation (x)."""
-    import matplotlib
+    with plain_style():
+        return _draw(evaluations, title)
 
-    matplotlib.use("Agg")
+
+def _draw(evaluations: Sequence[dict], title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

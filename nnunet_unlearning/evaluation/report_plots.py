@@ -10,15 +10,13 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 
+from nnunet_unlearning.evaluation.plot_style import plain_style
 from nnunet_unlearning.evaluation.report import SETS, Model
 
 SET_TITLES = {"forget": "forget", "retain": "retain", "heldout": "held-out"}
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -127,8 +125,10 @@ def dice_over_epochs(models: Sequence[Model]) -> bytes:
 
 def report_plots(models: Sequence[Model], case_sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, bytes]]:
     """File name -> (title, PNG bytes) of every plot of the report."""
-    return {
-        "report_forget_vs_retain.png": ("Retain vs forget Dice per model", forget_vs_retain(models)),
-        "report_dice_per_case.png": ("Dice per case, before (original) and after", dice_per_case(models, case_sets)),
-        "report_dice_over_epochs.png": ("Dice per set over epochs", dice_over_epochs(models)),
-    }
+    with plain_style():
+        return {
+            "report_forget_vs_retain.png": ("Retain vs forget Dice per model", forget_vs_retain(models)),
+            "report_dice_per_case.png": ("Dice per case, before (original) and after",
+                                         dice_per_case(models, case_sets)),
+            "report_dice_over_epochs.png": ("Dice per set over epochs", dice_over_epochs(models)),
+        }
