@@ -1,4 +1,5 @@
-"""The unlearning trainer works on any architecture the plans name, not only nnU-Net's default."""
+"""The unlearning trainer works on any architecture the plans name: nnU-Net's residual-encoder U-Net and
+our Med3D ResNet U-Net, besides the default PlainConvUNet every other test uses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_unlearning.med3d.plans import plan_med3d
 from nnunet_unlearning.unlearning.nnunet_glue import bare_network
 from nnunet_unlearning.unlearning.request import REQUEST_ENV, write_request
 from nnunet_unlearning.unlearning.schedules import trainer_family
@@ -31,9 +33,17 @@ def _resenc_plans(world) -> str:
     return plans["plans_name"]
 
 
+def _med3d_plans(world) -> str:
+    """Med3D ResNet-10 U-Net plans (small decoder) over the same preprocessed data, via plan-med3d."""
+    plan_med3d(DATASET_ID, CONFIGURATION, depth=10, name="nnUNetMed3DTinyPlans", decoder_channels=[8, 16, 16, 16, 16])
+    return "nnUNetMed3DTinyPlans"
+
+
 @pytest.mark.slow
-def test_unlearning_on_a_residual_encoder_unet(world, tmp_path, monkeypatch):
-    plans = _resenc_plans(world)
+@pytest.mark.parametrize(("make_plans", "network_class"), [(_resenc_plans, "ResidualEncoderUNet"),
+                                                           (_med3d_plans, "Med3DUNet")], ids=["ResEnc", "Med3D"])
+def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_plans, network_class):
+    plans = make_plans(world)
     original = load_trainer(nnUNetTrainer, world, plans=plans)
     shorten(original, epochs=1, iterations=2)
     original.run_training()
@@ -46,7 +56,7 @@ def test_unlearning_on_a_residual_encoder_unet(world, tmp_path, monkeypatch):
     shorten(trainer)
     trainer.run_training()
     network = bare_network(trainer.network)
-    assert type(network).__name__ == "ResidualEncoderUNet"
+    assert type(network).__name__ == network_class
     before = torch.load(Path(original.output_folder) / "checkpoint_final.pth", weights_only=False)["network_weights"]
     after = dict(network.named_parameters())
     assert all(torch.equal(p.detach().cpu(), before[k]) for k, p in after.items() if k.startswith("decoder."))
