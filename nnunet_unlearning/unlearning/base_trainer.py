@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
@@ -98,11 +99,10 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
 
     # --- set-up -------------------------------------------------------------------------------------
     def configure_optimizers(self):
+        """nnU-Net's optimizer and schedule, over the parameters the strategy lets change."""
         params = trainable_parameters(bare_network(self.network), self.strategy)
         optimizer = torch.optim.SGD(params, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
                                     nesterov=True)
-        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
         return optimizer, PolyLRScheduler(optimizer, self.initial_lr, max(self.num_epochs, 1))
 
     def get_dataloaders(self):
