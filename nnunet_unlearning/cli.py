@@ -94,6 +94,13 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.workdir, mrbrains18=args.mrbrains18, overwrite=args.overwrite)
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.benchmark.mrbrains18 import run_benchmark
+
+    run_benchmark(args.mrbrains18, args.workdir, args.profile, forget=args.forget, sizes=args.sizes,
+                  strategies=args.strategies, jobs=args.jobs, overwrite=args.overwrite)
+
+
 def _dataset_id(text: str) -> int:
     try:
         value = int(text)
@@ -154,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mrbrains18", type=Path, default=None,
                    help="a real MRBrainS18 release folder (default: a synthetic phantom)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --workdir")
+
+    p = command("benchmark", _benchmark, "the MRBrainS18 unlearning benchmark on real data: original, retrain "
+                "oracle and every strategy at two horizons per forget set, audit, report, tables")
+    p.add_argument("mrbrains18", type=Path, help="the MRBrainS18 release folder (training/<id>/...)")
+    p.add_argument("--workdir", type=Path, default=Path("benchmark_run"),
+                   help="folder for everything (default benchmark_run); an earlier benchmark there is continued")
+    p.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
+                   help="cpu: 2-core machine, Med3D ResNet-10, coarse; paper: the seed study's setting, GPU")
+    p.add_argument("--forget", nargs="+", default=None,
+                   help="run one forget set, e.g. --forget 1 or --forget 1 4 (default: the design's sets)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 3],
+                   help="forget-set sizes (default 1 2 3; 1 = each training subject in turn)")
+    p.add_argument("--strategies", nargs="+", default=None, help="strategy names (default: all)")
+    p.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: the profile's)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh instead of continuing")
 
     command("trainers-dir", _trainers_dir,
             "print the folder to put in nnUNet_extTrainer, so nnU-Net finds our trainers")

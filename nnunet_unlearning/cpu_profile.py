@@ -1,8 +1,10 @@
 """The CPU profile: nnU-Net planning shrunk so that a whole run fits a 2-core machine.
 
-Used by the demo and the test suite, and stated wherever it is used: the 3d_fullres configuration is
-planned at 4× coarser spacing than MRBrainS18's voxels, with a small patch and a small network. Everything
-else (fingerprint, planning, preprocessing, training, inference) is nnU-Net's own.
+Used by the demo, the benchmark and the test suite, and stated wherever it is used: the 3d_fullres
+configuration is planned at 4× coarser spacing than MRBrainS18's voxels, with a small patch and a small
+network: a tiny PlainConvUNet (``nnUNetPlans``, the tests) and a Med3D ResNet-10 U-Net with a narrow decoder
+(``nnUNetMed3DPlans`` from `plan_med3d`, the demo and the benchmark). Everything else (fingerprint,
+planning, preprocessing, training, inference) is nnU-Net's own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ TINY_ARCHITECTURE = {
     "n_conv_per_stage_decoder": [1, 1, 1],
 }
 
+#: The Med3D network of the profile: MedicalNet's ResNet-10 encoder (14.7 M parameters, what MedicalNet
+#: publishes as resnet_10) under a narrow decoder. One forward+backward at the profile's batch and patch
+#: takes 0.28 s on one core, 5.5× the PlainConvUNet (docs/benchmarks.md).
+MED3D_DEPTH = 10
+MED3D_DECODER_CHANNELS = (8, 16, 16, 16, 16)
+MED3D_PLANS = "nnUNetMed3DPlans"
 
 #: Torch intra-op threads for CPU training. Measured on the 2-core machines with other work running: one
 #: forward+backward of the profile's network took 0.19 s on 1 thread and 4.9 s on 2 (threads that wait
@@ -41,11 +49,12 @@ def use_cpu_threads() -> None:
     torch.set_num_threads(TORCH_THREADS)
 
 
-def describe() -> str:
+def describe(med3d: bool = False) -> str:
     """One line that says what the CPU profile changes, for logs and reports."""
+    network = (f"Med3D ResNet-{MED3D_DEPTH} U-Net, decoder channels {list(MED3D_DECODER_CHANNELS)} "
+               f"({MED3D_PLANS})" if med3d else f"PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}")
     return (f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
-            f"{BATCH_SIZE}, PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}, "
-            f"{TORCH_THREADS} torch thread")
+            f"{BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread")
 
 
 def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
@@ -68,6 +77,14 @@ def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: 
     shrink_plans(plans_file)
     preprocess_dataset(dataset_id, plans, (CONFIGURATION,), num_processes=[processes], show_progress_bar=False)
     return plans_file
+
+
+def plan_med3d(dataset_id: int) -> Path:
+    """The profile's Med3D plans (:data:`MED3D_PLANS`) over the data `plan_and_preprocess` wrote."""
+    from nnunet_unlearning.med3d.plans import plan_med3d as plan
+
+    return plan(dataset_id, CONFIGURATION, depth=MED3D_DEPTH, name=MED3D_PLANS,
+                decoder_channels=MED3D_DECODER_CHANNELS)
 
 
 def shrink_plans(plans_file: Path) -> None:

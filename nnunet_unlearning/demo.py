@@ -1,8 +1,10 @@
 """``nnunet-unlearning demo``: the whole user path on one machine, in one folder, on the CPU profile.
 
-phantom (or a real MRBrainS18 release) → convert → nnU-Net plan + preprocess → train the original model →
-forget request for one subject → unlearn it with NoisyLabel → retrain oracle → membership-inference audit →
-comparison report and certificate → headline table.
+phantom (or a real MRBrainS18 release) → convert → nnU-Net plan + preprocess → plan Med3D → train the
+original Med3D model (MedicalNet encoder weights when ``nnUNet_med3d_weights`` names a checkpoint, random
+initialisation otherwise; the output says which) → forget request for one subject → unlearn it with
+NoisyLabel → retrain oracle → membership-inference audit → comparison report and certificate → headline
+table.
 Everything goes under ``--workdir`` (nnU-Net's three folders included); nothing is written elsewhere.
 The schedules are short and printed, so the numbers show the mechanics, not converged models.
 """
@@ -18,10 +20,12 @@ from pathlib import Path
 
 from nnunet_unlearning import cpu_profile
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.med3d.original_trainer import original_trainer
 
 DATASET_ID = 501
 DATASET_NAME = "Dataset501_MRBrainS18"
 CONFIGURATION = cpu_profile.CONFIGURATION
+PLANS = cpu_profile.MED3D_PLANS
 MARKER = ".nnunet-unlearning-demo"
 
 
@@ -36,8 +40,8 @@ class Schedule:
         return f"{self.epochs} epochs × {self.iterations} iterations"
 
 
-ORIGINAL = Schedule(epochs=30, iterations=50)
-UNLEARN = Schedule(epochs=10, iterations=50)
+ORIGINAL = Schedule(epochs=20, iterations=40)
+UNLEARN = Schedule(epochs=5, iterations=40)
 AUDIT_PATCHES = 32
 AUDIT_BOOTSTRAP = 200
 
@@ -62,24 +66,23 @@ def _prepare_workdir(workdir: Path, overwrite: bool) -> None:
     (workdir / MARKER).write_text("made by nnunet-unlearning demo\n")
 
 
-def train(trainer_class, schedule: Schedule, **kwargs):
-    """Run ``trainer_class`` in-process on fold 0 of the demo dataset with ``schedule``; return the trainer."""
-    from nnunet_unlearning.inprocess import make_trainer, set_schedule
+def train(trainer_name: str, schedule: Schedule):
+    """Run the trainer ``nnUNetv2_train -tr <trainer_name>`` runs, in-process on fold 0 of the demo dataset
+    with the Med3D plans and ``schedule``; return the finished trainer."""
+    from nnunet_unlearning.inprocess import train as train_inprocess
+    from nnunet_unlearning.trainers_dir import find_trainer
 
-    trainer = make_trainer(trainer_class, DATASET_NAME, CONFIGURATION, 0, **kwargs)
-    set_schedule(trainer, schedule.epochs, schedule.iterations)
-    if getattr(trainer, "strategy", None) is not None and not trainer.strategy.trains:
-        trainer.num_epochs = 0
-    trainer.run_training()
-    return trainer
+    return train_inprocess(find_trainer(trainer_name), DATASET_NAME, CONFIGURATION, PLANS, schedule.epochs,
+                           schedule.iterations)
 
 
 def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
-    """nnU-Net's folders under ``workdir``, dataset 501 converted, planned (CPU profile) and preprocessed."""
+    """nnU-Net's folders under ``workdir``, dataset 501 converted, planned (CPU profile, Med3D plans
+    included) and preprocessed."""
     folders = {name: workdir / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     os.environ.update({k: str(v) for k, v in folders.items()})
     os.environ.setdefault("nnUNet_compile", "false")
-    print(cpu_profile.describe())
+    print(cpu_profile.describe(med3d=True))
 
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
     from nnunet_unlearning.conversion.phantom import write_phantom
@@ -100,6 +103,9 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
     os.environ["nnUNet_n_proc_DA"] = "0"
     cpu_profile.use_cpu_threads()
     _done(started)
+    started = _step(f"Med3D plans ({PLANS}: ResNet-{cpu_profile.MED3D_DEPTH} encoder, same preprocessed data)")
+    cpu_profile.plan_med3d(DATASET_ID)
+    _done(started)
 
 
 def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = False) -> Path:
@@ -108,28 +114,24 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     _prepare_workdir(workdir, overwrite)
     prepare_dataset(workdir, mrbrains18)
 
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-    started = _step(f"training the original model (nnUNetTrainer, fold 0, {ORIGINAL})")
-    original = train(nnUNetTrainer, ORIGINAL)
+    trainer_name, encoder = original_trainer()
+    started = _step(f"training the original model ({trainer_name}, {encoder}; fold 0, {ORIGINAL})")
+    original = train(trainer_name, ORIGINAL)
     _done(started)
 
     from nnunet_unlearning.unlearning.request import write_request
-    from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
-    from nnunet_unlearning.unlearning.schedules import trainer_family
-    from nnunet_unlearning.unlearning.strategies import NoisyLabel
 
     forget = sorted(original.do_split()[0])[0]
     started = _step(f"writing the forget request: forget {forget}")
-    request_path = write_request(DATASET_ID, CONFIGURATION, "0", "nnUNetPlans", "nnUNetTrainer", [forget])
+    request_path = write_request(DATASET_ID, CONFIGURATION, "0", PLANS, trainer_name, [forget])
     print(f"    {request_path}")
     _done(started)
 
     started = _step(f"unlearning {forget} with NoisyLabel ({UNLEARN})")
-    unlearned = train(trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"], UNLEARN)
+    unlearned = train("nnUNetTrainerUnlearnNoisyLabel", UNLEARN)
     _done(started)
     started = _step(f"retraining from scratch without {forget}: the oracle ({ORIGINAL})")
-    retrained = train(nnUNetTrainerRetrain, ORIGINAL)
+    retrained = train("nnUNetTrainerRetrain", ORIGINAL)
     _done(started)
 
     from nnunet_unlearning.evaluation.audit import run_audit
@@ -166,7 +168,7 @@ def headline(unlearned_folder: Path, retrained_folder: Path) -> dict:
     return {"forget": unlearned["forget"], "dice": dice, "figures": unlearned["figures"],
             "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
             "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
-            "profile": cpu_profile.describe()}
+            "profile": cpu_profile.describe(med3d=True)}
 
 
 def format_headline(summary: dict) -> str:

@@ -30,3 +30,17 @@ def set_schedule(trainer, epochs: int, iterations: int, val_iterations: int = 1)
     trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = val_iterations
+
+
+def train(trainer_class: type, dataset_name: str, configuration: str, plans: str, epochs: int, iterations: int,
+          fold: int | str = 0, device: str = "cpu"):
+    """Train ``trainer_class`` in-process for ``epochs`` × ``iterations`` steps; return the finished trainer.
+
+    A strategy that edits weights without training (SSD) runs no epoch, as its nnU-Net trainer does.
+    """
+    trainer = make_trainer(trainer_class, dataset_name, configuration, fold, plans=plans, device=device)
+    set_schedule(trainer, epochs, iterations)
+    if getattr(trainer, "strategy", None) is not None and not trainer.strategy.trains:
+        trainer.num_epochs = 0
+    trainer.run_training()
+    return trainer

@@ -12,3 +12,27 @@ def trainers_dir() -> Path:
     import nnunet_unlearning_trainers
 
     return Path(nnunet_unlearning_trainers.__file__).resolve().parent
+
+
+def find_trainer(name: str) -> type:
+    """The trainer class ``nnUNetv2_train -tr <name>`` would run, found by nnU-Net's own lookup.
+
+    Our trainers folder is added to ``nnUNet_extTrainer`` (this process only) when it is not there yet, so
+    that run folders written with these classes are found again by ``nnUNetv2_predict`` and the audit.
+    """
+    import contextlib
+    import io
+    import os
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_unlearning.errors import UserInputError
+
+    folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
+    if str(trainers_dir()) not in folders:
+        os.environ["nnUNet_extTrainer"] = os.pathsep.join([*folders, str(trainers_dir())])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints every folder it searches
+            return recursive_find_trainer_class_by_name(name)
+    except RuntimeError:
+        raise UserInputError(f"trainer {name!r}: not found in nnU-Net or {os.environ['nnUNet_extTrainer']}") from None

@@ -1,4 +1,4 @@
-"""``nnUNetTrainerUnlearn<Strategy>`` and its ``_5epochs``/``_20epochs``/``_50epochs`` variants, one line each.
+"""``nnUNetTrainerUnlearn<Strategy>`` and its ``_2epochs`` … ``_50epochs`` variants, one line each.
 
 Use with ``nnUNetv2_train ID CONFIG FOLD -p PLANS -tr nnUNetTrainerUnlearnNoisyLabel_50epochs``.
 The unsuffixed trainer runs 20 epochs. ``docs/strategies.md`` defines every strategy.

@@ -256,7 +256,7 @@ TABLES: dict[str, tuple[str, ...]] = {
 TABLE_KEYS = tuple(k for k in COLUMNS if k not in ("group", "n_forget", "n_retain", "n_heldout"))
 
 
-def _format(value, spec: str) -> str:
+def format_value(value, spec: str) -> str:
     if value is None:
         return "–"
     if spec == "ci":
@@ -264,10 +264,11 @@ def _format(value, spec: str) -> str:
     return format(value, spec)
 
 
-def markdown_table(rows: Sequence[Mapping], keys: Sequence[str]) -> str:
-    """The rows as a Markdown table of the columns ``keys`` (headers and formats from `COLUMNS`)."""
-    lines = ["| " + " | ".join(COLUMNS[k][0] for k in keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(_format(row.get(k), COLUMNS[k][1]) for k in keys) + " |" for row in rows]
+def markdown_table(rows: Sequence[Mapping], keys: Sequence[str],
+                   columns: Mapping[str, tuple[str, str]] = COLUMNS) -> str:
+    """The rows as a Markdown table of the columns ``keys`` (``columns``: key -> (header, number format))."""
+    lines = ["| " + " | ".join(columns[k][0] for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(format_value(row.get(k), columns[k][1]) for k in keys) + " |" for row in rows]
     return "\n".join(lines)
 
 

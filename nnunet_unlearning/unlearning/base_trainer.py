@@ -31,6 +31,7 @@ from nnunet_unlearning.unlearning.nnunet_glue import (
     case_dataset,
     exit_on_user_error,
     make_predictor,
+    schedule_of,
     to_batch,
     train_loader,
     validation_loader,
@@ -133,6 +134,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             self.record.resume(self.output_folder)
         else:
             bare_network(self.network).load_state_dict(original_weights)
+        self.record.schedule = schedule_of(self)
         self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
         self.hook = make_hook(self)
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch

@@ -107,9 +107,15 @@ def validation_loader(trainer, dataset):
 def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
     """nnU-Net's sliding-window predictor for ``network`` with the trainer's plans, without mirroring."""
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=True, device=trainer.device, verbose=False,
-                                verbose_preprocessing=False, allow_tqdm=False)
+                                # nnU-Net warns at every call when asked to keep everything on a CPU
+                                perform_everything_on_device=trainer.device.type != "cpu", device=trainer.device,
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
                                     trainer.dataset_json, trainer.__class__.__name__,
                                     trainer.inference_allowed_mirroring_axes)
     return predictor
+
+
+def schedule_of(trainer) -> dict:
+    """The schedule an nnU-Net trainer runs, for the run record: epochs and optimizer steps per epoch."""
+    return {"epochs": int(trainer.num_epochs), "iterations_per_epoch": int(trainer.num_iterations_per_epoch)}

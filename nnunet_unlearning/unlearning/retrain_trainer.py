@@ -15,7 +15,7 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_unlearning.unlearning.base_trainer import RequestSplitMixin, make_hook
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network
+from nnunet_unlearning.unlearning.nnunet_glue import bare_network, schedule_of
 from nnunet_unlearning.unlearning.request import REQUEST_FILE
 from nnunet_unlearning.unlearning.run_record import RunRecord
 
@@ -43,6 +43,7 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
         if self.current_epoch > 0:
             self.record.resume(self.output_folder)
         super().on_train_start()
+        self.record.schedule = schedule_of(self)
         self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
         self._epoch_started = time.perf_counter()
 

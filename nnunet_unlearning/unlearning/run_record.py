@@ -48,6 +48,8 @@ class RunRecord:
         self.trainer = trainer
         self.strategy = strategy
         self.evaluations: list[dict] = []
+        #: {"epochs", "iterations_per_epoch"}: the schedule the run trained with, set by the trainer
+        self.schedule: dict | None = None
         self.prepare_seconds = 0.0
         self.train_seconds = 0.0
         self._started = time.perf_counter()
@@ -100,6 +102,7 @@ class RunRecord:
             "hyperparameters": self.strategy.hyperparameters() if self.strategy else {},
             "forget": list(self.request.forget), "retain": list(self.request.retain),
             "heldout": list(self.request.heldout),
+            "schedule": self.schedule,
             "original_checkpoint_sha256": self.request.original.checkpoint_sha256,
             "unlearned_checkpoint_sha256": checkpoint_sha256,
             "seconds": {"wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),

@@ -7,7 +7,7 @@ from nnunet_unlearning.unlearning.strategy import Strategy
 
 #: The unsuffixed trainer runs this many epochs; the seed study compares 20 and 50.
 DEFAULT_EPOCHS = 20
-SCHEDULES = (5, 20, 50)
+SCHEDULES = (2, 5, 20, 50)
 
 
 def trainer_family(strategy: type[Strategy], module: str) -> dict[str, type]:

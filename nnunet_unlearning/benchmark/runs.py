@@ -1,0 +1,100 @@
+"""Train the benchmark's models: each run in a fresh worker process, several side by side.
+
+A run is one ``nnUNetv2_train``-equivalent training (the trainer found by name as nnU-Net finds it), with
+its own ``nnUNet_results`` and, for unlearning and retraining, its own request file. A run whose fold
+folder already holds ``checkpoint_final.pth`` is finished and skipped, so an interrupted benchmark
+continues where it stopped; an unfinished folder is the benchmark's own partial output and is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from nnunet_unlearning.unlearning.request import REQUEST_ENV
+
+FOLD = 0
+FINAL_CHECKPOINT = "checkpoint_final.pth"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training of the benchmark. ``results``: its ``nnUNet_results``; ``request``: its request file."""
+
+    trainer: str
+    dataset_name: str
+    configuration: str
+    plans: str
+    epochs: int
+    iterations: int
+    results: Path
+    request: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        """nnU-Net's fold folder of the run."""
+        return (self.results / self.dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}"
+                / f"fold_{FOLD}")
+
+    @property
+    def finished(self) -> bool:
+        return (self.folder / FINAL_CHECKPOINT).is_file()
+
+
+def train_run(run: Run, environment: dict[str, str], device: str) -> float:
+    """Train ``run`` in this process; return its wall time in seconds. ``environment``: nnU-Net's folders
+    and settings, applied before nnU-Net is used."""
+    os.environ.update(environment)
+    os.environ["nnUNet_results"] = str(run.results)
+    if run.request is not None:
+        os.environ[REQUEST_ENV] = str(run.request)
+    from nnunet_unlearning import cpu_profile
+    from nnunet_unlearning.inprocess import train
+    from nnunet_unlearning.trainers_dir import find_trainer
+
+    cpu_profile.use_cpu_threads()
+    if run.folder.exists():
+        shutil.rmtree(run.folder)  # an interrupted run of this benchmark: start it again
+    log = run.results.parent / "logs" / f"{run.trainer}.txt"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    # side-by-side runs would interleave nnU-Net's epoch lines; each run's console goes to its own file
+    with log.open("w") as stream, contextlib.redirect_stdout(stream):
+        train(find_trainer(run.trainer), run.dataset_name, run.configuration, run.plans, run.epochs,
+              run.iterations, fold=FOLD, device=device)
+    return time.perf_counter() - started
+
+
+def train_runs(runs: Sequence[Run], environment: dict[str, str], device: str, jobs: int,
+               progress: Callable[[str], None] = print) -> list[str]:
+    """Train every unfinished run, ``jobs`` at a time, each in a fresh spawned process (nnU-Net keeps state
+    in module globals and torch in its thread pool, so no process trains twice).
+
+    A run that fails does not stop the others: returns one line per failed run (trainer, forget set and the
+    error), for the benchmark to report.
+    """
+    todo = [run for run in runs if not run.finished]
+    skipped = len(runs) - len(todo)
+    if skipped:
+        progress(f"    {skipped} run(s) already finished, skipped")
+    failures = []
+    if not todo:
+        return failures
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        futures = {pool.submit(train_run, run, environment, device): run for run in todo}
+        for done, future in enumerate(as_completed(futures), start=1):
+            run = futures[future]
+            where = f"{run.trainer} ({run.results.parent.name})"
+            try:
+                progress(f"    [{done}/{len(todo)}] {where}: {future.result():.0f} s")
+            except (Exception, SystemExit) as error:  # one failed training is reported, not fatal
+                failures.append(f"{where}: {type(error).__name__}: {error}".splitlines()[0])
+                progress(f"    [{done}/{len(todo)}] FAILED {failures[-1]} (log: {run.results.parent / 'logs'})")
+    return failures

@@ -1,0 +1,80 @@
+"""The benchmark's design (subjects, forget sets, split) and its tables, on hand-made reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnunet_unlearning.benchmark import design, tables
+from nnunet_unlearning.cli import main
+from nnunet_unlearning.errors import UserInputError
+
+
+def test_forget_sets_are_leave_one_out_plus_nested_sets():
+    sets = design.forget_sets((1, 2, 3))
+    assert sets[:5] == [("MRBrainS18_1",), ("MRBrainS18_4",), ("MRBrainS18_5",), ("MRBrainS18_7",), ("MRBrainS18_14",)]
+    assert sets[5:] == [("MRBrainS18_1", "MRBrainS18_4"), ("MRBrainS18_1", "MRBrainS18_4", "MRBrainS18_5")]
+    assert design.forget_sets((2,), only=["MRBrainS18_7", "14"]) == [("MRBrainS18_7", "MRBrainS18_14")]
+    assert design.forget_tag(("MRBrainS18_7", "MRBrainS18_14")) == "forget_7-14"
+
+
+@pytest.mark.parametrize(("sizes", "only", "message"), [
+    ((1,), ["070"], "--forget 070: not one of the original model's training subjects"),
+    ((1,), ["1", "MRBrainS18_1"], "subject 1 given more than once"),
+    ((5,), None, "--sizes 5: a forget set has 1 to 4 subjects"),
+])
+def test_forget_sets_refuse_what_the_design_cannot_run(sizes, only, message):
+    with pytest.raises(UserInputError, match=message):
+        design.forget_sets(sizes, only)
+
+
+def test_split_trains_on_five_and_holds_out_two(tmp_path):
+    cases = [design.case_id(s) for s in design.TRAINING_SUBJECTS + design.HELDOUT_SUBJECTS]
+    split = json.loads(design.write_split(tmp_path, cases).read_text())
+    assert split == [{"train": cases[:5], "val": cases[5:]}]
+    with pytest.raises(UserInputError, match="case MRBrainS18_148 is missing"):
+        design.write_split(tmp_path, cases[:-1])
+
+
+def _row(role, trainer, strategy, dice_forget, wall):
+    return {"role": role, "trainer": trainer, "strategy": strategy, "dice_forget": dice_forget, "dice_retain": 0.8,
+            "dice_heldout": 0.7, "forget_drop_pct": None if role == "original" else 50.0, "wall_s": wall}
+
+
+def test_tables_average_over_forget_sets_per_model_and_horizon():
+    def report(forget_dice):
+        return {"rows": [_row("original", "nnUNetTrainerMed3D_scratch", None, 0.9, None),
+                         _row("oracle", "nnUNetTrainerRetrain", None, 0.6, 100.0),
+                         _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_2epochs", "NoisyLabel", forget_dice, 10.0),
+                         _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_5epochs", "NoisyLabel", 0.1, 20.0)]}
+
+    reports = {("MRBrainS18_1",): report(0.2), ("MRBrainS18_4",): report(0.4),
+               ("MRBrainS18_1", "MRBrainS18_4"): report(0.0)}
+    rows = tables.benchmark_rows(reports)
+    assert len(rows) == 12 and {r["size"] for r in rows} == {1, 2}
+    result = tables.tables(rows, "5")
+    main = {(r["model"], r["horizon"]): r for r in result["leave_one_subject_out"]}
+    assert set(main) == {("original", "-"), ("retrain oracle", "-"), ("NoisyLabel", "2"), ("NoisyLabel", "5")}
+    assert main[("NoisyLabel", "2")]["n"] == 2  # the size-2 set is not in the leave-one-out table
+    assert main[("NoisyLabel", "2")]["dice_forget"] == pytest.approx(0.3)
+    assert main[("original", "-")]["forget_drop_pct"] is None  # undefined stays undefined
+    sizes = {(r["size"], r["model"], r["horizon"]): r for r in result["sizes"]}
+    assert sizes[(2, "NoisyLabel", "2")]["dice_forget"] == 0.0 and sizes[(2, "NoisyLabel", "2")]["n"] == 1
+    seed = result["seed_comparison"]
+    assert seed["horizon_epochs"] == "5" and seed["dice_forget"] == pytest.approx(0.1)
+    assert seed["oracle_dice_forget"] == pytest.approx(0.6)
+    assert "forget Dice −93.0 %" in tables.seed_sentence(seed) and "0.600" in tables.seed_sentence(seed)
+
+
+def test_benchmark_command_refuses_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["benchmark", str(tmp_path), "--workdir", str(tmp_path / "w")]) == 2
+    assert "no training/ folder" in capsys.readouterr().err
+    (tmp_path / "training").mkdir()
+    assert main(["benchmark", str(tmp_path), "--strategies", "Forgetful", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "--strategies Forgetful: unknown strategy" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "keep.txt").write_text("x")
+    assert main(["benchmark", str(tmp_path), "--workdir", str(tmp_path / "precious")]) == 2
+    assert "not an earlier benchmark folder" in capsys.readouterr().err
