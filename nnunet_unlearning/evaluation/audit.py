@@ -90,13 +90,14 @@ def _check_request(request: UnlearningRequest) -> None:
 def _load_predictor(run: RunFolder, device: torch.device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=device.type != "cpu", device=device, verbose=False,
-                                verbose_preprocessing=False, allow_tqdm=False)
     fold = run.fold if run.fold == "all" else int(run.fold)
     try:
-        # nnU-Net prints where it looks for trainer classes; the audit's output is its table
+        # nnU-Net prints a notice for non-CUDA devices and where it looks for trainer classes; the audit's
+        # output is its table
         with contextlib.redirect_stdout(io.StringIO()):
+            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                        perform_everything_on_device=device.type == "cuda", device=device,
+                                        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
             predictor.initialize_from_trained_model_folder(str(run.path.parent), use_folds=(fold,),
                                                            checkpoint_name=CHECKPOINT)
     except RuntimeError as error:

@@ -7,9 +7,10 @@ data exactly as the original training did.
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
@@ -106,10 +107,11 @@ def validation_loader(trainer, dataset):
 
 def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
     """nnU-Net's sliding-window predictor for ``network`` with the trainer's plans, without mirroring."""
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                # nnU-Net warns at every call when asked to keep everything on a CPU
-                                perform_everything_on_device=trainer.device.type != "cpu", device=trainer.device,
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    # nnU-Net's constructor prints a notice for every non-CUDA device: once per evaluation, in the training log
+    with redirect_stdout(io.StringIO()):
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                    perform_everything_on_device=trainer.device.type == "cuda", device=trainer.device,
+                                    verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
                                     trainer.dataset_json, trainer.__class__.__name__,
                                     trainer.inference_allowed_mirroring_axes)
