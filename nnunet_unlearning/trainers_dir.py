@@ -1,6 +1,11 @@
 """Where our nnU-Net trainer classes are installed: the folder for ``nnUNet_extTrainer``."""
 
+import contextlib
+import io
+import os
 from pathlib import Path
+
+from nnunet_unlearning.errors import UserInputError
 
 
 def trainers_dir() -> Path:
@@ -20,13 +25,7 @@ def find_trainer(name: str) -> type:
     Our trainers folder is added to ``nnUNet_extTrainer`` (this process only) when it is not there yet, so
     that run folders written with these classes are found again by ``nnUNetv2_predict`` and the audit.
     """
-    import contextlib
-    import io
-    import os
-
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    from nnunet_unlearning.errors import UserInputError
 
     folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
     if str(trainers_dir()) not in folders:

@@ -82,6 +82,7 @@ def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
         convert_mrbrains18(mrbrains18, DATASET_ID, modalities=MODALITIES, source="orig", overwrite=True)
         os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
         plans = profile.plan(DATASET_ID)
+        os.environ["nnUNet_n_proc_DA"] = "0"  # trainings load data in their own process (see `runs`)
         plans_done.write_text(plans + "\n")
         print(f"    done in {time.perf_counter() - started:.0f} s")
     raw = json.loads((workdir / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text())
@@ -125,7 +126,6 @@ def run_benchmark(mrbrains18: Path, workdir: Path, profile_name: str = "cpu", fo
     os.environ.update(environment)
     print(profile.describe())
     plans = _prepare_data(workdir, mrbrains18, profile)
-    os.environ["nnUNet_n_proc_DA"] = "0"
 
     original_name, encoder = original_trainer()
     config = cpu_profile.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration

@@ -1,4 +1,4 @@
-"""The benchmark's two settings: ``cpu`` (a 2-core machine, about an hour per forget subject) and ``paper``
+"""The benchmark's two settings: ``cpu`` (a 2-core machine, about 40 minutes per forget subject) and ``paper``
 (the seed study's setting, for a GPU).
 
 A profile fixes the network and resolution (through how it plans), the original model's and the retrain
