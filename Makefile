@@ -1,27 +1,32 @@
-# The README's two commands. Each works on a fresh clone: it creates .venv, installs the package with
-# its pinned torch, then acts. torch 2.14.1 + torchvision 0.29.1 are pinned together: nnU-Net pulls
-# torchvision (through timm), and torchvision 0.29 imports only with torch 2.14.
+# The README's commands. Each works on a fresh clone: it creates .venv, installs the package with
+# its pinned torch (constraints.txt: torch and torchvision are pinned together), then acts.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint setup
+.PHONY: demo test test-fast lint setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(PINS) -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision -e ".[test]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/nnunet-unlearning demo --workdir demo_run --overwrite
 
+# ruff's lint rules and formatting, then mypy over nnunet_unlearning/, trainers/ and benchmarks/ (pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q -rs
+
+# the suite without the end-to-end nnU-Net tests (marked slow); no lint
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m "not slow"

@@ -37,6 +37,8 @@ def _plain_copy(files: list[Path], out: Path) -> None:
     out.mkdir()
     for index, path in enumerate(files):
         image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image):
+            raise TypeError(f"{path}: not a NIfTI-1 image")
         data = np.asanyarray(image.dataobj)
         nib.save(nib.Nifti1Image(data, image.affine, image.header), out / f"{index}.nii.gz")
 
@@ -58,8 +60,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench_convert_") as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
+        work = Path(tmp)
         src = args.src
         if args.phantom:
             src = work / "phantom"
@@ -73,7 +75,8 @@ def main() -> None:
         _plain_copy(files, work / "warm_plain")
         size_mb = sum(p.stat().st_size for p in files) / 1e6
 
-        converter, plain = [], []
+        converter: list[float] = []
+        plain: list[float] = []
         for rep in range(args.repeats):
             runs = [(converter, _convert, (src, work / f"raw{rep}", args)),
                     (plain, _plain_copy, (files, work / f"plain{rep}"))]

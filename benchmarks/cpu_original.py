@@ -24,6 +24,7 @@ from nnunet_unlearning.benchmark import design
 from nnunet_unlearning.benchmark.mrbrains18 import DATASET_ID, DATASET_NAME
 from nnunet_unlearning.benchmark.runs import FINAL_CHECKPOINT, FOLD, Run, train_runs
 from nnunet_unlearning.evaluation.evaluate_folders import evaluate_folders
+from nnunet_unlearning.med3d.network import DEFAULT_DECODER_CHANNELS
 from nnunet_unlearning.med3d.plans import plan_med3d
 from nnunet_unlearning.trainers_dir import trainers_dir
 
@@ -75,8 +76,8 @@ def main() -> None:
     os.environ.update(environment)
     runs = []
     for plans, decoder, epochs in VARIANTS:
-        extra = {} if decoder is None else {"decoder_channels": decoder}
-        plan_med3d(DATASET_ID, cpu_profile.CONFIGURATION, depth=cpu_profile.MED3D_DEPTH, name=plans, **extra)
+        plan_med3d(DATASET_ID, cpu_profile.CONFIGURATION, depth=cpu_profile.MED3D_DEPTH, name=plans,
+                   decoder_channels=DEFAULT_DECODER_CHANNELS if decoder is None else decoder)
         # one results folder per variant: each run's console log goes beside it
         results = workdir / "cpu_original" / plans / "nnUNet_results"
         runs.append(Run(TRAINER, DATASET_NAME, cpu_profile.CONFIGURATION, plans, epochs, ITERATIONS, results))

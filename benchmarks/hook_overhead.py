@@ -1,8 +1,8 @@
 """Share of an unlearning run's wall time spent in the evaluation hook at its default (start + end).
 
-Builds the CPU-profile world (real MRBrainS18 from ../shared/data when present, else the phantom),
-trains a short original model, forgets one subject with NoisyLabel for the seed study's 20 epochs, and
-reads the run's own timings from unlearning_metrics.json. Measures, never asserts.
+Builds the demo's world (CPU profile, Med3D plans; real MRBrainS18 from ../shared/data when present, else
+the phantom), trains the demo's original Med3D model, forgets one subject with NoisyLabel for the seed
+study's 20 epochs, and reads the run's own timings from unlearning_metrics.json. Measures, never asserts.
 
     .venv/bin/python benchmarks/hook_overhead.py [--iterations 50] [--workdir DIR]
 """
@@ -24,21 +24,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
     from nnunet_unlearning import demo
+    from nnunet_unlearning.med3d.original_trainer import original_trainer
     from nnunet_unlearning.unlearning.request import write_request
-    from nnunet_unlearning.unlearning.schedules import trainer_family
-    from nnunet_unlearning.unlearning.strategies import NoisyLabel
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hook_overhead_"))
     real = SHARED if (SHARED / "training").is_dir() else None
     demo.prepare_dataset(workdir, real)
-    original = demo.train(nnUNetTrainer, demo.ORIGINAL)
+    trainer, _ = original_trainer()
+    original = demo.train(trainer, demo.ORIGINAL)
     forget = sorted(original.do_split()[0])[0]
-    write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", "nnUNetPlans", "nnUNetTrainer", [forget])
-    run = demo.train(trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"],
-                     demo.Schedule(args.epochs, args.iterations))
+    write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", demo.PLANS, trainer, [forget])
+    run = demo.train("nnUNetTrainerUnlearnNoisyLabel", demo.Schedule(args.epochs, args.iterations))
     metrics = json.loads((Path(run.output_folder) / "unlearning_metrics.json").read_text())
     seconds = metrics["seconds"]
     per_evaluation = [e["seconds"] for e in metrics["evaluations"]]

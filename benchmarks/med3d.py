@@ -24,6 +24,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def med3d_unet(depth: int, patch: list[int], norm: str) -> nn.Module:
     return Med3DUNet(CHANNELS, CLASSES, True, depth=depth, strides=derive_strides(SPACING, patch), norm=norm)
 
 
-BUILDERS = {"PlainConvUNet (nnU-Net default)": plain_conv_unet,
+BUILDERS: dict[str, Callable[[list[int]], nn.Module]] = {"PlainConvUNet (nnU-Net default)": plain_conv_unet,
             **{f"Med3D ResNet-{depth} U-Net, {norm} norm": partial(med3d_unet, depth, norm=norm)
                for depth in (10, 50) for norm in NORMS}}
 
@@ -135,7 +136,7 @@ def speed(args: argparse.Namespace) -> None:
           "| planner estimate GB (GPU, AMP) |")
     print("|---|---|---|---|---|---|")
     for name in BUILDERS:
-        per_sample, n_params = activation_bytes(lambda name=name: BUILDERS[name](patch), (1, CHANNELS, *patch))
+        per_sample, n_params = activation_bytes(partial(BUILDERS[name], patch), (1, CHANNELS, *patch))
         estimate = (batch * per_sample + PARAM_BYTES * n_params) / budget_8gb * 8.0
         median = statistics.median(times[name])
         print(f"| {name} | {params[name] / 1e6:.1f} | {median:.2f} | {median / base:.2f} | "
@@ -148,10 +149,11 @@ def load_subject(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
     factors = [1 / f for f in COARSE]
     channels = []
     for modality in ("IR", "FLAIR"):
-        image = zoom(np.asarray(nib.load(folder / "orig" / f"{modality}.nii.gz").dataobj, dtype=np.float32),
-                     factors, order=1)
+        image = zoom(np.asarray(nib.Nifti1Image.from_filename(folder / "orig" / f"{modality}.nii.gz").dataobj,
+                                dtype=np.float32), factors, order=1)
         channels.append((image - image.mean()) / image.std())
-    labels = zoom(np.asarray(nib.load(folder / "segm.nii.gz").dataobj, dtype=np.uint8), factors, order=0)
+    labels = zoom(np.asarray(nib.Nifti1Image.from_filename(folder / "segm.nii.gz").dataobj, dtype=np.uint8), factors,
+                  order=0)
     return np.stack(channels), labels
 
 

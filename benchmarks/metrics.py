@@ -13,7 +13,9 @@ subject, after MONAI has been imported. Measures, never asserts.
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -24,6 +26,7 @@ from nnunet_unlearning.evaluation.metrics import case_metrics
 from nnunet_unlearning.evaluation.protocol import MRBRAINS18_CLASSES, mrbrains18_protocol
 
 IGNORE_LABEL = 9
+T = TypeVar("T")
 
 
 class InMemoryReader(BaseReaderWriter):
@@ -42,7 +45,7 @@ class InMemoryReader(BaseReaderWriter):
         raise NotImplementedError
 
 
-def _seconds(function, *args, **kwargs) -> tuple[float, object]:
+def _seconds(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[float, T]:
     start = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - start, result

@@ -51,9 +51,11 @@ def _plan_med3d(args: argparse.Namespace) -> None:
 
 def _forget(args: argparse.Namespace) -> None:
     from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.unlearning.run_config import read_config
 
+    run_config = read_config(args.config) if args.config is not None else None
     path = write_request(args.dataset_id, args.configuration, args.fold, args.plans, args.trainer, args.cases,
-                         out=args.out)
+                         out=args.out, run_config=run_config)
     print(f"wrote {path}")
 
 
@@ -221,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", required=True, help="case ids to forget, e.g. MRBrainS18_070")
     p.add_argument("-o", dest="out", type=Path, default=None,
                    help="request file (default: $nnUNet_preprocessed/Dataset<ID>_*/unlearning_request.json)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="run config (JSON: seed, schedule, hyperparameters; docs/unlearning.md), checked and "
+                        "embedded in the request")
 
     p = command("evaluate", _evaluate, "score predicted segmentations against ground truth")
     p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth label maps (*.nii.gz)")

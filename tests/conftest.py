@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # tests import their helpers (toy.py, nnunet_fixture.py) by module name
 
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, NnunetWorld, build_world, train_original  # noqa: E402
 

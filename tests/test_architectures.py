@@ -58,8 +58,19 @@ def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_pl
     network = bare_network(trainer.network)
     assert type(network).__name__ == network_class
     before = torch.load(Path(original.output_folder) / "checkpoint_final.pth", weights_only=False)["network_weights"]
-    after = dict(network.named_parameters())
-    assert all(torch.equal(p.detach().cpu(), before[k]) for k, p in after.items() if k.startswith("decoder."))
-    assert any(not torch.equal(p.detach().cpu(), before[k]) for k, p in after.items() if k.startswith("encoder."))
+    after = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    # the whole frozen decoder, buffers (running statistics) included; nnU-Net's decoders also list the
+    # encoder's tensors under "decoder.encoder.", which are the encoder's, not the decoder's
+    decoder = [k for k in after if k.startswith("decoder.") and not k.startswith("decoder.encoder.")]
+    assert all(torch.equal(after[k], before[k]) for k in decoder), [k for k in decoder
+                                                                    if not torch.equal(after[k], before[k])]
+    assert any(not torch.equal(after[k], before[k]) for k, _ in network.named_parameters() if k.startswith("encoder."))
     metrics = json.loads((Path(trainer.output_folder) / "unlearning_metrics.json").read_text())
     assert metrics["forget"] == cases[:1] and metrics["figures"] is not None
+    statistics = metrics["running_statistics"]
+    if network_class == "Med3DUNet":  # BatchNorm: the decoder's layers kept, the encoder's recalibrated
+        assert any(k.startswith("decoder.") and k.endswith("running_mean") for k in decoder)
+        assert statistics["kept_layers"] > 0 and statistics["recalibrated_layers"] > 0
+        assert statistics["batches"] == trainer.recalibration_batches
+    else:  # nnU-Net's InstanceNorm keeps no running statistics
+        assert statistics["recalibrated_layers"] == statistics["kept_layers"] == 0

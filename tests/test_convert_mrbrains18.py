@@ -281,6 +281,23 @@ def _short_nifti(root: Path) -> None:
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:400]))
 
 
+def _scale(relpath: str, slope: float) -> Callable[[Path], None]:
+    """Set a file's scl_slope (bytes 112-115 of the NIfTI-1 header), keeping its stored voxels."""
+    def change(root: Path) -> None:
+        path = root / relpath
+        raw = bytearray(gzip.decompress(path.read_bytes()))
+        raw[112:116] = np.float32(slope).tobytes()
+        path.write_bytes(gzip.compress(bytes(raw)))
+    return change
+
+
+def _image_with(*values: float, dtype: type = np.float32) -> np.ndarray:
+    """A SMALL image of `dtype`, 100 everywhere but `values` in its first voxels."""
+    data = np.full(SMALL, 100, dtype)
+    data.flat[:len(values)] = values
+    return data
+
+
 def _remove(*relpaths: str) -> Callable[[Path], None]:
     def change(root: Path) -> None:
         for relpath in relpaths:
@@ -294,6 +311,7 @@ _SPACED = AFFINE.copy()
 _SPACED[:3, 2] *= 1.1
 _PRE_FLAIR = "training/070/pre/FLAIR.nii.gz"
 _SEGM = "training/070/segm.nii.gz"
+_PRE_IR_1 = "training/1/pre/reg_IR.nii.gz"
 
 BAD_INPUTS = {
     # name: (change to the release, convert keyword arguments, words the one-line message must contain)
@@ -314,6 +332,15 @@ BAD_INPUTS = {
     "label 11": (_replace(_SEGM, np.full(SMALL, 11, np.uint8)), {}, ["subject 070", _SEGM, "11", "0-10"]),
     "negative label": (_replace(_SEGM, np.full(SMALL, -1, np.int16)), {}, ["subject 070", _SEGM, "-1"]),
     "fractional label": (_replace(_SEGM, np.full(SMALL, 1.5, np.float32)), {}, ["subject 070", _SEGM, "integer"]),
+    "NaN label": (_replace(_SEGM, _image_with(np.nan, 1, np.inf)), {},
+                  ["subject 070", _SEGM, "NaN or Inf label values (2 voxels)"]),
+    "NaN voxels": (_replace(_PRE_IR_1, _image_with(np.nan, np.nan, -np.inf)), {},
+                   ["subject 1", _PRE_IR_1, "NaN or Inf in float32 (2 NaN, 1 Inf)", "normalisation"]),
+    "Inf in last channel": (_replace(_PRE_FLAIR, _image_with(np.inf)), {}, ["subject 070", _PRE_FLAIR, "(1 Inf)"]),
+    "beyond float32": (_replace(_PRE_FLAIR, _image_with(1e39, -1e39, dtype=np.float64)), {},
+                       ["subject 070", _PRE_FLAIR, "(2 beyond float32's range)"]),
+    "scaled beyond float32": (_scale(_PRE_FLAIR, 1e37), {},
+                              ["subject 070", _PRE_FLAIR, "NaN or Inf in float32", "beyond"]),
     "id 0": (None, {"dataset_id": 0}, ["dataset id", "1-999"]),
     "id 1000": (None, {"dataset_id": 1000}, ["dataset id", "1-999"]),
     "unknown subject": (None, {"subjects": ["1", "70"]}, ["70", "available: 1 070"]),
@@ -341,6 +368,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(release, tmp_path, name):
         assert word in message, f"{word!r} not in {message!r}"
     assert list(raw.iterdir()) == []
     assert _tree(release) == before
+
+
+def test_finite_float_and_scaled_images_are_accepted_and_copied_as_is(release, tmp_path):
+    _write_nii(release / _PRE_FLAIR, _image_with(-3e38, 0.25, 3e38))
+    _scale(_PRE_IR_1, 0.5)(release)
+    folder = convert_mrbrains18(release, 22, raw_root=tmp_path)
+    assert (folder / "imagesTr" / "MRBrainS18_070_0002.nii.gz").read_bytes() == (release / _PRE_FLAIR).read_bytes()
+    assert (folder / "imagesTr" / "MRBrainS18_1_0001.nii.gz").read_bytes() == (release / _PRE_IR_1).read_bytes()
 
 
 def test_missing_or_wrong_release_folder(tmp_path):
@@ -373,6 +408,8 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (_remove("training/070/orig/reg_T1.nii.gz"), ["070", "orig/reg_T1.nii.gz"]),
     # nibabel logs header problems to stderr; the CLI must still print only our line
     (_replace("training/070/orig/FLAIR.nii.gz", gzip.compress(b"x" * 500)), ["070", "orig/FLAIR.nii.gz"]),
+    # found after nnUNet_raw and the temporary dataset folder were made: both must go again
+    (_replace("training/070/orig/IR.nii.gz", _image_with(np.nan)), ["subject 070", "orig/IR.nii.gz", "(1 NaN)"]),
 ])
 def test_cli_bad_input_exits_2_with_one_line(release, tmp_path, change, words):
     change(release)
@@ -381,7 +418,7 @@ def test_cli_bad_input_exits_2_with_one_line(release, tmp_path, change, words):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
     assert all(word in result.stderr for word in words)
-    assert not (tmp_path / "raw" / "Dataset020_MRBrainS18").exists()
+    assert not (tmp_path / "raw").exists()
 
 
 def test_cli_phantom_then_convert(tmp_path):

@@ -78,3 +78,12 @@ def test_refusals_are_one_line_with_exit_2(world, original_checkpoint, capsys, c
 def test_unknown_dataset_is_refused(world, capsys):
     assert main(["forget", "-d", "999", "-c", CONFIGURATION, "-f", "0", "--cases", "MRBrainS18_1"]) == 2
     assert "dataset 999: not found" in capsys.readouterr().err
+
+
+def test_fold_all_is_refused_with_its_reason(world, original_checkpoint, capsys):
+    args = _forget_args(_splits(world)[0]["train"][0])
+    args[args.index("-f") + 1] = "all"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fold all: the model trained on every case, so no held-out subjects remain" in err
+    assert err.count("\n") == 1

@@ -8,6 +8,7 @@ L1Sparse (a linearly decaying ℓ1 penalty on top of FineTune), and the shared d
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import pytest
@@ -17,7 +18,8 @@ from toy import IGNORE_LABEL, NUM_CLASSES, ToyNet, toy_batch, toy_context, toy_t
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.step import unlearning_step
 from nnunet_unlearning.unlearning.strategies.bad_teacher import BadTeacher
-from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs
+from nnunet_unlearning.unlearning.strategies.bounded_ascent import chance_level_divergence
+from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs, scale_weights
 from nnunet_unlearning.unlearning.strategies.fine_tune import FineTune
 from nnunet_unlearning.unlearning.strategies.fisher import diagonal_fisher
 from nnunet_unlearning.unlearning.strategies.gradient_ascent import GradientAscent
@@ -62,6 +64,10 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def _task(model, batch) -> float:
     with torch.no_grad():
         return float(toy_task_loss(model(batch.data), batch.target))
+
+
+def _gradients(model, loss: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(model.parameters())))
 
 
 def _steps(model, strategy, ctx, n: int, retain=RETAIN, forget=FORGET, optimizer=None) -> None:
@@ -136,6 +142,83 @@ def test_scrub_max_step_increases_the_forget_divergence():
     assert before > 0
     unlearning_step(student, SCRUB(), torch.optim.SGD(student.parameters(), lr=0.1), RETAIN, FORGET, ctx)
     assert _kl(student, teacher, FORGET) > before
+
+
+@functools.cache
+def _confident_weights() -> dict[str, torch.Tensor]:
+    model = _model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        for batch in (RETAIN, FORGET):
+            optimizer.zero_grad()
+            toy_task_loss(model(batch.data), batch.target).backward()
+            optimizer.step()
+    return _state(model)
+
+
+def _confident_model() -> ToyNet:
+    """A toy fitted far below chance on RETAIN and FORGET (task loss about 0.01): a confident original."""
+    model = _model()
+    model.load_state_dict(_confident_weights())
+    return model
+
+
+def _chance_level(teacher, batch) -> float:
+    return float(chance_level_divergence(frozen_outputs(teacher, batch.data), batch.target, IGNORE_LABEL, 4.0))
+
+
+def test_chance_level_divergence_is_that_of_a_uniform_student():
+    teacher = _confident_model()
+    outputs = frozen_outputs(teacher, FORGET.data)
+    expected = 0.0
+    for weight, logits, labels in zip(scale_weights(2), outputs, FORGET.target):
+        p = torch.softmax(logits / 4.0, dim=1)
+        gap = math.log(NUM_CLASSES) + (p * p.log()).sum(dim=1)  # ln K − H(p) per voxel
+        expected += weight * float(gap[labels[:, 0] != IGNORE_LABEL].mean())
+    assert _chance_level(teacher, FORGET) == pytest.approx(16.0 * expected, rel=1e-5)
+    assert 0 < _chance_level(teacher, FORGET) < 16.0 * math.log(NUM_CLASSES)
+
+
+def test_scrub_max_step_stops_at_the_chance_level_divergence():
+    teacher = _frozen_copy(_confident_model())
+    ctx = toy_context(original=teacher)
+    drifted = _confident_model()
+    _steps(drifted, SCRUB(max_phase=0.0), ctx, 2)  # min-steps only: below the bound, a little apart
+    assert 0 < _kl(drifted, teacher, FORGET) < _chance_level(teacher, FORGET)
+    divergence = distillation_kl(drifted(FORGET.data), frozen_outputs(teacher, FORGET.data), FORGET.target,
+                                 IGNORE_LABEL, 4.0)
+    ascent = _gradients(drifted, SCRUB().max_step_loss(drifted, FORGET, teacher, IGNORE_LABEL))
+    assert all(torch.allclose(a, -d, atol=1e-7) for a, d in zip(ascent, _gradients(drifted, divergence)))
+
+    opposed = _confident_model()
+    with torch.no_grad():
+        for head in (opposed.decoder["head_full"], opposed.decoder["head_half"]):
+            head.weight.neg_()  # confidently unlike the teacher: past a uniform student's divergence
+    assert _kl(opposed, teacher, FORGET) > _chance_level(teacher, FORGET)
+    before = _state(opposed)
+    loss = unlearning_step(opposed, SCRUB(), torch.optim.SGD(opposed.parameters(), lr=0.1), RETAIN, FORGET, ctx)
+    assert _same(_state(opposed), before), "a max-step past the bound moved the student"
+    assert loss == pytest.approx(-_kl(opposed, teacher, FORGET), rel=1e-5), "the bounded term keeps its value"
+
+
+def test_scrub_at_nnunet_learning_rate_and_momentum_stays_near_the_bound():
+    """nnU-Net's optimizer (SGD, lr 0.01 times the strategy's lr_scale, momentum 0.99, Nesterov): unbounded
+    max-steps blow the divergence up, the default bound holds it near the chance level (momentum
+    overshoots somewhat)."""
+    final = {}
+    for bound in (float("inf"), None):
+        student = _confident_model()
+        teacher = _frozen_copy(student)
+        strategy = SCRUB(divergence_bound=bound)
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.01 * strategy.lr_scale, momentum=0.99,
+                                    nesterov=True, weight_decay=3e-5)
+        _steps(student, strategy, toy_context(original=teacher), 100, optimizer=optimizer)
+        final[bound] = (_kl(student, teacher, FORGET), _task(student, RETAIN))
+    (bounded_kl, bounded_retain), (unbounded_kl, unbounded_retain) = final[None], final[float("inf")]
+    chance, ln_k = _chance_level(_confident_model(), FORGET), math.log(NUM_CLASSES)
+    assert unbounded_kl > 5 * chance and unbounded_retain > 5 * ln_k, "this setting must be one that diverges"
+    assert bounded_kl < 2.5 * chance and bounded_retain < 3 * ln_k
+    assert SCRUB().hyperparameters()["divergence_bound"] == "KL_T(original || uniform)"
 
 
 def test_scrub_schedule_alternates_then_only_minimises():

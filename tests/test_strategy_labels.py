@@ -1,11 +1,13 @@
-"""Substitute label maps for forget patches (strategies/labels.py): what each kind of map guarantees."""
+"""Substitute label maps for forget patches (strategies/labels.py, and SalUnCRA's): what each kind guarantees."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from toy import ToyNet, toy_context
 
+from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.strategies.labels import (
     permute_foreground,
     random_derangements,
@@ -13,6 +15,8 @@ from nnunet_unlearning.unlearning.strategies.labels import (
     to_scales,
     voxelwise_random_labels,
 )
+from nnunet_unlearning.unlearning.strategies.salun_cra import SalUnCRA
+from nnunet_unlearning.unlearning.strategy import Batch
 
 K = 4
 IGNORE = K
@@ -120,3 +124,45 @@ def test_permute_foreground_draws_per_patch_and_per_call():
     second = permute_foreground(old, 8, None, g)
     assert len({tuple(p.flatten().tolist()) for p in first[0]}) > 1, "every patch got the same permutation"
     assert not torch.equal(first[0], second[0]), "not redrawn per call"
+
+
+def _random_label_world(seed: int) -> tuple[list[torch.Tensor], int, tuple[int, ...], torch.Generator]:
+    """Random per-scale label maps (ignore voxels included) over a random number of classes, and a random
+    set of fixed (critical) foreground classes that leaves at least two others."""
+    g = torch.Generator().manual_seed(seed)
+    num_classes = int(torch.randint(3, 12, (1,), generator=g))
+    foreground = torch.randperm(num_classes - 1, generator=g) + 1
+    fixed = tuple(sorted(foreground[: int(torch.randint(0, num_classes - 2, (1,), generator=g))].tolist()))
+    full = torch.randint(0, num_classes + 1, (3, 1, 6, 6, 6), generator=g)  # num_classes itself: ignore
+    return [full, full[:, :, ::2, ::2, ::2]], num_classes, fixed, g
+
+
+def _check_fixed_classes_untouched(new: list[torch.Tensor], old: list[torch.Tensor], num_classes: int,
+                                   fixed: tuple[int, ...]) -> None:
+    for n, o in zip(new, old):
+        was_fixed, is_fixed = torch.isin(o, torch.tensor(fixed)), torch.isin(n, torch.tensor(fixed))
+        assert torch.equal(is_fixed, was_fixed), "a fixed class was created or removed"
+        keep = was_fixed | (o == 0) | (o == num_classes)
+        assert torch.equal(n[keep], o[keep]), "a fixed, background or ignore voxel changed"
+        moved = n[~keep]
+        assert bool((moved != o[~keep]).all()) and bool(((moved >= 1) & (moved < num_classes)).all())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_permute_foreground_never_maps_a_class_onto_or_off_a_fixed_class(seed):
+    old, num_classes, fixed, g = _random_label_world(seed)
+    _check_fixed_classes_untouched(permute_foreground(old, num_classes, num_classes, g, fixed=fixed), old,
+                                   num_classes, fixed)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_salun_cra_never_gives_a_voxel_a_critical_label_it_did_not_have(seed):
+    old, num_classes, critical, g = _random_label_world(seed)
+    ctx = toy_context(num_classes=num_classes, ignore_label=num_classes, critical_classes=critical, generator=g)
+    forget = Batch(data=torch.zeros(3, 2, 6, 6, 6), target=old, keys=["f1", "f2", "f3"])
+    _check_fixed_classes_untouched(SalUnCRA().forget_target(forget, ctx), old, num_classes, critical)
+
+
+def test_salun_cra_needs_two_non_critical_foreground_classes():
+    with pytest.raises(UserInputError, match="SalUnCRA"):
+        SalUnCRA().prepare(ToyNet(), toy_context(critical_classes=(2, 3)))  # foreground 1, 2, 3: one healthy

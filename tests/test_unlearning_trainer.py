@@ -1,7 +1,10 @@
 """The unlearning trainer on real nnU-Net data (MRBrainS18 when present, else the phantom), in-process.
 
 Every strategy runs end to end with a one-epoch, two-step schedule; one run goes through the real
-``nnUNetv2_train`` console script with ``nnUNet_extTrainer``.
+``nnUNetv2_train`` console script with ``nnUNet_extTrainer``. Two steps show the mechanics (what may
+change, what must not), not a direction: the direction each strategy promises (forget loss up, forget
+predictions moved more than retain's) is checked on a toy that has memorised its forget subjects, where a
+few steps make it measurable (``test_strategies_seed.py``).
 """
 
 from __future__ import annotations
@@ -86,9 +89,10 @@ def test_every_strategy_runs_end_to_end(request_world, original_checkpoint, stra
     changed = {k for k in final if not torch.equal(final[k], original[k])}
     assert changed, "unlearning left every weight unchanged"
     if strategy.name.endswith("FixDecoder"):
-        assert not any(k.startswith(DECODER_PREFIX) for k in changed)
+        assert not any(k.startswith(DECODER_PREFIX) for k in changed), "a FixDecoder variant changed the decoder"
     if strategy.name.startswith("RandomEncoder"):
-        assert all(k.startswith(ENCODER_PREFIX) or not strategy.name.endswith("FixDecoder") for k in changed)
+        encoder = {k for k in final if k.startswith(ENCODER_PREFIX)}
+        assert encoder and encoder <= changed, f"not re-initialised: {sorted(encoder - changed)[:3]}"
     if (out / MASK_FILE).is_file():
         masks = torch.load(out / MASK_FILE, weights_only=True)
         for name, may_change in masks.items():

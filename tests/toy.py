@@ -82,3 +82,42 @@ def toy_context(original: nn.Module | None = None, **overrides) -> StrategyConte
     )
     kwargs.update(overrides)
     return StrategyContext(**kwargs)
+
+
+#: Input channels of subject batches: two of noise, one that marks the forget subjects.
+SUBJECT_CHANNELS = 3
+FORGET_KEYS = ("f1", "f2")
+RETAIN_KEYS = ("r1", "r2")
+
+
+def subject_batch(seed: int, forget: bool) -> Batch:
+    """A batch of forget or retain subjects that a model can only get right by remembering which is which.
+
+    Channels 0 and 1 are noise and channel 2 marks the subjects (1: forget, 0: retain). Retain labels follow
+    :func:`toy_batch`'s rule; forget labels are that rule's classes reversed (``k → K−1−k``), so what a
+    model trained on both knows about the forget subjects is a memory of its own, not the shared rule,
+    and forgetting them is measurable on the toy. Keys are ``FORGET_KEYS`` or ``RETAIN_KEYS``.
+    """
+    keys = FORGET_KEYS if forget else RETAIN_KEYS
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(len(keys), 2, *PATCH, generator=g)
+    marker = torch.full((len(keys), 1, *PATCH), float(forget))
+    full = (noise[:, :1] > 0).long() + 2 * (noise[:, 1:] > 0.5).long()
+    if forget:
+        full = NUM_CLASSES - 1 - full
+    return Batch(data=torch.cat([noise, marker], dim=1), target=[full, full[:, :, ::2, ::2, ::2]], keys=list(keys))
+
+
+def subject_stream(first_seed: int, forget: bool) -> Iterator[Batch]:
+    """An endless stream of fresh :func:`subject_batch` batches."""
+    seed = first_seed
+    while True:
+        yield subject_batch(seed, forget)
+        seed += 1
+
+
+def subject_context(original: nn.Module | None = None, **overrides) -> StrategyContext:
+    """:func:`toy_context` over subject streams (forget subjects ``f1, f2``, retain subjects ``r1, r2``)."""
+    streams = dict(forget_batches=lambda: subject_stream(3000, forget=True),
+                   retain_batches=lambda: subject_stream(4000, forget=False))
+    return toy_context(original, **{**streams, **overrides})

@@ -44,7 +44,7 @@ def forget_sets(sizes: Iterable[int] = SIZES, only: Sequence[str] | None = None)
         if len(set(chosen)) != len(chosen):
             raise UserInputError(f"--forget: subject {subject_of(chosen[0])} given more than once")
         return [chosen]
-    result = []
+    result: list[tuple[str, ...]] = []
     for size in sizes:
         if not 1 <= size < len(TRAINING_SUBJECTS):
             raise UserInputError(f"--sizes {size}: a forget set has 1 to {len(TRAINING_SUBJECTS) - 1} subjects")

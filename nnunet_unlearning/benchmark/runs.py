@@ -84,7 +84,7 @@ def train_runs(runs: Sequence[Run], environment: dict[str, str], device: str, jo
     skipped = len(runs) - len(todo)
     if skipped:
         progress(f"    {skipped} run(s) already finished, skipped")
-    failures = []
+    failures: list[str] = []
     if not todo:
         return failures
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:

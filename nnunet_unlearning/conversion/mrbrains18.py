@@ -34,6 +34,7 @@ from nnunet_unlearning import __version__
 from nnunet_unlearning.conversion.nifti_checks import (
     SourceFile,
     check_3d,
+    check_finite,
     check_same_grid,
     label_values,
     read_source,
@@ -100,7 +101,7 @@ def convert_mrbrains18(src: Path, dataset_id: int, *, modalities: Sequence[str] 
     _check_files_exist(src, cases, plan)
     _check_target(target, src, dataset_id, overwrite)
 
-    raw_root.mkdir(parents=True, exist_ok=True)
+    created = _make_folders(raw_root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=raw_root))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
@@ -114,6 +115,7 @@ def convert_mrbrains18(src: Path, dataset_id: int, *, modalities: Sequence[str] 
         _publish(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
     return target
 
@@ -144,6 +146,22 @@ def _raw_root(raw_root: Path | None) -> Path:
         if not raw_root:
             raise UserInputError("nnUNet_raw is not set: export nnUNet_raw=<folder for nnU-Net raw datasets>")
     return Path(raw_root).resolve()
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and any missing parents; return the ones created, deepest first."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove `folders` in order where they are empty: a refused conversion leaves no trace, not even nnUNet_raw."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: someone else wrote there meanwhile, which is theirs to keep
+            return
 
 
 def _subjects_in(folder: Path) -> list[str]:
@@ -231,6 +249,8 @@ def _convert_case(src: Path, out: Path, case: str, split: str, subject: str, fil
     for item in sources.values():
         check_3d(item)
         check_same_grid(item, reference)
+    for modality in modalities:
+        check_finite(sources[modality])
     images_dir, labels_dir = (out / name if name else None for name in SPLITS[split])
     images_dir.mkdir(exist_ok=True)
     for channel, modality in enumerate(modalities):

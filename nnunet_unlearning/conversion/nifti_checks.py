@@ -23,6 +23,9 @@ from nnunet_unlearning.errors import UserInputError
 # affine entries (mm): the real release stores one grid with differences of up to 5e-4 mm in origins
 # of ~110 mm and ~1e-6 mm in spacings between modalities and labels.
 GRID_TOLERANCE = 1e-4
+# nnU-Net reads every image as float32 (an unsafe cast: larger values become Inf) and z-scores it with the
+# image's mean and standard deviation, so one NaN or Inf voxel makes every voxel of that channel NaN.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,36 @@ def check_same_grid(source: SourceFile, reference: SourceFile) -> None:
     raise UserInputError(f"{source.where}: has {problem}")
 
 
+def check_finite(source: SourceFile) -> None:
+    """UserInputError unless every voxel value (as nibabel scales it) is a finite float32 number, |v| <= 3.4e38.
+
+    Integers stored without scaling always are, so their voxels are not read; any other image is checked in
+    one pass over its voxels.
+    """
+    image = source.image
+    proxy = image.dataobj
+    if np.issubdtype(image.get_data_dtype(), np.integer) and proxy.slope == 1 and proxy.inter == 0:
+        return
+    values = np.asanyarray(proxy)
+    bad = values[~(np.abs(values) <= FLOAT32_MAX)]  # NaN fails every comparison, so it is caught too
+    if bad.size:
+        n_nan, n_inf = int(np.isnan(bad).sum()), int(np.isinf(bad).sum())
+        kinds = {"NaN": n_nan, "Inf": n_inf, "beyond float32's range": bad.size - n_nan - n_inf}
+        found = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
+        raise UserInputError(f"{source.where}: has voxel values that are NaN or Inf in float32 ({found}); "
+                             f"nnU-Net reads images as float32 and its intensity normalisation needs finite values")
+
+
 def label_values(source: SourceFile, max_value: int) -> np.ndarray:
     """The label map as an integer array (same shape), or UserInputError if any value is not in 0..max_value."""
     labels = np.asanyarray(source.image.dataobj)
-    if not np.issubdtype(labels.dtype, np.integer) and (
-            not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels))):
-        raise UserInputError(f"{source.where}: has non-integer label values; expected integers 0-{max_value}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        non_finite = np.count_nonzero(~np.isfinite(labels))
+        if non_finite:
+            raise UserInputError(f"{source.where}: has NaN or Inf label values ({non_finite} voxels); "
+                                 f"expected integers 0-{max_value}")
+        if np.any(labels != np.round(labels)):
+            raise UserInputError(f"{source.where}: has non-integer label values; expected integers 0-{max_value}")
     outside = (labels < 0) | (labels > max_value)
     if outside.any():
         found = np.unique(labels[outside])

@@ -65,7 +65,8 @@ class RunFolder:
         for needed in (path / CHECKPOINT, path.parent / "plans.json", path.parent / "dataset.json"):
             if not needed.is_file():
                 raise UserInputError(f"{needed}: missing (is the run finished?)")
-        return cls(path, *parts, fold=path.name.removeprefix("fold_"))
+        trainer, plans, configuration = parts
+        return cls(path, trainer, plans, configuration, fold=path.name.removeprefix("fold_"))
 
     @property
     def name(self) -> str:
@@ -238,6 +239,8 @@ def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patc
             "feature_means": _feature_means(features),
             "seconds": round(time.perf_counter() - started, 3),
         }
+    if cases is None:
+        raise ValueError("an audit needs at least one model")
     for entry in results.values():
         entry["gap_to_retrain"] = _gap(entry, results.get("retrain"))
     return {

@@ -29,6 +29,7 @@ from nnunet_unlearning.evaluation.report import (
     compare,
     load_run,
     markdown_table,
+    non_default_text,
 )
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 
@@ -124,6 +125,10 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str,
         + ("; and the result of a membership-inference audit" if has_audit else "") + ".",
         "`nnunet-unlearning verify` recomputes every hash: whether these files are still the ones certified.",
     ]
+    if not is_retrain:
+        shows.insert(2, "The run folder held no model but the certified checkpoint when the certificate was written: "
+                        "the run never writes nnU-Net's checkpoint_best.pth (an early, barely unlearned state), and "
+                        "its resumable checkpoint_latest.pth is removed when it ends.")
     does_not = [
         "Approximate unlearning gives no formal guarantee: this does not prove that the model equals, or is "
         "distributed like, a model never trained on the forgotten cases, nor that no information about them "
@@ -178,6 +183,10 @@ def certificate_content(run_folder: Path) -> dict:
     if (folder / AUDIT_FILE).is_file():
         files["audit"] = _file_entry(folder, AUDIT_FILE)
 
+    models = sorted(p.name for p in folder.glob("*.pth"))
+    if not run.is_retrain and models != [CHECKPOINT]:
+        raise UserInputError(f"{folder}: holds models besides the certified {CHECKPOINT} ({', '.join(models)}); "
+                             "a partly unlearned model must not sit beside the certified one")
     retrain = None if run.is_retrain else find_retrain_run(folder, run.request_id)
     comparison = compare([folder] + ([retrain] if retrain is not None else []))
     this = next(m for m in comparison.models if m.folder == str(folder))
@@ -192,7 +201,8 @@ def certificate_content(run_folder: Path) -> dict:
         "model": {"trainer": run.trainer, "plans": parts[1] if len(parts) == 3 else None,
                   "configuration": parts[2] if len(parts) == 3 else None, "fold": folder.resolve().name,
                   "strategy": run.metrics.get("strategy"), "hyperparameters": run.metrics.get("hyperparameters", {}),
-                  "finished": _utc(checkpoint.stat().st_mtime)},
+                  "settings": run.metrics.get("settings"), "schedule": run.metrics.get("schedule"),
+                  "finished": _utc(checkpoint.stat().st_mtime), "models_in_folder": models},
         "original": {"trainer": request.original.trainer, "plans": request.original.plans,
                      "configuration": request.original.configuration, "fold": request.original.fold},
         "files": files,
@@ -207,6 +217,17 @@ def certificate_content(run_folder: Path) -> dict:
         },
         "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
     }
+
+
+def _settings_text(settings: Mapping | None, schedule: Mapping | None) -> str:
+    """The run's seed, batch ratio, changed settings and schedule, each part as "; ..." (absent parts left out)."""
+    parts = []
+    if settings:
+        parts.append(f"seed {settings['seed']}, {settings['forget_batches_per_step']} forget batch(es) per retain "
+                     f"batch, changed from the defaults: {non_default_text(settings)}")
+    if schedule:
+        parts.append(f"{schedule['epochs']} epochs × {schedule['iterations_per_epoch']} iterations")
+    return "".join(f"; {part}" for part in parts)
 
 
 def certificate_markdown(content: Mapping) -> str:
@@ -225,12 +246,14 @@ def certificate_markdown(content: Mapping) -> str:
                       for key, entry in record.get("files", {}).items()]
         lines.append("")
     hyper = ", ".join(f"{k} = {v}" for k, v in model["hyperparameters"].items()) or "none"
+    run_settings = _settings_text(model.get("settings"), model.get("schedule"))
     lines += ["## The models", "",
               f"- original: {content['original']['trainer']} ({content['original']['plans']}, "
               f"{content['original']['configuration']}, fold {content['original']['fold']}), "
               f"`{files['original_checkpoint']['path']}`, SHA-256 `{files['original_checkpoint']['sha256']}`",
               f"- certified: {model['trainer']} (strategy {model['strategy'] or 'retrain from scratch'}; "
-              f"hyperparameters: {hyper}), finished {model['finished']}, `{files['unlearned_checkpoint']['path']}`, "
+              f"hyperparameters: {hyper}{run_settings}), finished {model['finished']}, "
+              f"`{files['unlearned_checkpoint']['path']}`, "
               f"SHA-256 `{files['unlearned_checkpoint']['sha256']}`",
               f"- wall time {content['seconds'].get('wall')} s; software: "
               + ", ".join(f"{k} {v}" for k, v in content["software"].items()), "",

@@ -137,8 +137,8 @@ def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> 
     """The summary of counts pooled over cases."""
     tp, fn, fp = (sum(getattr(c, k) for c in per_case) for k in ("tp", "fn", "fp"))
     gt = tp + fn
-    fn_ml = [c.fn_ml for c in per_case]
-    under = None if any(v is None for v in fn_ml) else sum(fn_ml)
+    fn_ml = [c.fn_ml for c in per_case if c.fn_ml is not None]
+    under = sum(fn_ml) if len(fn_ml) == len(per_case) else None
     with_critical = [c for c in per_case if c.tp + c.fn]
     return {
         "risk": (fn_weight * fn + fp_weight * fp) / gt if gt else None,

@@ -21,6 +21,7 @@ axis order.
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -129,19 +130,19 @@ class CaseMetrics:
     @property
     def mean_dice(self) -> float:
         """Mean Dice over the scored classes present in truth or prediction."""
-        return self.mean("dice")
+        return nanmean([m.dice for m in self.classes.values()])
 
     @property
     def mean_hard_mae(self) -> float:
         """Mean hard MAE over the scored classes."""
-        return self.mean("hard_mae")
+        return nanmean([m.hard_mae for m in self.classes.values()])
 
     @property
     def mean_soft_mae(self) -> float | None:
         """Mean soft MAE over the scored classes; None without probabilities."""
         return self.mean("soft_mae")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``{"n_valid_voxels", "mean": {metric: value}, "classes": {label: {...}}}``,
         undefined values (NaN) as None."""
         return {
@@ -223,7 +224,9 @@ def case_metrics(
             soft_mae=None if probabilities is None else _soft_mae(probabilities[c], gt == c, valid, n_valid),
             volume_similarity=1 - abs(n_gt[c] - n_pred[c]) / both if both else math.nan,
             hd95_mm=(
-                hd95_mm(gt_surface == c, pred_surface == c, spacing_mm, slice_axis=slice_axis) if hd95 else None
+                hd95_mm(gt_surface == c, pred_surface == c, spacing_mm, slice_axis=slice_axis)
+                if hd95 and spacing_mm is not None  # hd95 without spacing_mm was refused above
+                else None
             ),
             n_gt=n_gt[c],
             n_pred=n_pred[c],

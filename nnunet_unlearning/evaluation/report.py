@@ -4,7 +4,8 @@ A row per model: the original (the "start" evaluation every unlearning run makes
 the retrain oracle (an ``nnUNetTrainerRetrain*`` run) and each unlearning run. Columns: Dice and hard MAE on
 the forget, retain and held-out sets, the seed study's figures, the gap to the oracle per metric and its
 average (Avg. Gap), the membership-inference result (``unlearning_audit.json``), clinical risk, wall time
-and speed-up over retraining. Optionally the same per subgroup of cases (sex, age band, scanner).
+and speed-up over retraining, and the run's seed and the settings it changed from their defaults.
+Optionally the same per subgroup of cases (sex, age band, scanner).
 Definitions: docs/report.md.
 
 Values are fractions as in ``unlearning_metrics.json`` (Dice in [0, 1]); percentages say so in their name
@@ -157,6 +158,7 @@ class Model:
     history: tuple[Mapping, ...] = ()
     mia: Mapping | None = None
     wall_seconds: float | None = None
+    settings: Mapping | None = None  # the run record's "settings" (seed, schedule, non-default values)
 
 
 def scores(sets: Mapping[str, Mapping]) -> dict[str, float | None]:
@@ -196,6 +198,15 @@ def _clinical_risk(end: Mapping) -> dict[str, float | None]:
     return {f"clinical_risk_{name}": (sets.get(name) or {}).get("risk") for name in SETS}
 
 
+def non_default_text(settings: Mapping | None) -> str | None:
+    """The settings a run changed from their defaults, as ``key=value; ...`` ("defaults" when none; None for
+    a run that records no settings, such as the retrain oracle)."""
+    if settings is None:
+        return None
+    changed = settings.get("non_default") or {}
+    return "; ".join(f"{key}={value}" for key, value in sorted(changed.items())) or "defaults"
+
+
 def table_row(model: Model, oracle: Model | None) -> dict:
     """One row of the table (see `COLUMNS`) for ``model``, compared with the retrain ``oracle`` when known."""
     sets = model.end["sets"]
@@ -205,6 +216,7 @@ def table_row(model: Model, oracle: Model | None) -> dict:
     oracle_wall = oracle.wall_seconds if oracle is not None else None
     return {
         "run": model.name, "role": model.role, "trainer": model.trainer, "strategy": model.strategy,
+        "seed": (model.settings or {}).get("seed"), "non_default_settings": non_default_text(model.settings),
         **scores(sets),
         "forget_drop_pct": figures["forget_drop_pct"] if figures else None,
         "retain_retention_pct": figures["retain_retention_pct"] if figures else None,
@@ -222,6 +234,7 @@ def table_row(model: Model, oracle: Model | None) -> dict:
 #: Every column of the table (CSV and JSON order): key -> (Markdown header, number format).
 COLUMNS: dict[str, tuple[str, str]] = {
     "run": ("run", "s"), "role": ("role", "s"), "trainer": ("trainer", "s"), "strategy": ("strategy", "s"),
+    "seed": ("seed", "d"), "non_default_settings": ("non-default settings", "s"),
     "dice_forget": ("Dice forget", ".4f"), "dice_retain": ("Dice retain", ".4f"),
     "dice_heldout": ("Dice held-out", ".4f"), "mae_forget": ("MAE forget", ".5f"),
     "mae_retain": ("MAE retain", ".5f"), "mae_heldout": ("MAE held-out", ".5f"),
@@ -252,6 +265,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "Membership inference, clinical risk and cost": (
         "run", "mia_efficacy", "mia_efficacy_ci", "mia_auc", "mia_auc_ci", "mia_attack_auc", "clinical_risk_forget",
         "clinical_risk_retain", "clinical_risk_heldout", "wall_s", "speedup"),
+    "Settings (seed, and every value that differs from its default)": ("run", "seed", "non_default_settings"),
 }
 TABLE_KEYS = tuple(k for k in COLUMNS if k not in ("group", "n_forget", "n_retain", "n_heldout"))
 
@@ -411,7 +425,7 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
             strategy=run.metrics.get("strategy"), folder=str(run.folder), end=run.evaluation("end"),
             before=own_start if own_start is not None else start, history=tuple(run.metrics["evaluations"]),
             mia=mia_result(audits.get(run.metrics.get("unlearned_checkpoint_sha256"))),
-            wall_seconds=run.metrics["seconds"].get("wall")))
+            wall_seconds=run.metrics["seconds"].get("wall"), settings=run.metrics.get("settings")))
     return tuple(models)
 
 

@@ -13,9 +13,10 @@ from nnunet_unlearning.evaluation.metrics import METRICS, CaseMetrics, json_numb
 
 def _mean_over_cases(values: Sequence[float | None]) -> float | None:
     """Mean over cases leaving out NaN; None when any case lacks the metric or none defines it."""
-    if not values or any(v is None for v in values):
+    known = [v for v in values if v is not None]
+    if not values or len(known) < len(values):
         return None
-    return json_number(nanmean(values))
+    return json_number(nanmean(known))
 
 
 def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]]) -> dict:

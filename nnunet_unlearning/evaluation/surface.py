@@ -35,8 +35,9 @@ def in_plane_boundary(mask: np.ndarray, slice_axis: int) -> np.ndarray:
     """
     structure_shape = [3] * mask.ndim
     structure_shape[slice_axis] = 1
-    eroded = ndimage.binary_erosion(mask, structure=np.ones(structure_shape, dtype=bool), border_value=1)
-    return mask & ~eroded
+    eroded: np.ndarray = ndimage.binary_erosion(mask, structure=np.ones(structure_shape, dtype=bool), border_value=1)
+    boundary: np.ndarray = mask & ~eroded
+    return boundary
 
 
 def _crop_to_union(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nnunet_unlearning.med3d.resnet import make_norm
+from nnunet_unlearning.med3d.resnet import as_triple, make_norm
 
 
 def conv_block(in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
@@ -58,8 +58,8 @@ class Med3DDecoder(nn.Module):
         skip_channels = (decoder_channels[0], *encoder_channels[:-1])
         below = [*decoder_channels[1:], encoder_channels[-1]]
         self.upsamples = nn.ModuleList(
-            nn.ConvTranspose3d(below[i], decoder_channels[i], kernel_size=tuple(strides[i + 1]),
-                               stride=tuple(strides[i + 1]), bias=False)
+            nn.ConvTranspose3d(below[i], decoder_channels[i], kernel_size=as_triple(strides[i + 1]),
+                               stride=as_triple(strides[i + 1]), bias=False)
             for i in range(n_levels))
         self.blocks = nn.ModuleList(conv_block(decoder_channels[i] + skip_channels[i], decoder_channels[i], norm)
                                     for i in range(n_levels))

@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
-from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME
+from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.unlearning.nnunet_glue import bare_network, exit_on_user_error
 
 MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
 SCRATCH_TRAINER = "nnUNetTrainerMed3D_scratch"
+
+if TYPE_CHECKING:  # the mixin's `self` and `super()` are an nnUNetTrainer's
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer as _TrainerBase
+else:
+    _TrainerBase = object
 
 
 def med3d_weights_path() -> Path:
@@ -56,7 +62,7 @@ class ScaledPolyLRScheduler(PolyLRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
-class Med3DTrainerMixin:
+class Med3DTrainerMixin(_TrainerBase):
     """Mix into an nnUNetTrainer subclass (before nnUNetTrainer) whose plans name Med3DUNet.
 
     Class attributes: `med3d_pretrained` (load `nnUNet_med3d_weights` into the encoder) and
@@ -85,11 +91,15 @@ class Med3DTrainerMixin:
         super().initialize()
         if weights is not None:
             with exit_on_user_error(type(self).__name__):
-                report = load_medicalnet_weights(bare_network(self.network).encoder, weights)
+                report = load_medicalnet_weights(self._med3d_network().encoder, weights)
             self.print_to_log_file(report.summary())
 
+    def _med3d_network(self) -> Med3DUNet:
+        # initialize() refused plans whose network is not Med3DUNet
+        return cast(Med3DUNet, bare_network(self.network))
+
     def configure_optimizers(self):
-        network = bare_network(self.network)
+        network = self._med3d_network()
         encoder = list(network.encoder.parameters())
         encoder_ids = {id(p) for p in encoder}
         rest = [p for p in network.parameters() if id(p) not in encoder_ids]

@@ -22,7 +22,8 @@ from torch import nn
 
 # depth -> (block, blocks per stage, shortcut type); MedicalNet's choices (see its models/resnet.py and
 # the checkpoints' key lists: only depths 10 and 50 carry `downsample` tensors).
-RESNET_CONFIGS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int], str]] = {
+Block = type[ResNetBlock] | type[ResNetBottleneck]
+RESNET_CONFIGS: dict[int, tuple[Block, tuple[int, int, int, int], str]] = {
     10: (ResNetBlock, (1, 1, 1, 1), "B"),
     18: (ResNetBlock, (2, 2, 2, 2), "A"),
     34: (ResNetBlock, (3, 4, 6, 3), "A"),
@@ -33,6 +34,7 @@ STAGE_PLANES = (64, 128, 256, 512)
 NORMS = ("batch", "instance")
 
 Stride = Sequence[int]
+Stride3 = tuple[int, int, int]
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
@@ -45,6 +47,12 @@ def monai_norm(norm: str) -> str | tuple[str, dict]:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     return "batch" if norm == "batch" else ("instance", {"affine": True})
+
+
+def as_triple(stride: Stride) -> Stride3:
+    """A per-axis stride as a triple of ints (validated to have three entries)."""
+    x, y, z = (int(v) for v in stride)
+    return x, y, z
 
 
 class ZeroPadShortcut(nn.Module):
@@ -79,6 +87,11 @@ class MedicalNetResNet(nn.Module):
     layer1, layer2, layer3, layer4 (64, 128, 256, 512 ch × block expansion).
     """
 
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, depth: int = 50, in_channels: int = 1,
                  strides: Sequence[Stride] = ((2, 2, 2),) * 3 + ((1, 1, 1),) * 2,
                  norm: str = "batch") -> None:
@@ -91,18 +104,18 @@ class MedicalNetResNet(nn.Module):
         self.depth = depth
         self.norm = norm
         self.shortcut_type = shortcut
-        strides = [tuple(int(v) for v in s) for s in strides]
+        triples = [as_triple(s) for s in strides]
 
-        self.conv1 = nn.Conv3d(in_channels, STEM_CHANNELS, kernel_size=7, stride=strides[0], padding=3,
+        self.conv1 = nn.Conv3d(in_channels, STEM_CHANNELS, kernel_size=7, stride=triples[0], padding=3,
                                bias=False)
         self.bn1 = make_norm(norm, STEM_CHANNELS)
         self.relu = nn.ReLU(inplace=True)
         # a kernel of 3 where MedicalNet pools, 1 on axes the plans keep (no smoothing across thick slices)
-        pool_kernel = tuple(3 if s > 1 else 1 for s in strides[1])
-        self.maxpool = nn.MaxPool3d(pool_kernel, stride=strides[1], padding=tuple(k // 2 for k in pool_kernel))
+        pool_kernel = tuple(3 if s > 1 else 1 for s in triples[1])
+        self.maxpool = nn.MaxPool3d(pool_kernel, stride=triples[1], padding=tuple(k // 2 for k in pool_kernel))
 
         in_planes = STEM_CHANNELS
-        layer_strides = [(1, 1, 1), strides[2], strides[3], strides[4]]
+        layer_strides = [(1, 1, 1), triples[2], triples[3], triples[4]]
         for i, (planes, n_blocks, stride) in enumerate(zip(STAGE_PLANES, blocks_per_stage, layer_strides,
                                                            strict=True)):
             layer, in_planes = self._make_layer(block, in_planes, planes, n_blocks, stride, shortcut, norm)
@@ -111,7 +124,7 @@ class MedicalNetResNet(nn.Module):
         self.reset_medicalnet_init()
 
     @staticmethod
-    def _make_layer(block: type[nn.Module], in_planes: int, planes: int, n_blocks: int, stride: Stride,
+    def _make_layer(block: Block, in_planes: int, planes: int, n_blocks: int, stride: Stride3,
                     shortcut: str, norm: str) -> tuple[nn.Sequential, int]:
         out_planes = planes * block.expansion
         downsample: nn.Module | None = None
@@ -126,7 +139,9 @@ class MedicalNetResNet(nn.Module):
                     make_norm(norm, out_planes),
                 )
         mnorm = monai_norm(norm)
-        layers = [block(in_planes, planes, spatial_dims=3, stride=stride, downsample=downsample, norm=mnorm)]
+        # MONAI annotates `stride` as int but hands it to nn.Conv3d, which takes a per-axis triple
+        layers = [block(in_planes, planes, spatial_dims=3, stride=stride,  # type: ignore[arg-type]
+                        downsample=downsample, norm=mnorm)]
         layers += [block(out_planes, planes, spatial_dims=3, norm=mnorm) for _ in range(1, n_blocks)]
         return nn.Sequential(*layers), out_planes
 

@@ -22,6 +22,8 @@ from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
+from nnunet_unlearning.artifacts import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT, RESUME_STATE_FILE
+from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.certificate import write_certificate
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
@@ -39,9 +41,22 @@ from nnunet_unlearning.unlearning.nnunet_glue import (
 from nnunet_unlearning.unlearning.original_model import load_original_weights
 from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
 from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest, load_request
-from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder
-from nnunet_unlearning.unlearning.step import ParameterGuard, trainable_parameters, unlearning_step
-from nnunet_unlearning.unlearning.strategy import Strategy, StrategyContext
+from nnunet_unlearning.unlearning.resume_state import (
+    ResumeState,
+    load_resume_state,
+    remove_resume_state,
+    save_resume_state,
+)
+from nnunet_unlearning.unlearning.run_config import run_settings, seed_global_rngs
+from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder, guard_settings
+from nnunet_unlearning.unlearning.running_statistics import (
+    average_running_statistics,
+    changed_norms,
+    recalibrate,
+    stateful_norms,
+)
+from nnunet_unlearning.unlearning.step import ParameterGuard, prepare_strategy, trainable_parameters, unlearning_step
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
 
 #: Evaluate every N epochs as well as at the start and the end (0: start and end only).
 EVAL_EVERY_ENV = "nnUNet_unlearning_eval_every"
@@ -74,8 +89,7 @@ class RequestSplitMixin:
             guard_output_folder(self.output_folder, self.request, continue_training)
 
     def do_split(self):
-        heldout = list(self.request.heldout) or list(self.request.retain)
-        return list(self.request.retain), heldout
+        return list(self.request.retain), list(self.request.heldout)
 
 
 class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
@@ -83,20 +97,37 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
 
     strategy_class: ClassVar[type[Strategy]]
     unlearning_epochs: ClassVar[int] = 20
+    #: Retain batches the running statistics of changed normalisation layers are recomputed from at the end.
+    recalibration_batches: ClassVar[int] = 20
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
         continue_training = bool(plans.get("continue_training", False))
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._attach_request(continue_training)
-        self.strategy = self.strategy_class()
-        self.num_epochs = self.unlearning_epochs if self.strategy.trains else 0
-        self.initial_lr *= getattr(self.strategy, "lr_scale", 1.0)
+        # a checkpoint_latest every epoch: nnU-Net's default (every 50) leaves short runs nothing to resume
+        self.save_every = 1
+        self._saved_resume_state: ResumeState | None = None
+        with exit_on_user_error(self.__class__.__name__):
+            self.settings = run_settings(self.request, self.strategy_class)
+            if continue_training:
+                guard_settings(self.output_folder, self.settings)
+        self.strategy = self.settings.make_strategy(self.strategy_class)
+        self._apply_settings()
         self.dataloader_forget = None
         self.context: StrategyContext | None = None
         self.guard: ParameterGuard | None = None
         self.hook: EvaluationHook | None = None
-        self.record = RunRecord(self.request, self.__class__.__name__, self.strategy)
+        self.record = RunRecord(self.request, self.__class__.__name__, self.strategy, self.settings)
+
+    def _apply_settings(self) -> None:
+        """The run config's schedule, learning rate and seed; an explicit schedule wins over the class name's."""
+        trainer = self.settings.trainer
+        self.num_epochs = (trainer.epochs or self.unlearning_epochs) if self.strategy.trains else 0
+        if trainer.iterations_per_epoch is not None:
+            self.num_iterations_per_epoch = trainer.iterations_per_epoch
+        self.initial_lr *= self.settings.lr_scale
+        seed_global_rngs(trainer.seed + self.local_rank)
 
     # --- set-up -------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -115,7 +146,10 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         retain = case_dataset(self, self.request.retain)
         forget = case_dataset(self, self.request.forget)
         if self.strategy.forget_labels == "other_subject":
-            forget = OtherSubjectLabels(forget, retain, seed=self.local_rank)
+            # per run seed and rank, and per epoch the run starts at, so a resumed run does not replay the
+            # other-subject draws of its first epochs
+            seed = np.random.SeedSequence([self.settings.trainer.seed, self.local_rank, self.current_epoch])
+            forget = OtherSubjectLabels(forget, retain, seed=int(seed.generate_state(1)[0]))
         streams = {name: train_loader(self, dataset) for name, dataset, used in
                    (("retain", retain, self.strategy.uses_retain), ("forget", forget, self.strategy.uses_forget))
                    if used}
@@ -131,9 +165,10 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             original_weights = load_original_weights(self.request, self.plans_manager.plans,
                                                      self.configuration_name, self.fold, bare_network(self.network))
         if resumed:
-            self.record.resume(self.output_folder)
+            self.record.resume(self.output_folder, self.current_epoch)
         else:
             bare_network(self.network).load_state_dict(original_weights)
+        self._original_weights = original_weights
         self.record.schedule = schedule_of(self)
         self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
         self.hook = make_hook(self)
@@ -143,6 +178,9 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         self.context = self._make_context(original_weights)
         with exit_on_user_error(self.__class__.__name__):
             self._prepare_strategy(original_weights, resumed)
+            if resumed:
+                self._restore_resume_state()
+        self.record.save(self.output_folder)  # an interruption from here on keeps the preparation's time
 
     def _make_context(self, original_weights: dict) -> StrategyContext:
         original = None
@@ -150,13 +188,13 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             original = copy.deepcopy(bare_network(self.network))
             original.load_state_dict(original_weights)
             original.eval().requires_grad_(False)
-        generator = torch.Generator(device=self.device).manual_seed(12345 + self.local_rank)
+        generator = torch.Generator(device=self.device).manual_seed(self.settings.trainer.seed + self.local_rank)
         return StrategyContext(
             num_classes=self.label_manager.num_segmentation_heads,
             ignore_label=self.label_manager.ignore_label,
             task_loss=self.loss,
-            forget_batches=lambda: self._stream(self.dataloader_forget or self.dataloader_train, "forget"),
-            retain_batches=lambda: self._stream(self.dataloader_train, "retain"),
+            forget_batches=lambda: self._stream("forget"),
+            retain_batches=lambda: self._stream("retain"),
             original=original,
             critical_classes=critical_classes(self.dataset_json),
             all_reduce_sum=distributed.all_reduce_sum,
@@ -164,9 +202,14 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             generator=generator,
         )
 
-    def _stream(self, loader, name: str):
-        if loader is None or (name == "retain" and not self.strategy.uses_retain):
-            raise RuntimeError(f"strategy {self.strategy.name} asked for {name} batches it does not declare")
+    def _stream(self, name: str):
+        """Endless batches of the forget or retain stream, for statistics a strategy computes in prepare."""
+        declared = self.strategy.uses_forget if name == "forget" else self.strategy.uses_retain
+        if not declared:
+            raise RuntimeError(f"strategy {self.strategy.name} asked for {name} batches it does not declare "
+                               f"(uses_{name} is False), so no {name} stream was built")
+        primary_is_forget = not self.strategy.uses_retain
+        loader = self.dataloader_train if (name == "forget") == primary_is_forget else self.dataloader_forget
         while True:
             yield to_batch(next(loader), self.device)
 
@@ -182,15 +225,53 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         if resumed:
             target = copy.deepcopy(network)
             target.load_state_dict(original_weights)
-        self.strategy.prepare(target, self.context)
+        prepare_strategy(self.strategy, target, self.context)
         if self.is_ddp and not resumed:
             for tensor in network.state_dict().values():
                 dist.broadcast(tensor, src=0)
         masks = self.record.saved_update_mask(self.output_folder) if resumed else self.strategy.update_mask()
         self.guard = ParameterGuard(network, masks)
-        if not resumed:
+        if not resumed:  # a resumed run redoes the preparation for its teachers only: its time was counted
             self.record.save_update_mask(self.output_folder, masks)
-        self.record.prepare_seconds += time.perf_counter() - start
+            self.record.prepare_seconds += time.perf_counter() - start
+
+    # --- checkpoints and resumption ------------------------------------------------------------------
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoints, except the best-pseudo-Dice one; the latest comes with the run's state.
+
+        nnU-Net's ``checkpoint_best.pth`` is the epoch with the best held-out pseudo-Dice, in an unlearning
+        run typically an early, barely unlearned state: it is never written, so the folder holds no model
+        but the certified ``checkpoint_final.pth`` (and, while the run is unfinished, the resumable latest).
+        """
+        name = Path(filename).name
+        if name == BEST_CHECKPOINT:
+            return
+        if name == LATEST_CHECKPOINT and self.local_rank == 0 and not self.disable_checkpointing:
+            save_resume_state(self.output_folder, self._resume_state())
+        super().save_checkpoint(filename)
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        super().load_checkpoint(filename_or_checkpoint)
+        if isinstance(filename_or_checkpoint, str) and Path(filename_or_checkpoint).name == LATEST_CHECKPOINT:
+            with exit_on_user_error(self.__class__.__name__):
+                self._saved_resume_state = load_resume_state(self.output_folder, self.current_epoch)
+
+    def _resume_state(self) -> ResumeState:
+        """What an uninterrupted run carries from one epoch into the next, besides nnU-Net's checkpoint."""
+        generator = self.context.generator if self.context is not None else None
+        return ResumeState(epoch=self.current_epoch + 1, steps_taken=self._steps_taken,
+                           generator=generator.get_state() if generator is not None else None,
+                           strategy=self.strategy.resumable_state_dict())
+
+    def _restore_resume_state(self) -> None:
+        state = self._saved_resume_state
+        if state is None:
+            raise UserInputError(f"{self.output_folder}: resuming needs {LATEST_CHECKPOINT} and its "
+                                 f"{RESUME_STATE_FILE}; restart the run without --c")
+        self._steps_taken = state.steps_taken
+        if state.generator is not None and self.context.generator is not None:
+            self.context.generator.set_state(state.generator)
+        self.strategy.load_resumable_state_dict(state.strategy)
 
     # --- training ------------------------------------------------------------------------------------
     def on_train_epoch_start(self):
@@ -199,16 +280,30 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
 
     def train_step(self, batch: dict) -> dict:
         primary = to_batch(batch, self.device)
-        uses_retain = self.strategy.uses_retain
-        retain = primary if uses_retain else None
-        forget = primary if not uses_retain else (
-            to_batch(next(self.dataloader_forget), self.device) if self.strategy.uses_forget else None)
+        if self.strategy.uses_retain:
+            retain, forget = primary, self._forget_batch() if self.strategy.uses_forget else None
+        else:  # the primary stream is the forget stream
+            retain, forget = None, primary
         steps = self.num_epochs * self.num_iterations_per_epoch
         self.context.progress = min(1.0, self._steps_taken / max(steps - 1, 1))
         loss = unlearning_step(self.network, self.strategy, self.optimizer, retain, forget, self.context,
                                self.guard, self.grad_scaler)
         self._steps_taken += 1
         return {"loss": np.array(loss)}
+
+    def _forget_batch(self) -> Batch:
+        """The step's forget batch: ``forget_batches_per_step`` batches of the forget stream, concatenated.
+
+        One larger batch rather than several steps' worth keeps every strategy's loss as it is: a mean over
+        the forget patches, from more of them.
+        """
+        batches = [to_batch(next(self.dataloader_forget), self.device)
+                   for _ in range(self.settings.trainer.forget_batches_per_step)]
+        if len(batches) == 1:
+            return batches[0]
+        return Batch(data=torch.cat([b.data for b in batches]),
+                     target=[torch.cat(scale) for scale in zip(*(b.target for b in batches), strict=True)],
+                     keys=[key for b in batches for key in b.keys])
 
     def on_epoch_end(self):
         self.record.train_seconds += time.perf_counter() - self._epoch_started
@@ -219,14 +314,43 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             self._evaluate(f"epoch_{finished_epoch}")
 
     def on_train_end(self):
+        self._recalibrate_running_statistics()
+        self.record.steps_taken = self._steps_taken
+        self.record.strategy_state = self.strategy.resumable_state_dict()
         self._evaluate("end")
         super().on_train_end()
+        remove_resume_state(self.output_folder)
         if self.local_rank == 0:
-            self.record.finish(self.output_folder, join(self.output_folder, "checkpoint_final.pth"))
+            self.record.finish(self.output_folder, join(self.output_folder, FINAL_CHECKPOINT))
             self.print_to_log_file("\n" + self.record.table())
             with exit_on_user_error(self.__class__.__name__):
                 certificate = write_certificate(Path(self.output_folder))
             self.print_to_log_file(f"unlearning certificate: {certificate}")
+
+    def _recalibrate_running_statistics(self) -> None:
+        """Running statistics of the layers the run changed, recomputed from retain batches only.
+
+        See ``running_statistics.py``: no step let any batch into them, so they still hold the original's.
+        A strategy that reads no retain batches (GradientAscent) gets a retain stream for this alone.
+        """
+        start = time.perf_counter()
+        network = bare_network(self.network)
+        layers = changed_norms(network, self._original_weights)
+        used = 0
+        if layers:
+            own_loader = not self.strategy.uses_retain
+            loader = train_loader(self, case_dataset(self, self.request.retain)) if own_loader \
+                else self.dataloader_train
+            used = recalibrate(network, layers, (to_batch(batch, self.device).data for batch in loader),
+                               self.recalibration_batches)
+            if own_loader and hasattr(loader, "_finish"):
+                loader._finish()  # its augmentation workers, as nnU-Net shuts down its own loaders
+            if self.is_ddp:
+                average_running_statistics(network, layers)
+        self.record.running_statistics = {
+            "policy": "unchanged by every step; layers whose parameters changed recalibrated on retain batches",
+            "recalibrated_layers": len(layers), "kept_layers": len(stateful_norms(network)) - len(layers),
+            "batches": used, "seconds": round(time.perf_counter() - start, 3)}
 
     def _evaluate(self, tag: str) -> None:
         if self.local_rank == 0:

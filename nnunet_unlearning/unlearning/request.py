@@ -38,7 +38,12 @@ class OriginalModel:
 
 @dataclass(frozen=True)
 class UnlearningRequest:
-    """What to forget. Case lists are sorted; ``heldout`` is the original's validation split."""
+    """What to forget. Case lists are sorted; ``heldout`` is the original's validation split.
+
+    ``run_config``: the run config given to ``forget --config`` (seed, schedule, hyperparameters; see
+    ``run_config.py``), checked when the request was written, or ``None``. It is not part of
+    :attr:`request_id`: it says how to forget, not what.
+    """
 
     dataset_id: int
     dataset_name: str
@@ -48,6 +53,7 @@ class UnlearningRequest:
     heldout: tuple[str, ...]
     source_files: dict
     created: str
+    run_config: dict | None = None
 
     @property
     def request_id(self) -> str:
@@ -108,8 +114,6 @@ def _fold_split(preprocessed: Path, fold: str) -> tuple[list[str], list[str], li
         raise UserInputError(f"{splits_file}: missing; train the original model first (nnU-Net writes it)")
     splits = json.loads(splits_file.read_text())
     all_cases = sorted({c for s in splits for c in s["train"] + s["val"]})
-    if fold == "all":
-        return all_cases, all_cases, []
     index = int(fold)
     if not 0 <= index < len(splits):
         raise UserInputError(f"{splits_file}: has no fold {fold} (it defines folds 0-{len(splits) - 1})")
@@ -127,14 +131,22 @@ def _check_case_ids(cases: list[str]) -> None:
 
 
 def build_request(dataset_id: int, configuration: str, fold: str, plans: str, trainer: str,
-                  cases: list[str]) -> UnlearningRequest:
-    """Resolve the original model and the three case sets; refuse anything that cannot be forgotten."""
+                  cases: list[str], run_config: dict | None = None) -> UnlearningRequest:
+    """Resolve the original model and the three case sets; refuse anything that cannot be forgotten.
+
+    ``run_config`` (already checked) is embedded as it is.
+    """
     _check_case_ids(cases)
     dataset_name = _dataset_name(dataset_id)
     preprocessed = _env_folder("nnUNet_preprocessed") / dataset_name
     fold = str(fold)
-    if fold != "all" and not fold.isdigit():
-        raise UserInputError(f"fold {fold!r}: must be a number or 'all'")
+    if fold == "all":
+        # nnU-Net's fold 'all' trains on every case and "validates" on training cases: no subject would be
+        # held out, so neither nnU-Net's validation nor our held-out set could say what an unseen subject scores
+        raise UserInputError("fold all: the model trained on every case, so no held-out subjects remain to compare "
+                             "the forgotten ones with; forget from a cross-validation fold model (-f 0 ... 4)")
+    if not fold.isdigit():
+        raise UserInputError(f"fold {fold!r}: must be the number of a cross-validation fold")
     all_cases, training, validation = _fold_split(preprocessed, fold)
     for case in cases:
         if case not in all_cases:
@@ -169,13 +181,13 @@ def build_request(dataset_id: int, configuration: str, fold: str, plans: str, tr
     return UnlearningRequest(dataset_id=dataset_id, dataset_name=dataset_name, original=original,
                              forget=tuple(sorted(cases)), retain=tuple(retain), heldout=tuple(validation),
                              source_files=source_files,
-                             created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_config=run_config)
 
 
 def write_request(dataset_id: int, configuration: str, fold: str, plans: str, trainer: str,
-                  cases: list[str], out: Path | None = None) -> Path:
+                  cases: list[str], out: Path | None = None, run_config: dict | None = None) -> Path:
     """Build the request and write it (atomically) to ``out`` or the default location; return the path."""
-    request = build_request(dataset_id, configuration, fold, plans, trainer, cases)
+    request = build_request(dataset_id, configuration, fold, plans, trainer, cases, run_config)
     path = Path(out) if out is not None else default_request_path(request.dataset_name)
     atomic_write_text(path, request.to_json())
     return path

@@ -41,7 +41,7 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
 
     def on_train_start(self):
         if self.current_epoch > 0:
-            self.record.resume(self.output_folder)
+            self.record.resume(self.output_folder, self.current_epoch)
         super().on_train_start()
         self.record.schedule = schedule_of(self)
         self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))

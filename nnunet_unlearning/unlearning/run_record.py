@@ -21,6 +21,7 @@ from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
 from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+from nnunet_unlearning.unlearning.run_config import RunSettings
 from nnunet_unlearning.unlearning.strategy import Strategy
 
 METRICS_FILE = "unlearning_metrics.json"
@@ -40,26 +41,57 @@ def guard_output_folder(output_folder: str | Path, request: UnlearningRequest, c
             f"forgetting {', '.join(previous.forget)}); move it away or use another -tr/-p/fold")
 
 
+def guard_settings(output_folder: str | Path, settings: RunSettings) -> None:
+    """Refuse to resume (``--c``) a run under other settings than it started with: one record, one setting."""
+    path = Path(output_folder) / METRICS_FILE
+    previous = json.loads(path.read_text()).get("settings") if path.is_file() else None
+    if previous is None:
+        return
+    before, now = _flat_settings(previous), _flat_settings(settings.to_json())
+    changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
+    if changed:
+        key = changed[0]
+        raise UserInputError(f"{path}: the run started with {key} = {before.get(key, 'its default')}, the run "
+                             f"config now gives {now.get(key, 'its default')}; resume with the same settings or "
+                             "start afresh without --c")
+
+
+def _flat_settings(settings: dict) -> dict:
+    """The trainer's settings and every non-default value in one mapping (the source left out)."""
+    top = {k: v for k, v in settings.items() if k not in ("non_default", "source")}
+    return top | settings.get("non_default", {})
+
+
 class RunRecord:
     """Accumulates one run's evaluations and timings, and writes them into the output folder."""
 
-    def __init__(self, request: UnlearningRequest, trainer: str, strategy: Strategy | None) -> None:
+    def __init__(self, request: UnlearningRequest, trainer: str, strategy: Strategy | None,
+                 settings: RunSettings | None = None) -> None:
         self.request = request
         self.trainer = trainer
         self.strategy = strategy
+        #: the run config's values the run uses (seed, schedule, hyperparameters); None for the retrain oracle
+        self.settings = settings
         self.evaluations: list[dict] = []
         #: {"epochs", "iterations_per_epoch"}: the schedule the run trained with, set by the trainer
         self.schedule: dict | None = None
         self.prepare_seconds = 0.0
         self.train_seconds = 0.0
+        #: epochs at which ``--c`` continued an interrupted run (empty for an uninterrupted one)
+        self.resumed_at_epochs: list[int] = []
+        #: what the run did to the running statistics of normalisation layers, set at the end
+        self.running_statistics: dict | None = None
+        #: optimizer steps taken and the strategy's resumable state when the run ended
+        self.steps_taken: int | None = None
+        self.strategy_state: dict = {}
         self._started = time.perf_counter()
         self._earlier_wall_seconds = 0.0
 
     def write_request_copy(self, path: str | Path) -> None:
         atomic_write_text(Path(path), self.request.to_json())
 
-    def resume(self, output_folder: str | Path) -> None:
-        """Continue the record of an interrupted run of the same request."""
+    def resume(self, output_folder: str | Path, epoch: int) -> None:
+        """Continue the record of an interrupted run of the same request, at ``epoch``."""
         path = Path(output_folder) / METRICS_FILE
         if path.is_file():
             previous = json.loads(path.read_text())
@@ -67,6 +99,18 @@ class RunRecord:
             seconds = previous["seconds"]
             self.prepare_seconds, self.train_seconds = seconds["prepare"], seconds["train"]
             self._earlier_wall_seconds = seconds["wall"]
+            self.resumed_at_epochs = list(previous.get("resumed_at_epochs", []))
+        self.resumed_at_epochs.append(int(epoch))
+
+    def hyperparameters(self) -> dict:
+        """Every setting of the strategy's section, as the strategy reports it where it does (a bound's rule,
+        SSD's α as chosen) and as the run config resolved it otherwise."""
+        resolved = self.settings.hyperparameters() if self.settings else {}
+        return {**resolved, **(self.strategy.hyperparameters() if self.strategy else {})}
+
+    def save(self, output_folder: str | Path) -> None:
+        """Write the record as it stands (timings included), so an interruption keeps it."""
+        self._write(Path(output_folder))
 
     def add(self, evaluation: Evaluation, output_folder: str | Path) -> None:
         self.evaluations.append(evaluation.to_json())
@@ -99,10 +143,14 @@ class RunRecord:
             "request_id": self.request.request_id,
             "trainer": self.trainer,
             "strategy": self.strategy.name if self.strategy else None,
-            "hyperparameters": self.strategy.hyperparameters() if self.strategy else {},
+            "hyperparameters": self.hyperparameters(),
+            "settings": self.settings.to_json() if self.settings else None,
             "forget": list(self.request.forget), "retain": list(self.request.retain),
             "heldout": list(self.request.heldout),
             "schedule": self.schedule,
+            "resumed_at_epochs": list(self.resumed_at_epochs),
+            "running_statistics": self.running_statistics,
+            "steps_taken": self.steps_taken, "strategy_state": self.strategy_state,
             "original_checkpoint_sha256": self.request.original.checkpoint_sha256,
             "unlearned_checkpoint_sha256": checkpoint_sha256,
             "seconds": {"wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),

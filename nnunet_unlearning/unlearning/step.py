@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
+from nnunet_unlearning.unlearning.running_statistics import buffers_kept
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
 
 #: nnU-Net clips the gradient norm at 12; unlearning keeps the same bound so steps are comparable.
@@ -51,30 +52,40 @@ class ParameterGuard:
             param[keep] = values
 
 
+def prepare_strategy(strategy: Strategy, model: nn.Module, ctx: StrategyContext) -> None:
+    """Run ``strategy.prepare``; its forward passes (saliency, Fisher importances) change no buffer."""
+    with buffers_kept(model):
+        strategy.prepare(model, ctx)
+
+
 def unlearning_step(model: nn.Module, strategy: Strategy, optimizer: torch.optim.Optimizer,
                     retain: Batch | None, forget: Batch | None, ctx: StrategyContext,
                     guard: ParameterGuard | None = None,
                     grad_scaler: torch.amp.GradScaler | None = None) -> float:
     """Take one step on ``strategy.loss`` and return the loss value.
 
+    The step changes parameters only: every buffer (BatchNorm's running statistics) is the same after it
+    as before, whatever batches the strategy passed through the model (see ``running_statistics.py``).
     With a ``grad_scaler`` (CUDA), the forward pass runs under autocast as in nnU-Net's own train step.
     """
     optimizer.zero_grad(set_to_none=True)
     device_type = next(model.parameters()).device.type
     autocast = torch.autocast(device_type, enabled=True) if grad_scaler is not None else nullcontext()
-    with autocast:
-        loss = strategy.loss(model, retain, forget, ctx)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    if grad_scaler is not None:
-        grad_scaler.scale(loss).backward()
-        grad_scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
-        grad_scaler.step(optimizer)
-        grad_scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
-        optimizer.step()
+    # buffers are put back after the backward pass, which reads the running statistics the forward saved
+    with buffers_kept(model):
+        with autocast:
+            loss = strategy.loss(model, retain, forget, ctx)
+        if grad_scaler is not None:
+            grad_scaler.scale(loss).backward()
+            grad_scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP_NORM)
+            optimizer.step()
     if guard is not None:
         guard.restore()
     return float(loss.detach())

@@ -89,6 +89,8 @@ class Strategy(ABC):
     - ``forget_labels``: ``"own"`` gives forget patches their own labels; ``"other_subject"`` gives them
       the label map of a randomly chosen retain subject at the same position (LearnOthers).
     - ``trains``: ``False`` for methods that edit the weights once in :meth:`prepare` and run no epochs.
+    - ``resumable_state``: attributes the strategy changes between steps; a resumed run (``--c``) gets
+      them back as they were, so it continues as an uninterrupted run would.
     """
 
     name: ClassVar[str]
@@ -97,6 +99,8 @@ class Strategy(ABC):
     needs_original: ClassVar[bool] = False
     forget_labels: ClassVar[Literal["own", "other_subject"]] = "own"
     trains: ClassVar[bool] = True
+    #: Attributes that change from step to step and must survive ``--c`` (plain numbers or tensors).
+    resumable_state: ClassVar[tuple[str, ...]] = ()
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:  # noqa: B027 - optional hook
         """Run once before the first step (after the original weights are loaded)."""
@@ -116,6 +120,15 @@ class Strategy(ABC):
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         """The settings that define this run, recorded in the metrics and the certificate."""
         return {}
+
+    def resumable_state_dict(self) -> dict[str, object]:
+        """The values of :attr:`resumable_state`, saved with nnU-Net's latest checkpoint."""
+        return {name: getattr(self, name) for name in self.resumable_state}
+
+    def load_resumable_state_dict(self, state: dict[str, object]) -> None:
+        """Put back what :meth:`resumable_state_dict` saved (after :meth:`prepare` on resumption)."""
+        for name in self.resumable_state:
+            setattr(self, name, state[name])
 
     @abstractmethod
     def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,

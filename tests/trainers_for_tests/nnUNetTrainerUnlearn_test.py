@@ -4,9 +4,10 @@ import torch
 
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
 from nnunet_unlearning.unlearning.schedules import trainer_family
-from nnunet_unlearning.unlearning.strategies import NoisyLabel
+from nnunet_unlearning.unlearning.strategies import SCRUB, NoisyLabel
 
 _NOISY_LABEL = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
+_SCRUB = trainer_family(SCRUB, __name__)["nnUNetTrainerUnlearnSCRUB"]
 
 
 class _Short:
@@ -25,3 +26,18 @@ class nnUNetTrainerUnlearnNoisyLabel_test(_Short, _NOISY_LABEL):
 
 class nnUNetTrainerRetrain_test(_Short, nnUNetTrainerRetrain):
     pass
+
+
+class nnUNetTrainerUnlearnSCRUB_resume_test(_SCRUB):
+    """Two epochs of two steps, to be interrupted in the second; no final validation (the console-script
+    test runs nnU-Net's), so that the interrupted, the resumed and the reference run stay short."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        self.print_to_log_file("final validation skipped by this test trainer")

@@ -95,15 +95,19 @@ def random_derangements(rows: int, n: int, generator: torch.Generator | None = N
 
 
 def permute_foreground(targets: list[Tensor], num_classes: int, ignore_label: int | None,
-                       generator: torch.Generator | None = None) -> list[Tensor]:
-    """Each patch's labels under its own random derangement of the foreground classes ``1..num_classes-1``.
+                       generator: torch.Generator | None = None, fixed: Sequence[int] = ()) -> list[Tensor]:
+    """Each patch's labels under its own random derangement of the foreground classes ``1..num_classes-1``
+    that are not ``fixed``.
 
-    Background and ignore voxels keep their value; the same permutation applies at every scale, so the
-    scales still describe one (wrong) segmentation.
+    Background, ignore and ``fixed`` voxels keep their value, and no other class is mapped onto a
+    ``fixed`` class: a voxel carries a fixed class afterwards exactly where it carried it before. The same
+    permutation applies at every scale, so the scales still describe one (wrong) segmentation. With fewer
+    than two permutable classes no derangement exists and those classes keep their labels too.
     """
     batch = targets[0].shape[0]
     table_size = num_classes if ignore_label is None else max(num_classes, ignore_label + 1)
     table = torch.arange(table_size).repeat(batch, 1)
-    table[:, 1:num_classes] = 1 + random_derangements(batch, num_classes - 1, generator).cpu()
+    permutable = torch.tensor([c for c in range(1, num_classes) if c not in set(fixed)], dtype=torch.long)
+    table[:, permutable] = permutable[random_derangements(batch, len(permutable), generator).cpu()]
     table = table.to(targets[0].device)
     return [torch.gather(table, 1, t.reshape(batch, -1).long()).reshape(t.shape).to(t.dtype) for t in targets]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.unlearning.strategies.labels import permute_foreground
 from nnunet_unlearning.unlearning.strategies.salun import SalUn
 from nnunet_unlearning.unlearning.strategy import Batch, StrategyContext
 
@@ -28,8 +30,11 @@ class SalUnCRA(SalUn):
     ``forget_loss = task(z', y') - entropy_weight * H_crit``: on forget voxels whose true label is
     critical, the task term sees the logits detached (``z'``) and the voxel's own label (``y'``), so it
     pushes them toward no class, healthy or not; ``H_crit`` is the mean softmax entropy of the
-    full-resolution output over those voxels, which the loss drives up toward ``ln K``. All other forget
-    voxels are relabelled as in SalUn.
+    full-resolution output over those voxels, which the loss drives up toward ``ln K``.
+
+    All other foreground forget voxels are relabelled as in SalUn, but by a derangement of the
+    *non-critical* foreground classes only: no voxel is ever given a critical label it did not carry, so
+    healthy tissue is never taught to look like a lesion. That needs two non-critical foreground classes.
     """
 
     name = "SalUnCRA"
@@ -42,10 +47,18 @@ class SalUnCRA(SalUn):
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         return {**super().hyperparameters(), "entropy_weight": self.entropy_weight}
 
+    def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
+        healthy = [c for c in range(1, ctx.num_classes) if c not in ctx.critical_classes]
+        if len(healthy) < 2:
+            raise UserInputError(f"{self.name} permutes the non-critical foreground classes, which needs at "
+                                 f"least two; this dataset has {len(healthy)} besides the critical classes "
+                                 f"{list(ctx.critical_classes)}")
+        super().prepare(model, ctx)
+
     def forget_target(self, forget: Batch, ctx: StrategyContext) -> list[Tensor]:
-        relabelled = super().forget_target(forget, ctx)
-        return [torch.where(critical_voxels(own, ctx.critical_classes), own, new)
-                for own, new in zip(forget.target, relabelled)]
+        """Own labels on critical voxels, a derangement of the non-critical foreground classes elsewhere."""
+        return permute_foreground(forget.target, ctx.num_classes, ctx.ignore_label, ctx.generator,
+                                  fixed=ctx.critical_classes)
 
     def forget_loss(self, outputs: list[Tensor], forget: Batch, ctx: StrategyContext) -> Tensor:
         critical = [critical_voxels(t, ctx.critical_classes) for t in forget.target]
