@@ -29,8 +29,9 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "MRBrain
 
 
 def _convert(src: Path, out: Path, args: argparse.Namespace) -> Path:
-    return convert_mrbrains18(src, 999, modalities=args.modalities, source=args.source, labels=args.labels,
-                              raw_root=out)
+    return convert_mrbrains18(
+        src, 999, modalities=args.modalities, source=args.source, labels=args.labels, raw_root=out
+    )
 
 
 def _plain_copy(files: list[Path], out: Path) -> None:
@@ -54,8 +55,13 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=REAL, help="MRBrainS18 release (default: the shared copy)")
     parser.add_argument("--phantom", type=int, metavar="N", help="benchmark a fresh N-subject phantom instead")
     parser.add_argument("--source", choices=SOURCES, default=None, help="default: orig (real), pre (phantom)")
-    parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
-                        help="default: IR FLAIR (real: T1 is missing for 3 subjects), T1 IR FLAIR (phantom)")
+    parser.add_argument(
+        "--modalities",
+        nargs="+",
+        choices=MODALITIES,
+        default=None,
+        help="default: IR FLAIR (real: T1 is missing for 3 subjects), T1 IR FLAIR (phantom)",
+    )
     parser.add_argument("--labels", choices=LABEL_SETS, default="challenge")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
@@ -78,21 +84,24 @@ def main() -> None:
         converter: list[float] = []
         plain: list[float] = []
         for rep in range(args.repeats):
-            runs = [(converter, _convert, (src, work / f"raw{rep}", args)),
-                    (plain, _plain_copy, (files, work / f"plain{rep}"))]
+            runs = [
+                (converter, _convert, (src, work / f"raw{rep}", args)),
+                (plain, _plain_copy, (files, work / f"plain{rep}")),
+            ]
             for times, function, call_args in runs if rep % 2 == 0 else runs[::-1]:
                 times.append(_timed(function, *call_args))
             shutil.rmtree(work / f"raw{rep}")
             shutil.rmtree(work / f"plain{rep}")
 
-    print(f"source: {'phantom' if args.phantom else src}  --source {args.source} --modalities "
-          f"{' '.join(args.modalities)} --labels {args.labels}")
+    print(
+        f"source: {'phantom' if args.phantom else src}  --source {args.source} --modalities "
+        f"{' '.join(args.modalities)} --labels {args.labels}"
+    )
     print(f"{len(record['cases'])} cases, {len(files)} files, {size_mb:.1f} MB compressed, {args.repeats} repeats")
     print("converter  s: " + " ".join(f"{t:.3f}" for t in converter))
     print("nibabel    s: " + " ".join(f"{t:.3f}" for t in plain))
     median_c, median_p = statistics.median(converter), statistics.median(plain)
-    print(f"median converter {median_c:.3f} s, nibabel read+write {median_p:.3f} s, "
-          f"ratio {median_c / median_p:.2f}")
+    print(f"median converter {median_c:.3f} s, nibabel read+write {median_p:.3f} s, ratio {median_c / median_p:.2f}")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,32 @@ EPOCH_TIME = re.compile(r"Epoch time: ([\d.]+) s")
 
 
 def _predict(run: Run, images: Path, out: Path) -> None:
-    command = [str(Path(sys.executable).with_name("nnUNetv2_predict")), "-i", str(images), "-o", str(out),
-               "-d", str(DATASET_ID), "-c", run.configuration, "-f", str(FOLD), "-p", run.plans, "-tr", run.trainer,
-               "-chk", FINAL_CHECKPOINT, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"]
+    command = [
+        str(Path(sys.executable).with_name("nnUNetv2_predict")),
+        "-i",
+        str(images),
+        "-o",
+        str(out),
+        "-d",
+        str(DATASET_ID),
+        "-c",
+        run.configuration,
+        "-f",
+        str(FOLD),
+        "-p",
+        run.plans,
+        "-tr",
+        run.trainer,
+        "-chk",
+        FINAL_CHECKPOINT,
+        "-device",
+        "cpu",
+        "-npp",
+        "1",
+        "-nps",
+        "1",
+        "--disable_tta",
+    ]
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "nnUNet_results": str(run.results)})
 
 
@@ -70,14 +93,23 @@ def main() -> None:
     raw = workdir / "nnUNet_raw" / DATASET_NAME
     if not (workdir / "nnUNet_preprocessed" / DATASET_NAME / "splits_final.json").is_file():
         sys.exit(f"{workdir}: no prepared benchmark here; run `nnunet-unlearning benchmark` with this --workdir")
-    environment = {"nnUNet_raw": str(workdir / "nnUNet_raw"),
-                   "nnUNet_preprocessed": str(workdir / "nnUNet_preprocessed"),
-                   "nnUNet_compile": "false", "nnUNet_n_proc_DA": "0", "nnUNet_extTrainer": str(trainers_dir())}
+    environment = {
+        "nnUNet_raw": str(workdir / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(workdir / "nnUNet_preprocessed"),
+        "nnUNet_compile": "false",
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_extTrainer": str(trainers_dir()),
+    }
     os.environ.update(environment)
     runs = []
     for plans, decoder, epochs in VARIANTS:
-        plan_med3d(DATASET_ID, cpu_profile.CONFIGURATION, depth=cpu_profile.MED3D_DEPTH, name=plans,
-                   decoder_channels=DEFAULT_DECODER_CHANNELS if decoder is None else decoder)
+        plan_med3d(
+            DATASET_ID,
+            cpu_profile.CONFIGURATION,
+            depth=cpu_profile.MED3D_DEPTH,
+            name=plans,
+            decoder_channels=DEFAULT_DECODER_CHANNELS if decoder is None else decoder,
+        )
         # one results folder per variant: each run's console log goes beside it
         results = workdir / "cpu_original" / plans / "nnUNet_results"
         runs.append(Run(TRAINER, DATASET_NAME, cpu_profile.CONFIGURATION, plans, epochs, ITERATIONS, results))
@@ -86,18 +118,25 @@ def main() -> None:
         sys.exit("\n".join(failures))
 
     images, labels = _held_out_inputs(raw, workdir / "cpu_original" / "held_out")
-    print("\n| plans | decoder channels | epochs × iterations | s per epoch (median) | held-out Dice (1–8) | "
-          "per class 1–8 |\n|---|---|---|---|---|---|")
+    print(
+        "\n| plans | decoder channels | epochs × iterations | s per epoch (median) | held-out Dice (1–8) | "
+        "per class 1–8 |\n|---|---|---|---|---|---|"
+    )
     for run, (_, decoder, _) in zip(runs, VARIANTS):
         predictions = workdir / "cpu_original" / "predictions" / run.plans
         _predict(run, images, predictions)
-        mean = json.loads(evaluate_folders(labels, predictions, "mrbrains18",
-                                           out=predictions / "metrics.json").read_text())["mean"]
+        mean = json.loads(
+            evaluate_folders(labels, predictions, "mrbrains18", out=predictions / "metrics.json").read_text()
+        )["mean"]
         per_class = " / ".join(f"{c['dice']:.2f}" for c in mean["per_class"].values())
-        epoch_s = statistics.median(float(t) for t in EPOCH_TIME.findall(next(run.folder.glob("training_log_*"))
-                                                                          .read_text()))
-        print(f"| {run.plans} | {list(decoder) if decoder else 'default'} | {run.epochs} × {run.iterations} | "
-              f"{epoch_s:.1f} | {mean['dice']:.3f} | {per_class} |", flush=True)
+        epoch_s = statistics.median(
+            float(t) for t in EPOCH_TIME.findall(next(run.folder.glob("training_log_*")).read_text())
+        )
+        print(
+            f"| {run.plans} | {list(decoder) if decoder else 'default'} | {run.epochs} × {run.iterations} | "
+            f"{epoch_s:.1f} | {mean['dice']:.3f} | {per_class} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def main() -> None:
     results: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(args.rounds):
         for threads in results:
-            out = subprocess.run([sys.executable, "-c", STEP.format(threads=threads, steps=args.steps)],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, "-c", STEP.format(threads=threads, steps=args.steps)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             results[threads].append(float(out.strip()))
     one, two = statistics.median(results[1]), statistics.median(results[2])
     print(f"median step: 1 thread {one:.3f} s, 2 threads {two:.3f} s, ratio 2/1 = {two / one:.2f}")

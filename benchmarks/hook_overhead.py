@@ -40,10 +40,19 @@ def main() -> None:
     seconds = metrics["seconds"]
     per_evaluation = [e["seconds"] for e in metrics["evaluations"]]
     cases = sum(metrics["evaluations"][0]["sets"][s]["n_cases"] for s in ("forget", "retain", "heldout"))
-    print(json.dumps({"data": "MRBrainS18 (real)" if real else "phantom", "schedule": f"{args.epochs} epochs x "
-                      f"{args.iterations} iterations", "cases_per_evaluation": cases, **seconds,
-                      "seconds_per_evaluation": per_evaluation,
-                      "hook_share_of_wall_pct": round(100 * seconds["evaluation"] / seconds["wall"], 2)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "data": "MRBrainS18 (real)" if real else "phantom",
+                "schedule": f"{args.epochs} epochs x {args.iterations} iterations",
+                "cases_per_evaluation": cases,
+                **seconds,
+                "seconds_per_evaluation": per_evaluation,
+                "hook_share_of_wall_pct": round(100 * seconds["evaluation"] / seconds["wall"], 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,26 +57,53 @@ def plain_conv_unet(patch: list[int]) -> nn.Module:
     """The PlainConvUNet nnU-Net's ExperimentPlanner derives for SPACING and this patch."""
     _, strides, kernels, _, _ = get_pool_and_conv_props(SPACING, patch, 4, 999999)
     n = len(strides)
-    return PlainConvUNet(CHANNELS, n, [min(32 * 2 ** i, 320) for i in range(n)], nn.Conv3d, kernels, strides,
-                         2, CLASSES, 2, True, nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None,
-                         nn.LeakyReLU, {"inplace": True}, deep_supervision=True)
+    return PlainConvUNet(
+        CHANNELS,
+        n,
+        [min(32 * 2**i, 320) for i in range(n)],
+        nn.Conv3d,
+        kernels,
+        strides,
+        2,
+        CLASSES,
+        2,
+        True,
+        nn.InstanceNorm3d,
+        {"eps": 1e-5, "affine": True},
+        None,
+        None,
+        nn.LeakyReLU,
+        {"inplace": True},
+        deep_supervision=True,
+    )
 
 
 def med3d_unet(depth: int, patch: list[int], norm: str) -> nn.Module:
     return Med3DUNet(CHANNELS, CLASSES, True, depth=depth, strides=derive_strides(SPACING, patch), norm=norm)
 
 
-BUILDERS: dict[str, Callable[[list[int]], nn.Module]] = {"PlainConvUNet (nnU-Net default)": plain_conv_unet,
-            **{f"Med3D ResNet-{depth} U-Net, {norm} norm": partial(med3d_unet, depth, norm=norm)
-               for depth in (10, 50) for norm in NORMS}}
+BUILDERS: dict[str, Callable[[list[int]], nn.Module]] = {
+    "PlainConvUNet (nnU-Net default)": plain_conv_unet,
+    **{
+        f"Med3D ResNet-{depth} U-Net, {norm} norm": partial(med3d_unet, depth, norm=norm)
+        for depth in (10, 50)
+        for norm in NORMS
+    },
+}
 
 
 def nnunet_loss(n_outputs: int) -> nn.Module:
     """nnU-Net's training loss: Dice + CE per deep-supervision output, weights 1/2^i, the lowest one 0."""
-    weights = np.array([1 / 2 ** i for i in range(n_outputs)])
+    weights = np.array([1 / 2**i for i in range(n_outputs)])
     weights[-1] = 0
-    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
-                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    loss = DC_and_CE_loss(
+        {"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False},
+        {},
+        weight_ce=1,
+        weight_dice=1,
+        ignore_label=None,
+        dice_class=MemoryEfficientSoftDiceLoss,
+    )
     return DeepSupervisionWrapper(loss, weights / weights.sum())
 
 
@@ -130,17 +157,23 @@ def speed(args: argparse.Namespace) -> None:
             peaks[name].append(peak)
     budget_8gb = budget_bytes(8.0)
     base = statistics.median(times["PlainConvUNet (nnU-Net default)"])
-    print(f"patch {patch}, batch {batch}, {args.rounds} rounds × {args.steps} timed steps, "
-          f"torch {torch.__version__}, 2 threads\n")
-    print("| network | parameters (M) | step s (median) | vs PlainConvUNet | peak RSS increase GiB (CPU, fp32) "
-          "| planner estimate GB (GPU, AMP) |")
+    print(
+        f"patch {patch}, batch {batch}, {args.rounds} rounds × {args.steps} timed steps, "
+        f"torch {torch.__version__}, 2 threads\n"
+    )
+    print(
+        "| network | parameters (M) | step s (median) | vs PlainConvUNet | peak RSS increase GiB (CPU, fp32) "
+        "| planner estimate GB (GPU, AMP) |"
+    )
     print("|---|---|---|---|---|---|")
     for name in BUILDERS:
         per_sample, n_params = activation_bytes(partial(BUILDERS[name], patch), (1, CHANNELS, *patch))
         estimate = (batch * per_sample + PARAM_BYTES * n_params) / budget_8gb * 8.0
         median = statistics.median(times[name])
-        print(f"| {name} | {params[name] / 1e6:.1f} | {median:.2f} | {median / base:.2f} | "
-              f"{statistics.median(peaks[name]) / 2**30:.2f} | {estimate:.2f} |")
+        print(
+            f"| {name} | {params[name] / 1e6:.1f} | {median:.2f} | {median / base:.2f} | "
+            f"{statistics.median(peaks[name]) / 2**30:.2f} | {estimate:.2f} |"
+        )
 
 
 def load_subject(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
@@ -149,16 +182,21 @@ def load_subject(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray]:
     factors = [1 / f for f in COARSE]
     channels = []
     for modality in ("IR", "FLAIR"):
-        image = zoom(np.asarray(nib.Nifti1Image.from_filename(folder / "orig" / f"{modality}.nii.gz").dataobj,
-                                dtype=np.float32), factors, order=1)
+        image = zoom(
+            np.asarray(nib.Nifti1Image.from_filename(folder / "orig" / f"{modality}.nii.gz").dataobj, dtype=np.float32),
+            factors,
+            order=1,
+        )
         channels.append((image - image.mean()) / image.std())
-    labels = zoom(np.asarray(nib.Nifti1Image.from_filename(folder / "segm.nii.gz").dataobj, dtype=np.uint8), factors,
-                  order=0)
+    labels = zoom(
+        np.asarray(nib.Nifti1Image.from_filename(folder / "segm.nii.gz").dataobj, dtype=np.uint8), factors, order=0
+    )
     return np.stack(channels), labels
 
 
-def random_batch(data: list[tuple[np.ndarray, np.ndarray]], patch: list[int], batch: int,
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(
+    data: list[tuple[np.ndarray, np.ndarray]], patch: list[int], batch: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for _ in range(batch):
         image, label = data[rng.integers(len(data))]
@@ -196,8 +234,10 @@ def norm(args: argparse.Namespace) -> None:
     patch = list(args.patch)
     strides = derive_strides(spacing, patch)
     divisor = [int(v) for v in np.prod(strides, axis=0)]
-    print(f"volumes {train[0][1].shape} at {spacing} mm, patch {patch}, batch {args.batch}, strides {strides}, "
-          f"{args.steps} steps, poly lr 0.01\n")
+    print(
+        f"volumes {train[0][1].shape} at {spacing} mm, patch {patch}, batch {args.batch}, strides {strides}, "
+        f"{args.steps} steps, poly lr 0.01\n"
+    )
     print("| norm | seed | train loss (last 50 steps) | held-out mean Dice (labels 1-8) | s per step |")
     print("|---|---|---|---|---|")
     for seed in args.seeds:
@@ -223,8 +263,7 @@ def norm(args: argparse.Namespace) -> None:
             net.eval()
             net.decoder.deep_supervision = False
             dice = statistics.mean(mean_dice(net, image, labels, divisor) for image, labels in test)
-            print(f"| {kind} | {seed} | {statistics.mean(losses[-50:]):.3f} | {dice:.3f} | {seconds:.2f} |",
-                  flush=True)
+            print(f"| {kind} | {seed} | {statistics.mean(losses[-50:]):.3f} | {dice:.3f} | {seconds:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -241,8 +280,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
-                   / "MRBrainS18")
+    p.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "MRBrainS18"
+    )
     p.set_defaults(run=norm)
     args = parser.parse_args()
     args.run(args)

@@ -48,20 +48,35 @@ def main() -> None:
     base = find_trainer("nnUNetTrainerUnlearnNoisyLabel")
     kept_buffers = step.buffers_kept
     rows = {}
-    for variant, recalibration, keep in (("updated", 0, False), ("kept", 0, True),
-                                         ("recalibrated", base.recalibration_batches, True)):
+    for variant, recalibration, keep in (
+        ("updated", 0, False),
+        ("kept", 0, True),
+        ("recalibrated", base.recalibration_batches, True),
+    ):
         cls = type(f"{base.__name__}_{variant}", (base,), {"recalibration_batches": recalibration})
         step.buffers_kept = kept_buffers if keep else (lambda model: nullcontext())
         run = train(cls, demo.DATASET_NAME, demo.CONFIGURATION, demo.PLANS, args.epochs, args.iterations)
         metrics = json.loads((Path(run.output_folder) / "unlearning_metrics.json").read_text())
         start, end = metrics["evaluations"][0]["sets"], metrics["evaluations"][-1]["sets"]
-        rows[variant] = {"dice_start": {s: round(start[s]["dice"], 4) for s in SETS},
-                         "dice_end": {s: round(end[s]["dice"], 4) for s in SETS},
-                         "running_statistics": metrics["running_statistics"], "seconds": metrics["seconds"]}
+        rows[variant] = {
+            "dice_start": {s: round(start[s]["dice"], 4) for s in SETS},
+            "dice_end": {s: round(end[s]["dice"], 4) for s in SETS},
+            "running_statistics": metrics["running_statistics"],
+            "seconds": metrics["seconds"],
+        }
         print(variant, json.dumps(rows[variant]), flush=True)
     step.buffers_kept = kept_buffers
-    print(json.dumps({"data": "MRBrainS18 (real)" if real else "phantom", "forget": forget,
-                      "schedule": f"{args.epochs} epochs x {args.iterations} iterations", "runs": rows}, indent=2))
+    print(
+        json.dumps(
+            {
+                "data": "MRBrainS18 (real)" if real else "phantom",
+                "forget": forget,
+                "schedule": f"{args.epochs} epochs x {args.iterations} iterations",
+                "runs": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

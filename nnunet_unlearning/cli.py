@@ -23,8 +23,15 @@ def _trainers_dir(args: argparse.Namespace) -> None:
 def _convert_mrbrains18(args: argparse.Namespace) -> None:
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
 
-    folder = convert_mrbrains18(args.src, args.dataset_id, modalities=args.modalities, source=args.source,
-                                labels=args.labels, subjects=args.subjects, overwrite=args.overwrite)
+    folder = convert_mrbrains18(
+        args.src,
+        args.dataset_id,
+        modalities=args.modalities,
+        source=args.source,
+        labels=args.labels,
+        subjects=args.subjects,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {folder}")
 
 
@@ -44,8 +51,14 @@ def _med3d_check(args: argparse.Namespace) -> None:
 def _plan_med3d(args: argparse.Namespace) -> None:
     from nnunet_unlearning.med3d.plans import plan_med3d
 
-    path = plan_med3d(args.dataset_id, configuration=args.configuration, depth=args.depth,
-                      source_plans=args.source_plans, name=args.name, gpu_memory_gb=args.gpu_memory_gb)
+    path = plan_med3d(
+        args.dataset_id,
+        configuration=args.configuration,
+        depth=args.depth,
+        source_plans=args.source_plans,
+        name=args.name,
+        gpu_memory_gb=args.gpu_memory_gb,
+    )
     print(f"wrote {path}")
 
 
@@ -54,8 +67,16 @@ def _forget(args: argparse.Namespace) -> None:
     from nnunet_unlearning.unlearning.run_config import read_config
 
     run_config = read_config(args.config) if args.config is not None else None
-    path = write_request(args.dataset_id, args.configuration, args.fold, args.plans, args.trainer, args.cases,
-                         out=args.out, run_config=run_config)
+    path = write_request(
+        args.dataset_id,
+        args.configuration,
+        args.fold,
+        args.plans,
+        args.trainer,
+        args.cases,
+        out=args.out,
+        run_config=run_config,
+    )
     print(f"wrote {path}")
 
 
@@ -69,8 +90,16 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _audit(args: argparse.Namespace) -> None:
     from nnunet_unlearning.evaluation.audit import AUDIT_TABLE, run_audit
 
-    path = run_audit(args.run_folders, out=args.out, request_file=args.request, patches_per_case=args.patches_per_case,
-                     bootstrap=args.bootstrap, seed=args.seed, patch_size=args.patch_size, device=args.device)
+    path = run_audit(
+        args.run_folders,
+        out=args.out,
+        request_file=args.request,
+        patches_per_case=args.patches_per_case,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        patch_size=args.patch_size,
+        device=args.device,
+    )
     print(path.with_name(AUDIT_TABLE).read_text())
     print(f"wrote {path}")
 
@@ -99,8 +128,16 @@ def _demo(args: argparse.Namespace) -> None:
 def _benchmark(args: argparse.Namespace) -> None:
     from nnunet_unlearning.benchmark.mrbrains18 import run_benchmark
 
-    run_benchmark(args.mrbrains18, args.workdir, args.profile, forget=args.forget, sizes=args.sizes,
-                  strategies=args.strategies, jobs=args.jobs, overwrite=args.overwrite)
+    run_benchmark(
+        args.mrbrains18,
+        args.workdir,
+        args.profile,
+        forget=args.forget,
+        sizes=args.sizes,
+        strategies=args.strategies,
+        jobs=args.jobs,
+        overwrite=args.overwrite,
+    )
 
 
 def _dataset_id(text: str) -> int:
@@ -124,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand's ``handler`` default is the function that runs it."""
     parser = _OneLineErrorParser(
         prog="nnunet-unlearning",
-        description="Make a trained nnU-Net v2 model forget chosen subjects, and measure how well it forgot.")
+        description="Make a trained nnU-Net v2 model forget chosen subjects, and measure how well it forgot.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int | None], help_: str) -> argparse.ArgumentParser:
@@ -132,11 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = command("audit", _audit, "membership-inference audit of the original, the retrain oracle and unlearned "
-                "models of one request")
+    p = command(
+        "audit",
+        _audit,
+        "membership-inference audit of the original, the retrain oracle and unlearned models of one request",
+    )
     p.add_argument("run_folders", nargs="+", type=Path, metavar="RUN", help="fold folders of unlearning/retrain runs")
-    p.add_argument("--request", type=Path, default=None,
-                   help="the request (default: unlearning_request.json in the first run folder)")
+    p.add_argument(
+        "--request",
+        type=Path,
+        default=None,
+        help="the request (default: unlearning_request.json in the first run folder)",
+    )
     p.add_argument("-o", dest="out", type=Path, default=None, help="output folder (default: the first run folder)")
     p.add_argument("--patches-per-case", type=int, default=64)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
@@ -146,52 +191,103 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", _report, "compare the runs of one unlearning request: table (Markdown, CSV, JSON), plots")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="fold folders of unlearning and retrain runs")
-    p.add_argument("--original", type=Path, default=None,
-                   help="the run whose 'start' evaluation is the original model's row (default: the first)")
-    p.add_argument("--retrain", type=Path, default=None,
-                   help="the retrain oracle's run folder (default: the nnUNetTrainerRetrain* run among RUN)")
+    p.add_argument(
+        "--original",
+        type=Path,
+        default=None,
+        help="the run whose 'start' evaluation is the original model's row (default: the first)",
+    )
+    p.add_argument(
+        "--retrain",
+        type=Path,
+        default=None,
+        help="the retrain oracle's run folder (default: the nnUNetTrainerRetrain* run among RUN)",
+    )
     p.add_argument("--groups", type=Path, default=None, help="CSV with columns case,group: adds a per-group table")
     p.add_argument("-o", dest="out", type=Path, required=True, help="output folder")
 
-    p = command("verify", _verify, "recompute the SHA-256 of every file an unlearning certificate names "
-                "(exit 0: all match, 1: something changed)")
+    p = command(
+        "verify",
+        _verify,
+        "recompute the SHA-256 of every file an unlearning certificate names (exit 0: all match, 1: something changed)",
+    )
     p.add_argument("certificate", type=Path, help="unlearning_certificate.json (or its run folder)")
 
-    p = command("demo", _demo, "run the whole user path on the CPU profile: convert, train, forget, unlearn, "
-                "retrain, evaluate (all under --workdir)")
+    p = command(
+        "demo",
+        _demo,
+        "run the whole user path on the CPU profile: convert, train, forget, unlearn, "
+        "retrain, evaluate (all under --workdir)",
+    )
     p.add_argument("--workdir", type=Path, default=Path("demo_run"), help="folder for everything (default demo_run)")
-    p.add_argument("--mrbrains18", type=Path, default=None,
-                   help="a real MRBrainS18 release folder (default: a synthetic phantom)")
+    p.add_argument(
+        "--mrbrains18", type=Path, default=None, help="a real MRBrainS18 release folder (default: a synthetic phantom)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --workdir")
 
-    p = command("benchmark", _benchmark, "the MRBrainS18 unlearning benchmark on real data: original, retrain "
-                "oracle and every strategy at two horizons per forget set, audit, report, tables")
+    p = command(
+        "benchmark",
+        _benchmark,
+        "the MRBrainS18 unlearning benchmark on real data: original, retrain "
+        "oracle and every strategy at two horizons per forget set, audit, report, tables",
+    )
     p.add_argument("mrbrains18", type=Path, help="the MRBrainS18 release folder (training/<id>/...)")
-    p.add_argument("--workdir", type=Path, default=Path("benchmark_run"),
-                   help="folder for everything (default benchmark_run); an earlier benchmark there is continued")
-    p.add_argument("--profile", default="cpu", choices=["cpu", "paper"],
-                   help="cpu: 2-core machine, Med3D ResNet-10, coarse; paper: the seed study's setting, GPU")
-    p.add_argument("--forget", nargs="+", default=None,
-                   help="run one forget set, e.g. --forget 1 or --forget 1 4 (default: the design's sets)")
-    p.add_argument("--sizes", nargs="+", type=int, default=[1, 2, 3],
-                   help="forget-set sizes (default 1 2 3; 1 = each training subject in turn)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("benchmark_run"),
+        help="folder for everything (default benchmark_run); an earlier benchmark there is continued",
+    )
+    p.add_argument(
+        "--profile",
+        default="cpu",
+        choices=["cpu", "paper"],
+        help="cpu: 2-core machine, Med3D ResNet-10, coarse; paper: the seed study's setting, GPU",
+    )
+    p.add_argument(
+        "--forget",
+        nargs="+",
+        default=None,
+        help="run one forget set, e.g. --forget 1 or --forget 1 4 (default: the design's sets)",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=[1, 2, 3],
+        help="forget-set sizes (default 1 2 3; 1 = each training subject in turn)",
+    )
     p.add_argument("--strategies", nargs="+", default=None, help="strategy names (default: all)")
     p.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: the profile's)")
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of continuing")
 
-    command("trainers-dir", _trainers_dir,
-            "print the folder to put in nnUNet_extTrainer, so nnU-Net finds our trainers")
+    command(
+        "trainers-dir", _trainers_dir, "print the folder to put in nnUNet_extTrainer, so nnU-Net finds our trainers"
+    )
 
-    p = command("convert-mrbrains18", _convert_mrbrains18,
-                "convert an MRBrainS18 release into $nnUNet_raw/Dataset<ID>_MRBrainS18")
+    p = command(
+        "convert-mrbrains18",
+        _convert_mrbrains18,
+        "convert an MRBrainS18 release into $nnUNet_raw/Dataset<ID>_MRBrainS18",
+    )
     p.add_argument("src", type=Path, help="release folder holding training/<id>/{pre,orig}")
     p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True, help="nnU-Net dataset id (1-999)")
-    p.add_argument("--modalities", nargs="+", default=["T1", "IR", "FLAIR"], choices=["T1", "IR", "FLAIR"],
-                   help="channels, in channel order (default: T1 IR FLAIR)")
-    p.add_argument("--source", default="pre", choices=["pre", "orig"],
-                   help="read bias-corrected pre/ images (default) or orig/")
-    p.add_argument("--labels", default="challenge", choices=["challenge", "full", "brain"],
-                   help="challenge: 1-8 kept, 9/10 ignored (default); full: 0-10; brain: binary mask")
+    p.add_argument(
+        "--modalities",
+        nargs="+",
+        default=["T1", "IR", "FLAIR"],
+        choices=["T1", "IR", "FLAIR"],
+        help="channels, in channel order (default: T1 IR FLAIR)",
+    )
+    p.add_argument(
+        "--source", default="pre", choices=["pre", "orig"], help="read bias-corrected pre/ images (default) or orig/"
+    )
+    p.add_argument(
+        "--labels",
+        default="challenge",
+        choices=["challenge", "full", "brain"],
+        help="challenge: 1-8 kept, 9/10 ignored (default); full: 0-10; brain: binary mask",
+    )
     p.add_argument("--subjects", nargs="+", help="convert only these subject ids (as published, e.g. 070)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
 
@@ -205,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=50, choices=[10, 18, 34, 50])
     p.add_argument("--in-channels", type=int, default=1, help="input channels of the dataset (stem is inflated)")
 
-    p = command("plan-med3d", _plan_med3d,
-                "write nnUNetMed3DPlans: nnU-Net plans with the Med3D ResNet U-Net, same preprocessed data")
+    p = command(
+        "plan-med3d",
+        _plan_med3d,
+        "write nnUNetMed3DPlans: nnU-Net plans with the Med3D ResNet U-Net, same preprocessed data",
+    )
     p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True)
     p.add_argument("-c", dest="configuration", default="3d_fullres")
     p.add_argument("--depth", type=int, default=50, choices=[10, 18, 34, 50])
@@ -221,11 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans of the original model")
     p.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer of the original model")
     p.add_argument("--cases", nargs="+", required=True, help="case ids to forget, e.g. MRBrainS18_070")
-    p.add_argument("-o", dest="out", type=Path, default=None,
-                   help="request file (default: $nnUNet_preprocessed/Dataset<ID>_*/unlearning_request.json)")
-    p.add_argument("--config", type=Path, default=None,
-                   help="run config (JSON: seed, schedule, hyperparameters; docs/unlearning.md), checked and "
-                        "embedded in the request")
+    p.add_argument(
+        "-o",
+        dest="out",
+        type=Path,
+        default=None,
+        help="request file (default: $nnUNet_preprocessed/Dataset<ID>_*/unlearning_request.json)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="run config (JSON: seed, schedule, hyperparameters; docs/unlearning.md), checked and "
+        "embedded in the request",
+    )
 
     p = command("evaluate", _evaluate, "score predicted segmentations against ground truth")
     p.add_argument("--gt", type=Path, required=True, help="folder of ground-truth label maps (*.nii.gz)")

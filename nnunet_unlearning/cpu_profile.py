@@ -51,10 +51,15 @@ def use_cpu_threads() -> None:
 
 def describe(med3d: bool = False) -> str:
     """One line that says what the CPU profile changes, for logs and reports."""
-    network = (f"Med3D ResNet-{MED3D_DEPTH} U-Net, decoder channels {list(MED3D_DECODER_CHANNELS)} "
-               f"({MED3D_PLANS})" if med3d else f"PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}")
-    return (f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
-            f"{BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread")
+    network = (
+        f"Med3D ResNet-{MED3D_DEPTH} U-Net, decoder channels {list(MED3D_DECODER_CHANNELS)} ({MED3D_PLANS})"
+        if med3d
+        else f"PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}"
+    )
+    return (
+        f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
+        f"{BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread"
+    )
 
 
 def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
@@ -70,8 +75,9 @@ def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: 
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
-    extract_fingerprint_dataset(dataset_id, num_processes=processes, check_dataset_integrity=True, verbose=False,
-                                show_progress_bar=False)
+    extract_fingerprint_dataset(
+        dataset_id, num_processes=processes, check_dataset_integrity=True, verbose=False, show_progress_bar=False
+    )
     plan_experiment_dataset(dataset_id, overwrite_target_spacing=COARSE_SPACING, overwrite_plans_name=plans)
     plans_file = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / f"{plans}.json"
     shrink_plans(plans_file)
@@ -83,8 +89,7 @@ def plan_med3d(dataset_id: int) -> Path:
     """The profile's Med3D plans (:data:`MED3D_PLANS`) over the data `plan_and_preprocess` wrote."""
     from nnunet_unlearning.med3d.plans import plan_med3d as plan
 
-    return plan(dataset_id, CONFIGURATION, depth=MED3D_DEPTH, name=MED3D_PLANS,
-                decoder_channels=MED3D_DECODER_CHANNELS)
+    return plan(dataset_id, CONFIGURATION, depth=MED3D_DEPTH, name=MED3D_PLANS, decoder_channels=MED3D_DECODER_CHANNELS)
 
 
 def shrink_plans(plans_file: Path) -> None:

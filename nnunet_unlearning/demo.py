@@ -72,8 +72,9 @@ def train(trainer_name: str, schedule: Schedule):
     from nnunet_unlearning.inprocess import train as train_inprocess
     from nnunet_unlearning.trainers_dir import find_trainer
 
-    return train_inprocess(find_trainer(trainer_name), DATASET_NAME, CONFIGURATION, PLANS, schedule.epochs,
-                           schedule.iterations)
+    return train_inprocess(
+        find_trainer(trainer_name), DATASET_NAME, CONFIGURATION, PLANS, schedule.epochs, schedule.iterations
+    )
 
 
 def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
@@ -138,8 +139,10 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     from nnunet_unlearning.evaluation.report import write_report
 
     runs = [Path(unlearned.output_folder), Path(retrained.output_folder)]
-    started = _step("membership-inference audit of the original, unlearned and retrained models "
-                    f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)")
+    started = _step(
+        "membership-inference audit of the original, unlearned and retrained models "
+        f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)"
+    )
     audit = run_audit(runs, out=workdir / "audit", patches_per_case=AUDIT_PATCHES, bootstrap=AUDIT_BOOTSTRAP)
     _done(started)
     started = _step("comparison report and certificate")
@@ -150,8 +153,7 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     path = workdir / "demo_summary.json"
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print("\n" + format_headline(summary))
-    print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / 'unlearning_certificate.md'}"
-          f"\nsummary: {path}")
+    print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / 'unlearning_certificate.md'}\nsummary: {path}")
     return path
 
 
@@ -165,10 +167,14 @@ def headline(unlearned_folder: Path, retrained_folder: Path) -> dict:
         "retrain oracle": retrained["evaluations"][-1]["sets"],
     }
     dice = {name: {s: sets[s]["dice"] for s in ("forget", "retain", "heldout")} for name, sets in rows.items()}
-    return {"forget": unlearned["forget"], "dice": dice, "figures": unlearned["figures"],
-            "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
-            "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
-            "profile": cpu_profile.describe(med3d=True)}
+    return {
+        "forget": unlearned["forget"],
+        "dice": dice,
+        "figures": unlearned["figures"],
+        "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
+        "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
+        "profile": cpu_profile.describe(med3d=True),
+    }
 
 
 def format_headline(summary: dict) -> str:
@@ -176,9 +182,12 @@ def format_headline(summary: dict) -> str:
     for name, d in summary["dice"].items():
         lines.append(f"| {name} | {d['forget']:.3f} | {d['retain']:.3f} | {d['heldout']:.3f} |")
     figures = summary["figures"]
-    lines += ["", f"forget drop {figures['forget_drop_pct']:.1f} %, retain retention "
-              f"{figures['retain_retention_pct']:.1f} %, forget Dice gap to the retrain oracle "
-              f"{summary['forget_dice_gap_to_retrain']:+.3f}",
-              f"wall time: unlearning {summary['seconds']['unlearning']:.0f} s, "
-              f"retraining {summary['seconds']['retrain']:.0f} s"]
+    lines += [
+        "",
+        f"forget drop {figures['forget_drop_pct']:.1f} %, retain retention "
+        f"{figures['retain_retention_pct']:.1f} %, forget Dice gap to the retrain oracle "
+        f"{summary['forget_dice_gap_to_retrain']:+.3f}",
+        f"wall time: unlearning {summary['seconds']['unlearning']:.0f} s, "
+        f"retraining {summary['seconds']['retrain']:.0f} s",
+    ]
     return "\n".join(lines)

@@ -12,8 +12,15 @@ from pathlib import Path
 import torch
 
 
-def make_trainer(trainer_class: type, dataset_name: str, configuration: str, fold: int | str = 0,
-                 plans: str = "nnUNetPlans", device: str = "cpu", continue_training: bool = False):
+def make_trainer(
+    trainer_class: type,
+    dataset_name: str,
+    configuration: str,
+    fold: int | str = 0,
+    plans: str = "nnUNetPlans",
+    device: str = "cpu",
+    continue_training: bool = False,
+):
     """Instantiate ``trainer_class`` for a preprocessed dataset (``$nnUNet_preprocessed/<dataset_name>``)."""
     from nnunetv2.paths import nnUNet_preprocessed
 
@@ -21,8 +28,9 @@ def make_trainer(trainer_class: type, dataset_name: str, configuration: str, fol
     plans_dict = json.loads((folder / f"{plans}.json").read_text())
     plans_dict["continue_training"] = continue_training
     dataset_json = json.loads((folder / "dataset.json").read_text())
-    return trainer_class(plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json,
-                         device=torch.device(device))
+    return trainer_class(
+        plans=plans_dict, configuration=configuration, fold=fold, dataset_json=dataset_json, device=torch.device(device)
+    )
 
 
 def set_schedule(trainer, epochs: int, iterations: int, val_iterations: int = 1) -> None:
@@ -32,8 +40,16 @@ def set_schedule(trainer, epochs: int, iterations: int, val_iterations: int = 1)
     trainer.num_val_iterations_per_epoch = val_iterations
 
 
-def train(trainer_class: type, dataset_name: str, configuration: str, plans: str, epochs: int, iterations: int,
-          fold: int | str = 0, device: str = "cpu"):
+def train(
+    trainer_class: type,
+    dataset_name: str,
+    configuration: str,
+    plans: str,
+    epochs: int,
+    iterations: int,
+    fold: int | str = 0,
+    device: str = "cpu",
+):
     """Train ``trainer_class`` in-process for ``epochs`` × ``iterations`` steps; return the finished trainer.
 
     A strategy that edits weights without training (SSD) runs no epoch, as its nnU-Net trainer does.

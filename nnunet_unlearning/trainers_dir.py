@@ -4,8 +4,12 @@ import contextlib
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnunet_unlearning.errors import UserInputError
+
+if TYPE_CHECKING:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 def trainers_dir() -> Path:
@@ -19,7 +23,7 @@ def trainers_dir() -> Path:
     return Path(nnunet_unlearning_trainers.__file__).resolve().parent
 
 
-def find_trainer(name: str) -> type:
+def find_trainer(name: str) -> "type[nnUNetTrainer]":
     """The trainer class ``nnUNetv2_train -tr <name>`` would run, found by nnU-Net's own lookup.
 
     Our trainers folder is added to ``nnUNet_extTrainer`` (this process only) when it is not there yet, so

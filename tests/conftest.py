@@ -61,8 +61,15 @@ def forget_request_file(nnunet_world, original_checkpoint, tmp_path_factory) -> 
     """A request forgetting the first training case of fold 0 (written once, outside nnU-Net's folders)."""
     nnunet_world.apply()
     splits = json.loads((nnunet_world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
-    return write_request(DATASET_ID, CONFIGURATION, "0", PLANS, "nnUNetTrainer", [splits[0]["train"][0]],
-                         out=tmp_path_factory.mktemp("request") / "unlearning_request.json")
+    return write_request(
+        DATASET_ID,
+        CONFIGURATION,
+        "0",
+        PLANS,
+        "nnUNetTrainer",
+        [splits[0]["train"][0]],
+        out=tmp_path_factory.mktemp("request") / "unlearning_request.json",
+    )
 
 
 @pytest.fixture()
@@ -85,8 +92,10 @@ def finished_runs(nnunet_world, forget_request_file) -> dict[str, Path]:
     os.environ[REQUEST_ENV] = str(forget_request_file)
     folders = {}
     try:
-        for name, cls in (("NoisyLabel", trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]),
-                          ("Retrain", nnUNetTrainerRetrain)):
+        for name, cls in (
+            ("NoisyLabel", trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]),
+            ("Retrain", nnUNetTrainerRetrain),
+        ):
             trainer = load_trainer(cls, nnunet_world)
             shorten(trainer)
             trainer.run_training()

@@ -16,8 +16,17 @@ from nnunet_unlearning.demo import CONFIGURATION, DATASET_ID, DATASET_NAME, prep
 from nnunet_unlearning.inprocess import make_trainer, set_schedule
 
 PLANS = "nnUNetPlans"
-__all__ = ["CONFIGURATION", "DATASET_ID", "DATASET_NAME", "PLANS", "NnunetWorld", "build_world", "load_trainer",
-           "shorten", "train_original"]
+__all__ = [
+    "CONFIGURATION",
+    "DATASET_ID",
+    "DATASET_NAME",
+    "PLANS",
+    "NnunetWorld",
+    "build_world",
+    "load_trainer",
+    "shorten",
+    "train_original",
+]
 
 
 @dataclass(frozen=True)
@@ -31,9 +40,14 @@ class NnunetWorld:
 
     def env(self) -> dict[str, str]:
         """Environment for nnU-Net (in-process or subprocess): folders, CPU-friendly settings."""
-        return {"nnUNet_raw": str(self.raw), "nnUNet_preprocessed": str(self.preprocessed),
-                "nnUNet_results": str(self.results), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "false",
-                "OMP_NUM_THREADS": "2"}
+        return {
+            "nnUNet_raw": str(self.raw),
+            "nnUNet_preprocessed": str(self.preprocessed),
+            "nnUNet_results": str(self.results),
+            "nnUNet_n_proc_DA": "0",
+            "nnUNet_compile": "false",
+            "OMP_NUM_THREADS": "2",
+        }
 
     def apply(self) -> None:
         os.environ.update(self.env())
@@ -42,14 +56,16 @@ class NnunetWorld:
 def build_world(root: Path, mrbrains18: Path | None) -> NnunetWorld:
     """Convert, fingerprint, plan (CPU profile) and preprocess dataset 501 under ``root``, as the demo does."""
     prepare_dataset(root, mrbrains18)
-    world = NnunetWorld(root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results",
-                        is_real=mrbrains18 is not None)
+    world = NnunetWorld(
+        root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results", is_real=mrbrains18 is not None
+    )
     world.apply()
     return world
 
 
-def load_trainer(trainer_class, world: NnunetWorld, fold: int | str = 0, continue_training: bool = False,
-                 plans: str = PLANS):
+def load_trainer(
+    trainer_class, world: NnunetWorld, fold: int | str = 0, continue_training: bool = False, plans: str = PLANS
+):
     """Instantiate an nnU-Net trainer class in-process on the CPU, as ``nnUNetv2_train`` would."""
     world.apply()
     return make_trainer(trainer_class, DATASET_NAME, CONFIGURATION, fold, plans, "cpu", continue_training)

@@ -40,8 +40,11 @@ def _med3d_plans(world) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("make_plans", "network_class"), [(_resenc_plans, "ResidualEncoderUNet"),
-                                                           (_med3d_plans, "Med3DUNet")], ids=["ResEnc", "Med3D"])
+@pytest.mark.parametrize(
+    ("make_plans", "network_class"),
+    [(_resenc_plans, "ResidualEncoderUNet"), (_med3d_plans, "Med3DUNet")],
+    ids=["ResEnc", "Med3D"],
+)
 def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_plans, network_class):
     plans = make_plans(world)
     original = load_trainer(nnUNetTrainer, world, plans=plans)
@@ -51,8 +54,9 @@ def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_pl
     request = write_request(DATASET_ID, CONFIGURATION, "0", plans, "nnUNetTrainer", cases[:1], out=tmp_path / "r.json")
     monkeypatch.setenv(REQUEST_ENV, str(request))
 
-    trainer = load_trainer(trainer_family(NoisyLabelFixDecoder, __name__)["nnUNetTrainerUnlearnNoisyLabelFixDecoder"],
-                           world, plans=plans)
+    trainer = load_trainer(
+        trainer_family(NoisyLabelFixDecoder, __name__)["nnUNetTrainerUnlearnNoisyLabelFixDecoder"], world, plans=plans
+    )
     shorten(trainer)
     trainer.run_training()
     network = bare_network(trainer.network)
@@ -62,8 +66,9 @@ def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_pl
     # the whole frozen decoder, buffers (running statistics) included; nnU-Net's decoders also list the
     # encoder's tensors under "decoder.encoder.", which are the encoder's, not the decoder's
     decoder = [k for k in after if k.startswith("decoder.") and not k.startswith("decoder.encoder.")]
-    assert all(torch.equal(after[k], before[k]) for k in decoder), [k for k in decoder
-                                                                    if not torch.equal(after[k], before[k])]
+    assert all(torch.equal(after[k], before[k]) for k in decoder), [
+        k for k in decoder if not torch.equal(after[k], before[k])
+    ]
     assert any(not torch.equal(after[k], before[k]) for k, _ in network.named_parameters() if k.startswith("encoder."))
     metrics = json.loads((Path(trainer.output_folder) / "unlearning_metrics.json").read_text())
     assert metrics["forget"] == cases[:1] and metrics["figures"] is not None

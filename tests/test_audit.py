@@ -42,7 +42,7 @@ def test_patches_are_reproducible_inside_the_volume_and_on_labelled_voxels():
     assert not np.array_equal(origins, sample_patches(valid, size, 50, case_rng(1, "MRBrainS18_1")))
     assert (origins >= 0).all() and (origins + size <= valid.shape).all()
     for o in origins:
-        assert valid[o[0]:o[0] + 4, o[1]:o[1] + 8, o[2]:o[2] + 8].any()
+        assert valid[o[0] : o[0] + 4, o[1] : o[1] + 8, o[2] : o[2] + 8].any()
     # a patch larger than the volume is clipped to it
     assert audit_patch_size((40, 16, 100), valid.shape) == (6, 8, 30)
 
@@ -126,8 +126,13 @@ def test_attack_calls_low_loss_patches_members_and_high_loss_patches_nonmembers(
 
 def test_identical_distributions_give_auc_near_half_with_an_interval_covering_it():
     rng = np.random.default_rng(2)
-    result = membership_attack(_features(rng, 0.0, ["r1", "r2", "r3"], 60), _features(rng, 0.0, ["h1", "h2"], 60),
-                               _features(rng, 0.0, ["f1"], 60), bootstrap=500, seed=0)
+    result = membership_attack(
+        _features(rng, 0.0, ["r1", "r2", "r3"], 60),
+        _features(rng, 0.0, ["h1", "h2"], 60),
+        _features(rng, 0.0, ["f1"], 60),
+        bootstrap=500,
+        seed=0,
+    )
     for key in ("attack_auc", "auc_forget_vs_heldout"):
         low, high = result[key]["ci95"]
         assert low < 0.5 < high and abs(result[key]["value"] - 0.5) < 0.15
@@ -137,8 +142,9 @@ def test_attack_needs_two_cases_of_each_kind_and_bootstrap_zero_gives_no_interva
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="at least 2 member and 2 non-member cases"):
         membership_attack(_features(rng, 0, ["r1", "r2"]), _features(rng, 1, ["h1"]), _features(rng, 0, ["f"]))
-    result = membership_attack(_features(rng, 0, ["r1", "r2"]), _features(rng, 1, ["h1", "h2"]),
-                               _features(rng, 0, ["f"]), bootstrap=0)
+    result = membership_attack(
+        _features(rng, 0, ["r1", "r2"]), _features(rng, 1, ["h1", "h2"]), _features(rng, 0, ["f"]), bootstrap=0
+    )
     assert all(e["ci95"] is None for e in result.values())
 
 
@@ -149,8 +155,9 @@ def _folder_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_audit_of_original_unlearned_and_retrained_models(request_world, finished_run_copies, forget_request_file,
-                                                          tmp_path):
+def test_audit_of_original_unlearned_and_retrained_models(
+    request_world, finished_run_copies, forget_request_file, tmp_path
+):
     request = UnlearningRequest.from_file(forget_request_file)
     original = Path(request.original.results_folder)
     before = _folder_digest(original.parent)
@@ -177,7 +184,8 @@ def test_audit_of_original_unlearned_and_retrained_models(request_world, finishe
             low, high = model[key]["ci95"]
             assert 0 <= low <= high <= 1 and 0 <= model[key]["value"] <= 1, (label, key)
         assert model["gap_to_retrain"]["mia_efficacy"] == pytest.approx(
-            model["mia_efficacy"]["value"] - audit["models"]["retrain"]["mia_efficacy"]["value"])
+            model["mia_efficacy"]["value"] - audit["models"]["retrain"]["mia_efficacy"]["value"]
+        )
     assert audit["models"]["retrain"]["gap_to_retrain"] == {"mia_efficacy": 0.0, "auc_forget_vs_heldout": 0.0}
     assert audit["models"]["original"]["checkpoint_sha256"] == request.original.checkpoint_sha256
     # models differ, so their features differ; the patches are the same, so the counts are too

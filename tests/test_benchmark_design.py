@@ -19,11 +19,14 @@ def test_forget_sets_are_leave_one_out_plus_nested_sets():
     assert design.forget_tag(("MRBrainS18_7", "MRBrainS18_14")) == "forget_7-14"
 
 
-@pytest.mark.parametrize(("sizes", "only", "message"), [
-    ((1,), ["070"], "--forget 070: not one of the original model's training subjects"),
-    ((1,), ["1", "MRBrainS18_1"], "subject 1 given more than once"),
-    ((5,), None, "--sizes 5: a forget set has 1 to 4 subjects"),
-])
+@pytest.mark.parametrize(
+    ("sizes", "only", "message"),
+    [
+        ((1,), ["070"], "--forget 070: not one of the original model's training subjects"),
+        ((1,), ["1", "MRBrainS18_1"], "subject 1 given more than once"),
+        ((5,), None, "--sizes 5: a forget set has 1 to 4 subjects"),
+    ],
+)
 def test_forget_sets_refuse_what_the_design_cannot_run(sizes, only, message):
     with pytest.raises(UserInputError, match=message):
         design.forget_sets(sizes, only)
@@ -38,19 +41,34 @@ def test_split_trains_on_five_and_holds_out_two(tmp_path):
 
 
 def _row(role, trainer, strategy, dice_forget, wall):
-    return {"role": role, "trainer": trainer, "strategy": strategy, "dice_forget": dice_forget, "dice_retain": 0.8,
-            "dice_heldout": 0.7, "forget_drop_pct": None if role == "original" else 50.0, "wall_s": wall}
+    return {
+        "role": role,
+        "trainer": trainer,
+        "strategy": strategy,
+        "dice_forget": dice_forget,
+        "dice_retain": 0.8,
+        "dice_heldout": 0.7,
+        "forget_drop_pct": None if role == "original" else 50.0,
+        "wall_s": wall,
+    }
 
 
 def test_tables_average_over_forget_sets_per_model_and_horizon():
     def report(forget_dice):
-        return {"rows": [_row("original", "nnUNetTrainerMed3D_scratch", None, 0.9, None),
-                         _row("oracle", "nnUNetTrainerRetrain", None, 0.6, 100.0),
-                         _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_2epochs", "NoisyLabel", forget_dice, 10.0),
-                         _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_5epochs", "NoisyLabel", 0.1, 20.0)]}
+        return {
+            "rows": [
+                _row("original", "nnUNetTrainerMed3D_scratch", None, 0.9, None),
+                _row("oracle", "nnUNetTrainerRetrain", None, 0.6, 100.0),
+                _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_2epochs", "NoisyLabel", forget_dice, 10.0),
+                _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_5epochs", "NoisyLabel", 0.1, 20.0),
+            ]
+        }
 
-    reports = {("MRBrainS18_1",): report(0.2), ("MRBrainS18_4",): report(0.4),
-               ("MRBrainS18_1", "MRBrainS18_4"): report(0.0)}
+    reports = {
+        ("MRBrainS18_1",): report(0.2),
+        ("MRBrainS18_4",): report(0.4),
+        ("MRBrainS18_1", "MRBrainS18_4"): report(0.0),
+    }
     rows = tables.benchmark_rows(reports)
     assert len(rows) == 12 and {r["size"] for r in rows} == {1, 2}
     result = tables.tables(rows, "5")

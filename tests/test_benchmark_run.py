@@ -18,8 +18,14 @@ from nnunet_unlearning.benchmark.profiles import PROFILES
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.conversion.phantom import write_phantom
 
-TINY = dataclasses.replace(PROFILES["cpu"], original_epochs=1, original_iterations=2, unlearning_iterations=1,
-                           audit_patches=2, audit_bootstrap=10)
+TINY = dataclasses.replace(
+    PROFILES["cpu"],
+    original_epochs=1,
+    original_iterations=2,
+    unlearning_iterations=1,
+    audit_patches=2,
+    audit_bootstrap=10,
+)
 
 
 def _digest(folder: Path) -> str:
@@ -38,8 +44,18 @@ def benchmark_run(tmp_path_factory):
     before = _digest(release / "training")
     PROFILES["cpu"], original = TINY, PROFILES["cpu"]
     try:
-        arguments = ["benchmark", str(release), "--workdir", str(root / "run"), "--forget", "1",
-                     "--strategies", "NoisyLabel", "--jobs", "2"]
+        arguments = [
+            "benchmark",
+            str(release),
+            "--workdir",
+            str(root / "run"),
+            "--forget",
+            "1",
+            "--strategies",
+            "NoisyLabel",
+            "--jobs",
+            "2",
+        ]
         assert main(arguments) == 0
         first = json.loads((root / "run" / "benchmark.json").read_text())
         checkpoints = {p: p.stat().st_mtime_ns for p in (root / "run").rglob("checkpoint_final.pth")}
@@ -48,8 +64,13 @@ def benchmark_run(tmp_path_factory):
         PROFILES["cpu"] = original
         os.environ.clear()
         os.environ.update(saved)
-    yield {"root": root / "run", "first": first, "checkpoints": checkpoints, "release": release,
-           "unchanged": before == _digest(release / "training")}
+    yield {
+        "root": root / "run",
+        "first": first,
+        "checkpoints": checkpoints,
+        "release": release,
+        "unchanged": before == _digest(release / "training"),
+    }
 
 
 @pytest.mark.slow
@@ -61,16 +82,25 @@ def test_benchmark_tables_come_from_the_runs_files(benchmark_run):
     main_table = {(r["model"], r["horizon"]): r for r in content["tables"]["leave_one_subject_out"]}
     assert set(main_table) == {("original", "-"), ("retrain oracle", "-"), ("NoisyLabel", "2"), ("NoisyLabel", "5")}
     folder = run / "forget_1" / "nnUNet_results" / mrbrains18.DATASET_NAME
-    for (model, horizon), trainer in [(("NoisyLabel", "5"), "nnUNetTrainerUnlearnNoisyLabel_5epochs"),
-                                      (("retrain oracle", "-"), "nnUNetTrainerRetrain")]:
-        metrics = json.loads((folder / f"{trainer}__nnUNetMed3DPlans__3d_fullres" / "fold_0"
-                              / "unlearning_metrics.json").read_text())
+    for (model, horizon), trainer in [
+        (("NoisyLabel", "5"), "nnUNetTrainerUnlearnNoisyLabel_5epochs"),
+        (("retrain oracle", "-"), "nnUNetTrainerRetrain"),
+    ]:
+        metrics = json.loads(
+            (folder / f"{trainer}__nnUNetMed3DPlans__3d_fullres" / "fold_0" / "unlearning_metrics.json").read_text()
+        )
         end = metrics["evaluations"][-1]["sets"]
         assert main_table[(model, horizon)]["dice_forget"] == pytest.approx(end["forget"]["dice"])
         assert main_table[(model, horizon)]["dice_heldout"] == pytest.approx(end["heldout"]["dice"])
         assert metrics["forget"] == ["MRBrainS18_1"] and sorted(end) == ["forget", "heldout", "retain"]
-    noisy = json.loads((folder / "nnUNetTrainerUnlearnNoisyLabel_5epochs__nnUNetMed3DPlans__3d_fullres" / "fold_0"
-                        / "unlearning_metrics.json").read_text())
+    noisy = json.loads(
+        (
+            folder
+            / "nnUNetTrainerUnlearnNoisyLabel_5epochs__nnUNetMed3DPlans__3d_fullres"
+            / "fold_0"
+            / "unlearning_metrics.json"
+        ).read_text()
+    )
     assert noisy["schedule"] == {"epochs": 5, "iterations_per_epoch": 1}  # the _5epochs trainer, 5 epochs
     assert main_table[("retrain oracle", "-")]["mia_efficacy"] is not None  # the audit ran
     assert (run / "forget_1" / "report" / "report.md").is_file()

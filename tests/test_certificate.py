@@ -65,8 +65,10 @@ def test_certificate_records_what_when_models_and_evidence(runs):
     files = content["files"]
     assert files["unlearned_checkpoint"]["sha256"] == sha256_file(folder / "checkpoint_final.pth")
     assert files["unlearned_checkpoint"]["sha256"] == metrics["unlearned_checkpoint_sha256"]
-    assert files["original_checkpoint"] == {"path": request["original"]["checkpoint"],
-                                            "sha256": request["original"]["checkpoint_sha256"]}
+    assert files["original_checkpoint"] == {
+        "path": request["original"]["checkpoint"],
+        "sha256": request["original"]["checkpoint_sha256"],
+    }
     assert files["request"]["sha256"] == sha256_file(folder / REQUEST_FILE)
     assert "audit" not in files
     assert content["model"]["strategy"] == "NoisyLabel"
@@ -155,8 +157,12 @@ def test_certificate_quotes_and_pins_the_audit(runs):
     features = {n: {f"{n}{i}": rng.normal(size=(6, 6)) for i in range(2)} for n in ("retain", "heldout", "forget")}
     attack = membership_attack(features["retain"], features["heldout"], features["forget"], bootstrap=10)
     sha = _metrics(folder)["unlearned_checkpoint_sha256"]
-    audit = {"format": 1, "settings": {"seed": 0}, "model": "unlearned",
-             "models": {"unlearned": {"checkpoint_sha256": sha, **attack}}}
+    audit = {
+        "format": 1,
+        "settings": {"seed": 0},
+        "model": "unlearned",
+        "models": {"unlearned": {"checkpoint_sha256": sha, **attack}},
+    }
     (folder / AUDIT_FILE).write_text(json.dumps(audit))
 
     content = json.loads(write_certificate(folder).read_text())

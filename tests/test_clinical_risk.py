@@ -14,19 +14,20 @@ SPACING = (2.0, 1.0, 1.0)  # 2 mm³ per voxel = 0.002 mL
 VOXEL_ML = 0.002
 
 
-def _case(gt_counts: dict[int, int], found: dict[int, int], false_positive: dict[int, int],
-          spacing=SPACING) -> CaseMetrics:
+def _case(
+    gt_counts: dict[int, int], found: dict[int, int], false_positive: dict[int, int], spacing=SPACING
+) -> CaseMetrics:
     """A 1×10×10 case: per class c, ``gt_counts[c]`` true voxels of which ``found[c]`` are predicted c, and
     ``false_positive[c]`` background voxels predicted c (all else background / label 1 filler)."""
     gt = np.zeros(100, np.int16)
     pred = np.zeros(100, np.int16)
     position = 0
     for c, n in gt_counts.items():
-        gt[position:position + n] = c
-        pred[position:position + found.get(c, 0)] = c  # the rest of this class is predicted background
+        gt[position : position + n] = c
+        pred[position : position + found.get(c, 0)] = c  # the rest of this class is predicted background
         position += n
     for c, n in false_positive.items():
-        pred[position:position + n] = c
+        pred[position : position + n] = c
         position += n
     return case_metrics(gt.reshape(1, 10, 10), pred.reshape(1, 10, 10), LABELS, spacing_mm=spacing)
 
@@ -95,9 +96,17 @@ def test_a_case_found_in_one_critical_class_is_not_missed():
 
 def test_true_positives_are_recovered_exactly_from_large_counts():
     n_gt, n_pred, tp = 10_000_019, 9_999_991, 9_876_543
-    metrics = ClassMetrics(dice=2 * tp / (n_gt + n_pred), hard_mae=0.0, soft_mae=None, volume_similarity=0.0,
-                           hd95_mm=None, n_gt=n_gt, n_pred=n_pred, volume_gt_ml=n_gt * 0.001,
-                           volume_pred_ml=n_pred * 0.001)
+    metrics = ClassMetrics(
+        dice=2 * tp / (n_gt + n_pred),
+        hard_mae=0.0,
+        soft_mae=None,
+        volume_similarity=0.0,
+        hd95_mm=None,
+        n_gt=n_gt,
+        n_pred=n_pred,
+        volume_gt_ml=n_gt * 0.001,
+        volume_pred_ml=n_pred * 0.001,
+    )
     result = clinical_risk({"big": CaseMetrics({4: metrics}, 3 * n_gt)}, {"s": ["big"]}, critical=(4,))["sets"]["s"]
     assert (result["tp_voxels"], result["fn_voxels"], result["fp_voxels"]) == (tp, n_gt - tp, n_pred - tp)
     assert result["under_segmented_ml"] == pytest.approx((n_gt - tp) * 0.001, rel=1e-9)
@@ -111,8 +120,17 @@ def test_without_spacing_missed_volume_is_undefined_and_rates_are_not(cases):
 
 
 def test_refuses_inconsistent_counts_unscored_classes_and_unknown_cases(cases):
-    bad = ClassMetrics(dice=0.9, hard_mae=0.0, soft_mae=None, volume_similarity=1.0, hd95_mm=None, n_gt=1, n_pred=0,
-                       volume_gt_ml=None, volume_pred_ml=None)
+    bad = ClassMetrics(
+        dice=0.9,
+        hard_mae=0.0,
+        soft_mae=None,
+        volume_similarity=1.0,
+        hd95_mm=None,
+        n_gt=1,
+        n_pred=0,
+        volume_gt_ml=None,
+        volume_pred_ml=None,
+    )
     with pytest.raises(UserInputError, match="case X: class 4 has Dice"):
         clinical_risk({"X": CaseMetrics({4: bad}, 10)}, {"s": ["X"]}, critical=(4,))
     with pytest.raises(UserInputError, match="critical class 5 was not scored"):
@@ -139,14 +157,17 @@ def test_risk_change_after_minus_before(cases):
     assert none["risk"] is None
 
 
-@pytest.mark.parametrize(("labels", "expected"), [
-    # the converter's "challenge" label set: infarction is the ignore label, only lesions are critical
-    ({"background": 0, "cortical_gray_matter": 1, "white_matter_lesions": 4, "brain_stem": 8, "ignore": 9}, (4,)),
-    ({"background": 0, "white_matter_lesions": 4, "infarction": 9, "other": 10}, (4, 9)),
-    # no names: the MRBrainS18 values where they are foreground labels
-    ({"background": 0, "a": 1, "b": 4, "c": 9}, (4, 9)),
-    ({"background": 0, "a": 1, "b": 4, "ignore": 9}, (4,)),
-    ({"background": 0, "brain": 1}, ()),
-])
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        # the converter's "challenge" label set: infarction is the ignore label, only lesions are critical
+        ({"background": 0, "cortical_gray_matter": 1, "white_matter_lesions": 4, "brain_stem": 8, "ignore": 9}, (4,)),
+        ({"background": 0, "white_matter_lesions": 4, "infarction": 9, "other": 10}, (4, 9)),
+        # no names: the MRBrainS18 values where they are foreground labels
+        ({"background": 0, "a": 1, "b": 4, "c": 9}, (4, 9)),
+        ({"background": 0, "a": 1, "b": 4, "ignore": 9}, (4,)),
+        ({"background": 0, "brain": 1}, ()),
+    ],
+)
 def test_critical_classes_by_name_then_value(labels, expected):
     assert critical_classes({"labels": labels}) == expected

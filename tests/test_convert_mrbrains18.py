@@ -21,11 +21,23 @@ from nnunet_unlearning.errors import UserInputError
 
 PHANTOM_SUBJECTS = ["1", "4", "5"]
 # header fields that together fix voxel grid, orientation and position
-GEOMETRY_FIELDS = ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
-                   "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z")
+GEOMETRY_FIELDS = (
+    "dim",
+    "pixdim",
+    "qform_code",
+    "sform_code",
+    "quatern_b",
+    "quatern_c",
+    "quatern_d",
+    "qoffset_x",
+    "qoffset_y",
+    "qoffset_z",
+    "srow_x",
+    "srow_y",
+    "srow_z",
+)
 # a small hand-made release: LPS, tilted like the real files
-AFFINE = np.array([[-0.958333, 0, 0, 110.4], [0, -0.9188, -0.8530, 114.3], [0, -0.2725, 2.8762, -14.3],
-                   [0, 0, 0, 1]])
+AFFINE = np.array([[-0.958333, 0, 0, 110.4], [0, -0.9188, -0.8530, 114.3], [0, -0.2725, 2.8762, -14.3], [0, 0, 0, 1]])
 SMALL = (6, 5, 4)
 
 
@@ -45,8 +57,11 @@ def converted(phantom, tmp_path_factory) -> Path:
 
 def _tree(root: Path) -> dict[str, tuple[str, int]]:
     """Every file under root → (SHA-256, mtime in ns): changes if anything is written."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _array(path: Path) -> np.ndarray:
@@ -98,14 +113,24 @@ def test_writes_the_nnunet_raw_layout_and_dataset_json(converted):
     assert converted.name == "Dataset501_MRBrainS18"
     cases = [f"MRBrainS18_{s}" for s in PHANTOM_SUBJECTS]
     assert sorted(p.name for p in (converted / "imagesTr").iterdir()) == sorted(
-        f"{c}_{i:04d}.nii.gz" for c in cases for i in range(3))
+        f"{c}_{i:04d}.nii.gz" for c in cases for i in range(3)
+    )
     assert sorted(p.name for p in (converted / "labelsTr").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
     assert not (converted / "imagesTs").exists()
     dataset = json.loads((converted / "dataset.json").read_text())
     assert dataset["channel_names"] == {"0": "T1", "1": "IR", "2": "FLAIR"}
-    assert dataset["labels"] == {"background": 0, "cortical_grey_matter": 1, "basal_ganglia": 2,
-                                 "white_matter": 3, "white_matter_lesions": 4, "extracerebral_csf": 5,
-                                 "ventricles": 6, "cerebellum": 7, "brain_stem": 8, "ignore": 9}
+    assert dataset["labels"] == {
+        "background": 0,
+        "cortical_grey_matter": 1,
+        "basal_ganglia": 2,
+        "white_matter": 3,
+        "white_matter_lesions": 4,
+        "extracerebral_csf": 5,
+        "ventricles": 6,
+        "cerebellum": 7,
+        "brain_stem": 8,
+        "ignore": 9,
+    }
     assert dataset["numTraining"] == 3 and dataset["file_ending"] == ".nii.gz"
     assert dataset["nnunet_unlearning"]["source"] == "pre"
     assert "doi:10.34894/E0U32Q" in dataset["reference"]
@@ -137,8 +162,9 @@ def test_images_and_labels_keep_source_voxels_and_geometry(phantom, converted):
 
 
 def test_source_orig_and_modality_order(phantom, tmp_path):
-    folder = convert_mrbrains18(phantom, 7, modalities=("FLAIR", "T1"), source="orig", subjects=["4"],
-                                raw_root=tmp_path)
+    folder = convert_mrbrains18(
+        phantom, 7, modalities=("FLAIR", "T1"), source="orig", subjects=["4"], raw_root=tmp_path
+    )
     dataset = json.loads((folder / "dataset.json").read_text())
     assert dataset["channel_names"] == {"0": "FLAIR", "1": "T1"} and dataset["numTraining"] == 1
     assert folder.name == "Dataset007_MRBrainS18"
@@ -146,13 +172,16 @@ def test_source_orig_and_modality_order(phantom, tmp_path):
     assert (folder / "imagesTr" / "MRBrainS18_4_0000.nii.gz").read_bytes() == (orig / "FLAIR.nii.gz").read_bytes()
     assert (folder / "imagesTr" / "MRBrainS18_4_0001.nii.gz").read_bytes() == (orig / "reg_T1.nii.gz").read_bytes()
     assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
-        "MRBrainS18_4_0000.nii.gz", "MRBrainS18_4_0001.nii.gz"]
+        "MRBrainS18_4_0000.nii.gz",
+        "MRBrainS18_4_0001.nii.gz",
+    ]
 
 
 def test_pre_reads_reg_ir(phantom, tmp_path):
     folder = convert_mrbrains18(phantom, 8, modalities=("IR",), subjects=["5"], raw_root=tmp_path)
     assert (folder / "imagesTr" / "MRBrainS18_5_0000.nii.gz").read_bytes() == (
-        phantom / "training" / "5" / "pre" / "reg_IR.nii.gz").read_bytes()
+        phantom / "training" / "5" / "pre" / "reg_IR.nii.gz"
+    ).read_bytes()
 
 
 def test_subjects_json_names_every_source_file_and_its_hash(phantom, converted):
@@ -163,8 +192,11 @@ def test_subjects_json_names_every_source_file_and_its_hash(phantom, converted):
     case = record["cases"]["MRBrainS18_4"]
     assert case["subject"] == "4" and case["split"] == "training"
     assert {k: v["path"] for k, v in case["files"].items()} == {
-        "T1": "training/4/pre/reg_T1.nii.gz", "IR": "training/4/pre/reg_IR.nii.gz",
-        "FLAIR": "training/4/pre/FLAIR.nii.gz", "label": "training/4/segm.nii.gz"}
+        "T1": "training/4/pre/reg_T1.nii.gz",
+        "IR": "training/4/pre/reg_IR.nii.gz",
+        "FLAIR": "training/4/pre/FLAIR.nii.gz",
+        "label": "training/4/segm.nii.gz",
+    }
     for entry in case["files"].values():
         assert entry["sha256"] == hashlib.sha256((phantom / entry["path"]).read_bytes()).hexdigest()
 
@@ -180,11 +212,14 @@ def test_source_tree_is_never_written(phantom, tmp_path):
 # ---------------------------------------------------------------- label sets
 
 
-@pytest.mark.parametrize(("labels", "lut", "names"), [
-    ("challenge", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9], {"ignore": 9}),
-    ("full", list(range(11)), {"infarction": 9, "other": 10}),
-    ("brain", [0] + [1] * 10, {"background": 0, "brain": 1}),
-])
+@pytest.mark.parametrize(
+    ("labels", "lut", "names"),
+    [
+        ("challenge", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9], {"ignore": 9}),
+        ("full", list(range(11)), {"infarction": 9, "other": 10}),
+        ("brain", [0] + [1] * 10, {"background": 0, "brain": 1}),
+    ],
+)
 def test_label_sets(release, tmp_path, labels, lut, names):
     folder = convert_mrbrains18(release, 11, labels=labels, raw_root=tmp_path)
     source = release / "training" / "070" / "segm.nii.gz"
@@ -219,8 +254,11 @@ def test_test_subjects_go_to_images_ts(tmp_path):
     src = _make_release(tmp_path / "release", training=("1",), test=("2", "3"))
     folder = convert_mrbrains18(src, 14, modalities=("IR", "FLAIR"), raw_root=tmp_path / "raw")
     assert sorted(p.name for p in (folder / "imagesTs").iterdir()) == [
-        "MRBrainS18_2_0000.nii.gz", "MRBrainS18_2_0001.nii.gz", "MRBrainS18_3_0000.nii.gz",
-        "MRBrainS18_3_0001.nii.gz"]
+        "MRBrainS18_2_0000.nii.gz",
+        "MRBrainS18_2_0001.nii.gz",
+        "MRBrainS18_3_0000.nii.gz",
+        "MRBrainS18_3_0001.nii.gz",
+    ]
     assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == ["MRBrainS18_1.nii.gz"]
     assert json.loads((folder / "dataset.json").read_text())["numTraining"] == 1
     case = json.loads((folder / "subjects.json").read_text())["cases"]["MRBrainS18_2"]
@@ -259,12 +297,14 @@ def test_raw_root_defaults_to_nnunet_raw(release, tmp_path, monkeypatch):
 
 def _replace(relpath: str, data: np.ndarray | bytes, affine: np.ndarray = AFFINE) -> Callable[[Path], None]:
     """A change to the release: replace one file by a NIfTI of `data` or by raw bytes."""
+
     def change(root: Path) -> None:
         path = root / relpath
         if isinstance(data, bytes):
             path.write_bytes(data)
         else:
             _write_nii(path, data, affine)
+
     return change
 
 
@@ -272,6 +312,7 @@ def _truncate(relpath: str, keep: int) -> Callable[[Path], None]:
     def change(root: Path) -> None:
         path = root / relpath
         path.write_bytes(path.read_bytes()[:keep])
+
     return change
 
 
@@ -283,18 +324,20 @@ def _short_nifti(root: Path) -> None:
 
 def _scale(relpath: str, slope: float) -> Callable[[Path], None]:
     """Set a file's scl_slope (bytes 112-115 of the NIfTI-1 header), keeping its stored voxels."""
+
     def change(root: Path) -> None:
         path = root / relpath
         raw = bytearray(gzip.decompress(path.read_bytes()))
         raw[112:116] = np.float32(slope).tobytes()
         path.write_bytes(gzip.compress(bytes(raw)))
+
     return change
 
 
 def _image_with(*values: float, dtype: type = np.float32) -> np.ndarray:
     """A SMALL image of `dtype`, 100 everywhere but `values` in its first voxels."""
     data = np.full(SMALL, 100, dtype)
-    data.flat[:len(values)] = values
+    data.flat[: len(values)] = values
     return data
 
 
@@ -302,6 +345,7 @@ def _remove(*relpaths: str) -> Callable[[Path], None]:
     def change(root: Path) -> None:
         for relpath in relpaths:
             (root / relpath).unlink()
+
     return change
 
 
@@ -315,14 +359,15 @@ _PRE_IR_1 = "training/1/pre/reg_IR.nii.gz"
 
 BAD_INPUTS = {
     # name: (change to the release, convert keyword arguments, words the one-line message must contain)
-    "missing modality": (_remove("training/1/pre/reg_T1.nii.gz", "training/070/pre/reg_T1.nii.gz"), {},
-                         ["subjects 1, 070", "pre/reg_T1.nii.gz", "T1"]),
+    "missing modality": (
+        _remove("training/1/pre/reg_T1.nii.gz", "training/070/pre/reg_T1.nii.gz"),
+        {},
+        ["subjects 1, 070", "pre/reg_T1.nii.gz", "T1"],
+    ),
     "missing label": (_remove(_SEGM), {}, ["070", "segm.nii.gz"]),
     "shape": (_replace(_PRE_FLAIR, np.zeros((6, 5, 3), np.uint16)), {}, ["subject 070", _PRE_FLAIR, "shape"]),
-    "spacing": (_replace(_PRE_FLAIR, np.zeros(SMALL, np.uint16), _SPACED), {},
-                ["subject 070", _PRE_FLAIR, "spacing"]),
-    "affine": (_replace(_PRE_FLAIR, np.zeros(SMALL, np.uint16), _SHIFTED), {},
-               ["subject 070", _PRE_FLAIR, "affine"]),
+    "spacing": (_replace(_PRE_FLAIR, np.zeros(SMALL, np.uint16), _SPACED), {}, ["subject 070", _PRE_FLAIR, "spacing"]),
+    "affine": (_replace(_PRE_FLAIR, np.zeros(SMALL, np.uint16), _SHIFTED), {}, ["subject 070", _PRE_FLAIR, "affine"]),
     "label grid": (_replace(_SEGM, _small_labels(), _SHIFTED), {}, ["subject 070", _SEGM, "affine"]),
     "4-D image": (_replace(_PRE_FLAIR, np.zeros((*SMALL, 2), np.uint16)), {}, ["subject 070", _PRE_FLAIR, "4-D"]),
     "not gzip": (_replace(_PRE_FLAIR, b"this is not a nifti file"), {}, ["subject 070", _PRE_FLAIR, "readable"]),
@@ -332,15 +377,27 @@ BAD_INPUTS = {
     "label 11": (_replace(_SEGM, np.full(SMALL, 11, np.uint8)), {}, ["subject 070", _SEGM, "11", "0-10"]),
     "negative label": (_replace(_SEGM, np.full(SMALL, -1, np.int16)), {}, ["subject 070", _SEGM, "-1"]),
     "fractional label": (_replace(_SEGM, np.full(SMALL, 1.5, np.float32)), {}, ["subject 070", _SEGM, "integer"]),
-    "NaN label": (_replace(_SEGM, _image_with(np.nan, 1, np.inf)), {},
-                  ["subject 070", _SEGM, "NaN or Inf label values (2 voxels)"]),
-    "NaN voxels": (_replace(_PRE_IR_1, _image_with(np.nan, np.nan, -np.inf)), {},
-                   ["subject 1", _PRE_IR_1, "NaN or Inf in float32 (2 NaN, 1 Inf)", "normalisation"]),
+    "NaN label": (
+        _replace(_SEGM, _image_with(np.nan, 1, np.inf)),
+        {},
+        ["subject 070", _SEGM, "NaN or Inf label values (2 voxels)"],
+    ),
+    "NaN voxels": (
+        _replace(_PRE_IR_1, _image_with(np.nan, np.nan, -np.inf)),
+        {},
+        ["subject 1", _PRE_IR_1, "NaN or Inf in float32 (2 NaN, 1 Inf)", "normalisation"],
+    ),
     "Inf in last channel": (_replace(_PRE_FLAIR, _image_with(np.inf)), {}, ["subject 070", _PRE_FLAIR, "(1 Inf)"]),
-    "beyond float32": (_replace(_PRE_FLAIR, _image_with(1e39, -1e39, dtype=np.float64)), {},
-                       ["subject 070", _PRE_FLAIR, "(2 beyond float32's range)"]),
-    "scaled beyond float32": (_scale(_PRE_FLAIR, 1e37), {},
-                              ["subject 070", _PRE_FLAIR, "NaN or Inf in float32", "beyond"]),
+    "beyond float32": (
+        _replace(_PRE_FLAIR, _image_with(1e39, -1e39, dtype=np.float64)),
+        {},
+        ["subject 070", _PRE_FLAIR, "(2 beyond float32's range)"],
+    ),
+    "scaled beyond float32": (
+        _scale(_PRE_FLAIR, 1e37),
+        {},
+        ["subject 070", _PRE_FLAIR, "NaN or Inf in float32", "beyond"],
+    ),
     "id 0": (None, {"dataset_id": 0}, ["dataset id", "1-999"]),
     "id 1000": (None, {"dataset_id": 1000}, ["dataset id", "1-999"]),
     "unknown subject": (None, {"subjects": ["1", "70"]}, ["70", "available: 1 070"]),
@@ -400,21 +457,30 @@ def test_target_inside_the_source_tree_is_refused(release):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnunet_unlearning.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nnunet_unlearning.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (_remove("training/070/orig/reg_T1.nii.gz"), ["070", "orig/reg_T1.nii.gz"]),
-    # nibabel logs header problems to stderr; the CLI must still print only our line
-    (_replace("training/070/orig/FLAIR.nii.gz", gzip.compress(b"x" * 500)), ["070", "orig/FLAIR.nii.gz"]),
-    # found after nnUNet_raw and the temporary dataset folder were made: both must go again
-    (_replace("training/070/orig/IR.nii.gz", _image_with(np.nan)), ["subject 070", "orig/IR.nii.gz", "(1 NaN)"]),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (_remove("training/070/orig/reg_T1.nii.gz"), ["070", "orig/reg_T1.nii.gz"]),
+        # nibabel logs header problems to stderr; the CLI must still print only our line
+        (_replace("training/070/orig/FLAIR.nii.gz", gzip.compress(b"x" * 500)), ["070", "orig/FLAIR.nii.gz"]),
+        # found after nnUNet_raw and the temporary dataset folder were made: both must go again
+        (_replace("training/070/orig/IR.nii.gz", _image_with(np.nan)), ["subject 070", "orig/IR.nii.gz", "(1 NaN)"]),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(release, tmp_path, change, words):
     change(release)
-    result = _cli("convert-mrbrains18", str(release), "-d", "20", "--source", "orig",
-                  env={"nnUNet_raw": str(tmp_path / "raw")})
+    result = _cli(
+        "convert-mrbrains18", str(release), "-d", "20", "--source", "orig", env={"nnUNet_raw": str(tmp_path / "raw")}
+    )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
     assert all(word in result.stderr for word in words)
@@ -423,8 +489,17 @@ def test_cli_bad_input_exits_2_with_one_line(release, tmp_path, change, words):
 
 def test_cli_phantom_then_convert(tmp_path):
     assert _cli("phantom", str(tmp_path / "release"), "--subjects", "1", "--seed", "3").returncode == 0
-    result = _cli("convert-mrbrains18", str(tmp_path / "release"), "-d", "21", "--modalities", "FLAIR",
-                  "--labels", "brain", env={"nnUNet_raw": str(tmp_path / "raw")})
+    result = _cli(
+        "convert-mrbrains18",
+        str(tmp_path / "release"),
+        "-d",
+        "21",
+        "--modalities",
+        "FLAIR",
+        "--labels",
+        "brain",
+        env={"nnUNet_raw": str(tmp_path / "raw")},
+    )
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "raw" / "Dataset021_MRBrainS18"
     assert json.loads((folder / "dataset.json").read_text())["labels"] == {"background": 0, "brain": 1}
@@ -475,10 +550,23 @@ def test_real_conversion_passes_nnunet_plan_and_preprocess(mrbrains18_root, tmp_
     raw, preprocessed, results = (tmp_path / n for n in ("raw", "preprocessed", "results"))
     convert_mrbrains18(mrbrains18_root, 501, source="orig", modalities=("IR", "FLAIR"), raw_root=raw)
     # nnUNet_n_proc_DA must be positive here: the 2.8 planner passes it to torch.set_num_threads
-    env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(preprocessed),
-           "nnUNet_results": str(results), "nnUNet_n_proc_DA": "1"}
-    command = [str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"), "-d", "501", "-c", "3d_fullres",
-               "--verify_dataset_integrity", "-np", "2"]
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(raw),
+        "nnUNet_preprocessed": str(preprocessed),
+        "nnUNet_results": str(results),
+        "nnUNet_n_proc_DA": "1",
+    }
+    command = [
+        str(Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"),
+        "-d",
+        "501",
+        "-c",
+        "3d_fullres",
+        "--verify_dataset_integrity",
+        "-np",
+        "2",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "verify_dataset_integrity Done" in result.stdout

@@ -29,7 +29,8 @@ def test_headline_comes_from_the_runs_metrics(finished_runs):
     retrained = json.loads((finished_runs["Retrain"] / "unlearning_metrics.json").read_text())
     assert summary["dice"]["original"]["forget"] == unlearned["evaluations"][0]["sets"]["forget"]["dice"]
     assert summary["dice"]["retrain oracle"]["retain"] == retrained["evaluations"][-1]["sets"]["retain"]["dice"]
-    assert summary["forget_dice_gap_to_retrain"] == (summary["dice"]["NoisyLabel"]["forget"]
-                                                     - summary["dice"]["retrain oracle"]["forget"])
+    assert summary["forget_dice_gap_to_retrain"] == (
+        summary["dice"]["NoisyLabel"]["forget"] - summary["dice"]["retrain oracle"]["forget"]
+    )
     table = format_headline(summary)
     assert table.count("\n| ") == 3 and "forget drop" in table  # one row per model

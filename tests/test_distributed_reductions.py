@@ -24,10 +24,8 @@ from nnunet_unlearning.unlearning.strategies.ssd import SSD
 WORLD = 2
 # Keys chosen so the ranks see different but overlapping cases: rank 0 sees f1, f2 and rank 1 f1, f3, so
 # summing per-rank counts (4) would differ from the union (3).
-FORGET = [toy_batch(1000 + i, keys) for i, keys in
-          enumerate([("f1", "f2"), ("f3", "f1"), ("f2", "f1"), ("f1", "f3")])]
-RETAIN = [toy_batch(2000 + i, keys) for i, keys in
-          enumerate([("r1", "r2"), ("r3", "r4"), ("r5", "r6"), ("r2", "r4")])]
+FORGET = [toy_batch(1000 + i, keys) for i, keys in enumerate([("f1", "f2"), ("f3", "f1"), ("f2", "f1"), ("f1", "f3")])]
+RETAIN = [toy_batch(2000 + i, keys) for i, keys in enumerate([("r1", "r2"), ("r3", "r4"), ("r5", "r6"), ("r2", "r4")])]
 ALPHA = 2.0  # forget share 3/9: alpha must stay below 3 for SSD to be able to select anything
 SALIENT_FRACTION = 0.5
 
@@ -40,8 +38,12 @@ def _model() -> ToyNet:
 def _statistics(rank: int, world: int, reduce_sum) -> dict:
     """SSD's and SalUn's data statistics on ``rank``'s share of the batches (every ``world``-th one)."""
     forget, retain = FORGET[rank::world], RETAIN[rank::world]
-    ctx = toy_context(forget_batches=lambda: iter(forget), retain_batches=lambda: iter(retain),
-                      all_reduce_sum=reduce_sum, world_size=world)
+    ctx = toy_context(
+        forget_batches=lambda: iter(forget),
+        retain_batches=lambda: iter(retain),
+        all_reduce_sum=reduce_sum,
+        world_size=world,
+    )
     model = _model()
     ssd = SSD(alpha=ALPHA, forget_batches=len(forget), retain_batches=len(retain))
     ssd.prepare(model, ctx)
@@ -55,8 +57,9 @@ def _statistics(rank: int, world: int, reduce_sum) -> dict:
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)  # same kernels, hence same per-batch gradients, as the single-process run
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=120))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=120)
+    )
     try:
         assert distributed.world_size() == world
         reduced = _statistics(rank, world, distributed.all_reduce_sum)
@@ -97,8 +100,9 @@ def test_two_ranks_reduce_to_the_single_process_result(tmp_path):
         assert not _close(local["importance"], single["importance"])
         assert local["ssd_summary"]["forget_cases"] == 2, "one rank alone sees only two forget cases"
         assert not _equal(local["salun_mask"], single["salun_mask"])
-    assert _equal(ranks[0]["reduced"]["ssd_weights"], ranks[1]["reduced"]["ssd_weights"]), \
+    assert _equal(ranks[0]["reduced"]["ssd_weights"], ranks[1]["reduced"]["ssd_weights"]), (
         "all ranks must dampen bit-identically"
+    )
 
 
 def test_reducers_are_identities_on_one_process():

@@ -96,7 +96,12 @@ def test_end_to_end_json_and_csv(folders):
     with open(pred_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["case"], r["label"]) for r in rows] == [
-        ("toy_a", "1"), ("toy_a", "2"), ("toy_a", "mean"), ("toy_b", "1"), ("toy_b", "2"), ("toy_b", "mean"),
+        ("toy_a", "1"),
+        ("toy_a", "2"),
+        ("toy_a", "mean"),
+        ("toy_b", "1"),
+        ("toy_b", "2"),
+        ("toy_b", "mean"),
     ]
     for row in rows:
         source = report["cases"][row["case"]]

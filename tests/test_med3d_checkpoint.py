@@ -148,16 +148,19 @@ def corrupt(kind: str, r10_path: Path, tmp_path: Path) -> Path:
     return save(tmp_path, {"state_dict": state})
 
 
-@pytest.mark.parametrize(("kind", "depth", "named"), [
-    ("truncated", 10, "not a readable PyTorch checkpoint"),
-    ("text", 10, "not a readable PyTorch checkpoint"),
-    ("pickled object", 10, "not a readable PyTorch checkpoint"),
-    ("no tensors", 10, "not a MedicalNet checkpoint"),
-    ("shape", 10, "'layer2.0.conv1.weight' has shape (128, 64, 3, 3, 1)"),
-    ("missing key", 10, "'layer3.0.bn1.running_var' missing"),
-    ("shortcut", 18, "unexpected key 'layer2.0.downsample.0.weight'"),
-    ("wrong depth", 50, "'layer1.0.conv1.weight' has shape"),
-])
+@pytest.mark.parametrize(
+    ("kind", "depth", "named"),
+    [
+        ("truncated", 10, "not a readable PyTorch checkpoint"),
+        ("text", 10, "not a readable PyTorch checkpoint"),
+        ("pickled object", 10, "not a readable PyTorch checkpoint"),
+        ("no tensors", 10, "not a MedicalNet checkpoint"),
+        ("shape", 10, "'layer2.0.conv1.weight' has shape (128, 64, 3, 3, 1)"),
+        ("missing key", 10, "'layer3.0.bn1.running_var' missing"),
+        ("shortcut", 18, "unexpected key 'layer2.0.downsample.0.weight'"),
+        ("wrong depth", 50, "'layer1.0.conv1.weight' has shape"),
+    ],
+)
 def test_bad_files_are_one_line_errors_and_load_nothing(kind, depth, named, r10, tmp_path):
     path = r10[0] if kind == "wrong depth" else corrupt(kind, r10[0], tmp_path)
     with torch.device("meta" if depth == 50 else "cpu"):
@@ -172,8 +175,10 @@ def test_bad_files_are_one_line_errors_and_load_nothing(kind, depth, named, r10,
 
 
 def test_missing_file_and_bad_arguments(tmp_path):
-    for call, named in [(lambda: check_medicalnet_file(tmp_path / "resnet_50.pth"), "no such file"),
-                        (lambda: check_medicalnet_file(tmp_path, depth=101), "--depth"),
-                        (lambda: check_medicalnet_file(tmp_path, in_channels=0), "--in-channels")]:
+    for call, named in [
+        (lambda: check_medicalnet_file(tmp_path / "resnet_50.pth"), "no such file"),
+        (lambda: check_medicalnet_file(tmp_path, depth=101), "--depth"),
+        (lambda: check_medicalnet_file(tmp_path, in_channels=0), "--in-channels"),
+    ]:
         with pytest.raises(UserInputError, match=named):
             call()

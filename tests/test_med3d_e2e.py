@@ -19,9 +19,14 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunet_unlearning.med3d.checkpoint import check_medicalnet_file
 from nnunet_unlearning.med3d.plans import plan_med3d
-from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV
+from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV, Med3DTrainerMixin
 from nnunet_unlearning.med3d.resnet import MedicalNetResNet
 from nnunet_unlearning.trainers_dir import trainers_dir
+from nnunet_unlearning.unlearning.nnunet_glue import bare_network
+from nnunet_unlearning.unlearning.request import REQUEST_ENV, UnlearningRequest, write_request
+from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
+from nnunet_unlearning.unlearning.schedules import trainer_family
+from nnunet_unlearning.unlearning.strategies import NoisyLabel
 
 TESTS = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -43,15 +48,33 @@ def test_train_predict_evaluate_with_medicalnet_weights(world, tmp_path, monkeyp
     medicalnet = {f"module.{k}": v for k, v in MedicalNetResNet(10, 1, norm="batch").state_dict().items()}
     medicalnet["module.conv_seg.2.weight"] = torch.zeros(32, 32, 3, 3, 3)
     torch.save({"state_dict": medicalnet}, weights)
-    env = {**os.environ, MED3D_WEIGHTS_ENV: str(weights), "nnUNet_def_n_proc": "1",
-           "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")])}
+    env = {
+        **os.environ,
+        MED3D_WEIGHTS_ENV: str(weights),
+        "nnUNet_def_n_proc": "1",
+        "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
+    }
 
-    run([str(BIN / "nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0", "-p", PLANS, "-tr", TRAINER,
-         "-device", "cpu"], env)
+    run(
+        [
+            str(BIN / "nnUNetv2_train"),
+            str(DATASET_ID),
+            CONFIGURATION,
+            "0",
+            "-p",
+            PLANS,
+            "-tr",
+            TRAINER,
+            "-device",
+            "cpu",
+        ],
+        env,
+    )
     model = world.results / DATASET_NAME / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
     log = "".join(p.read_text() for p in (model / "fold_0").glob("training_log_*.txt"))
-    norm = json.loads((world.preprocessed / DATASET_NAME / f"{PLANS}.json").read_text())[
-        "configurations"][CONFIGURATION]["architecture"]["arch_kwargs"]["norm"]
+    norm = json.loads((world.preprocessed / DATASET_NAME / f"{PLANS}.json").read_text())["configurations"][
+        CONFIGURATION
+    ]["architecture"]["arch_kwargs"]["norm"]
     report = check_medicalnet_file(weights, depth=10, in_channels=2, norm=norm).summary().splitlines()[0]
     assert report in log and "0 missing" in report
     assert (model / "fold_0" / "validation" / "summary.json").is_file()  # nnU-Net's own final validation
@@ -63,6 +86,8 @@ def test_train_predict_evaluate_with_medicalnet_weights(world, tmp_path, monkeyp
     encoder = trained["network_weights"][f"encoder.{key}"]
     fresh = MedicalNetResNet(10, 1).state_dict()[key]
     assert (encoder - medicalnet[f"module.{key}"]).norm() < 0.1 * (encoder - fresh).norm()
+
+    _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env, medicalnet)
 
     # --c / --val path: nnU-Net loads its checkpoint, the MedicalNet file is not needed
     monkeypatch.delenv(MED3D_WEIGHTS_ENV, raising=False)
@@ -80,17 +105,82 @@ def test_train_predict_evaluate_with_medicalnet_weights(world, tmp_path, monkeyp
         for image in images.glob(f"{case}_*.nii.gz"):
             (inputs / image.name).symlink_to(image)
     predictions = tmp_path / "predictions"
-    run([str(BIN / "nnUNetv2_predict"), "-i", str(inputs), "-o", str(predictions), "-d", str(DATASET_ID),
-         "-c", CONFIGURATION, "-f", "0", "-p", PLANS, "-tr", TRAINER, "-device", "cpu", "-npp", "1", "-nps", "1",
-         "--disable_tta"], env)  # mirroring is nnU-Net's, exercised by the training's final validation
+    run(
+        [
+            str(BIN / "nnUNetv2_predict"),
+            "-i",
+            str(inputs),
+            "-o",
+            str(predictions),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            CONFIGURATION,
+            "-f",
+            "0",
+            "-p",
+            PLANS,
+            "-tr",
+            TRAINER,
+            "-device",
+            "cpu",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+            "--disable_tta",
+        ],
+        env,
+    )  # mirroring is nnU-Net's, exercised by the training's final validation
     for case in cases:
         assert nib.load(predictions / f"{case}.nii.gz").shape == nib.load(labels / f"{case}.nii.gz").shape
 
     preprocessed = world.preprocessed / DATASET_NAME
-    run([str(BIN / "nnUNetv2_evaluate_folder"), str(labels), str(predictions), "-djfile",
-         str(preprocessed / "dataset.json"), "-pfile", str(preprocessed / f"{PLANS}.json"), "-np", "1",
-         "--chill"], env)
+    run(
+        [
+            str(BIN / "nnUNetv2_evaluate_folder"),
+            str(labels),
+            str(predictions),
+            "-djfile",
+            str(preprocessed / "dataset.json"),
+            "-pfile",
+            str(preprocessed / f"{PLANS}.json"),
+            "-np",
+            "1",
+            "--chill",
+        ],
+        env,
+    )
     summary = json.loads((predictions / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == len(cases)
     dice = summary["foreground_mean"]["Dice"]
     assert math.isfinite(dice) and 0.0 <= dice <= 1.0
+
+
+def _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env: dict, medicalnet: dict) -> None:
+    """The request records the Med3D original's recipe; unlearning keeps its slower encoder, and the oracle
+    starts its encoder from the same MedicalNet file and trains it at the same rate."""
+    for key in ("nnUNet_extTrainer", MED3D_WEIGHTS_ENV):
+        monkeypatch.setenv(key, env[key])
+    splits = json.loads((world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
+    path = write_request(
+        DATASET_ID, CONFIGURATION, "0", PLANS, TRAINER, [splits[0]["train"][0]], out=tmp_path / "request.json"
+    )
+    recipe = UnlearningRequest.from_file(path).original.recipe
+    assert recipe == {
+        "trainer": TRAINER,
+        "initialisation": "medicalnet",
+        "parameter_groups": [{"prefix": "encoder.", "lr_scale": Med3DTrainerMixin.encoder_lr_scale}],
+    }
+    monkeypatch.setenv(REQUEST_ENV, str(path))
+    unlearn = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
+    for cls in (unlearn, type("nnUNetTrainerRetrain_recipe", (nnUNetTrainerRetrain,), {})):
+        trainer = load_trainer(cls, world, plans=PLANS)
+        trainer.initialize()
+        network = bare_network(trainer.network)
+        rest, encoder = trainer.optimizer.param_groups
+        assert (rest["lr_scale"], encoder["lr_scale"]) == (1.0, Med3DTrainerMixin.encoder_lr_scale)
+        assert {id(p) for p in encoder["params"]} == {id(p) for p in network.encoder.parameters()}
+        assert {id(p) for p in rest["params"]} == {id(p) for p in network.decoder.parameters()}
+    key = "layer4.0.conv2.weight"  # the oracle's encoder is the MedicalNet file's
+    assert torch.equal(network.encoder.state_dict()[key], medicalnet[f"module.{key}"])

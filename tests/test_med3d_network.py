@@ -47,8 +47,10 @@ def published_keys(depth: int) -> list[tuple[str, tuple[int, ...], str]]:
 
 def ds_scales(strides: list[list[int]]) -> list[list[float]]:
     """Deep-supervision scales exactly as nnU-Net's trainer computes them from the plans' strides."""
-    fake_trainer = SimpleNamespace(enable_deep_supervision=True, configuration_manager=ConfigurationManager(
-        {"architecture": {"arch_kwargs": {"strides": strides}}}))
+    fake_trainer = SimpleNamespace(
+        enable_deep_supervision=True,
+        configuration_manager=ConfigurationManager({"architecture": {"arch_kwargs": {"strides": strides}}}),
+    )
     return nnUNetTrainer._get_deep_supervision_scales(fake_trainer)
 
 
@@ -79,8 +81,9 @@ def test_deep_supervision_outputs_match_nnunet_scales(depth, strides):
     shape = np.prod(np.array(strides), axis=0) * 2  # smallest size with a 2-voxel bottleneck
     device = "cpu" if depth in (10, 18) else "meta"  # depth 34/50: shapes without compute
     with torch.device(device):
-        net = Med3DUNet(2, 3, deep_supervision=True, depth=depth, strides=strides, norm="instance",
-                        decoder_channels=TINY)
+        net = Med3DUNet(
+            2, 3, deep_supervision=True, depth=depth, strides=strides, norm="instance", decoder_channels=TINY
+        )
         outputs = net(torch.zeros(1, 2, *shape))
     scales = ds_scales(strides)
     assert len(outputs) == len(scales) == 5
@@ -113,8 +116,9 @@ def test_parameters_split_into_encoder_and_decoder_and_encoder_resets():
 
 
 def test_get_network_from_plans_builds_it_from_json_arch_kwargs():
-    arch_kwargs = json.loads(json.dumps({"depth": 18, "strides": ANISOTROPIC, "norm": "batch",
-                                         "decoder_channels": TINY}))
+    arch_kwargs = json.loads(
+        json.dumps({"depth": 18, "strides": ANISOTROPIC, "norm": "batch", "decoder_channels": TINY})
+    )
     net = get_network_from_plans(NETWORK_CLASS_NAME, arch_kwargs, [], 2, 4, allow_init=True, deep_supervision=False)
     assert isinstance(net, Med3DUNet) and net.encoder.depth == 18
     assert isinstance(net.encoder.bn1, torch.nn.BatchNorm3d)
@@ -123,9 +127,17 @@ def test_get_network_from_plans_builds_it_from_json_arch_kwargs():
 
 
 def test_trainer_builds_it_from_a_plans_dict():
-    plans = {"configurations": {"3d_fullres": {"architecture": {
-        "network_class_name": NETWORK_CLASS_NAME, "_kw_requires_import": [],
-        "arch_kwargs": {"depth": 10, "strides": ANISOTROPIC, "norm": "instance", "decoder_channels": TINY}}}}}
+    plans = {
+        "configurations": {
+            "3d_fullres": {
+                "architecture": {
+                    "network_class_name": NETWORK_CLASS_NAME,
+                    "_kw_requires_import": [],
+                    "arch_kwargs": {"depth": 10, "strides": ANISOTROPIC, "norm": "instance", "decoder_channels": TINY},
+                }
+            }
+        }
+    }
     manager = PlansManager(plans)
     net = nnUNetTrainer.build_network_architecture(manager, manager.get_configuration("3d_fullres"), 2, 5, True)
     assert isinstance(net, Med3DUNet) and net.decoder.deep_supervision
@@ -133,13 +145,16 @@ def test_trainer_builds_it_from_a_plans_dict():
     assert not any("running" in k for k in net.state_dict())
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"depth": 101}, "depth"),
-    ({"norm": "group"}, "norm"),
-    ({"strides": ANISOTROPIC[:5]}, "strides"),
-    ({"strides": [[2, 2, 2], *ANISOTROPIC[1:]]}, "strides[0]"),
-    ({"decoder_channels": [4, 4]}, "decoder_channels"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"depth": 101}, "depth"),
+        ({"norm": "group"}, "norm"),
+        ({"strides": ANISOTROPIC[:5]}, "strides"),
+        ({"strides": [[2, 2, 2], *ANISOTROPIC[1:]]}, "strides[0]"),
+        ({"decoder_channels": [4, 4]}, "decoder_channels"),
+    ],
+)
 def test_bad_arch_kwargs_are_one_line_user_errors(kwargs, named):
     with pytest.raises(UserInputError, match=re.escape(named)) as error:
         Med3DUNet(1, 2, **{"depth": 10, "strides": ANISOTROPIC, "decoder_channels": TINY, **kwargs})

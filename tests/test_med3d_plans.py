@@ -23,34 +23,66 @@ MRBRAINS18_SPACING = [3.0, 0.958, 0.958]  # mm, nnU-Net's transposed order (slic
 
 def architecture() -> dict:
     """A PlainConvUNet architecture entry as nnU-Net's planner writes it (abridged)."""
-    return {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-            "arch_kwargs": {"n_stages": 6, "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2],
-                                                       [1, 2, 2]]},
-            "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}
+    return {
+        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        "arch_kwargs": {"n_stages": 6, "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]},
+        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+    }
 
 
 def write_source(root: Path, patch: list[int], n_training: int = 7) -> Path:
     """nnUNetPlans.json and dataset.json of a 2-channel MRBrainS18-like dataset under root/DATASET."""
     folder = root / DATASET
     folder.mkdir(parents=True)
-    fullres = {"data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-               "batch_size": 2, "patch_size": patch, "median_image_size_in_voxels": [48, 220, 190],
-               "spacing": MRBRAINS18_SPACING, "normalization_schemes": ["ZScoreNormalization"] * 2,
-               "use_mask_for_norm": [False, False], "architecture": architecture(), "batch_dice": False,
-               "next_stage": "3d_cascade_fullres"}
-    plans = {"dataset_name": DATASET, "plans_name": "nnUNetPlans", "transpose_forward": [0, 1, 2],
-             "transpose_backward": [0, 1, 2], "configurations": {
-                 "2d": {**fullres, "data_identifier": "nnUNetPlans_2d", "patch_size": [224, 192],
-                        "spacing": MRBRAINS18_SPACING[1:]},
-                 "3d_fullres": fullres,
-                 "3d_lowres": {"inherits_from": "3d_fullres", "data_identifier": "nnUNetPlans_3d_lowres",
-                               "spacing": [3.0, 1.5, 1.5], "patch_size": [48, 144, 128],
-                               "median_image_size_in_voxels": [48, 140, 121], "next_stage": "3d_cascade_fullres"},
-                 "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}}}
+    fullres = {
+        "data_identifier": "nnUNetPlans_3d_fullres",
+        "preprocessor_name": "DefaultPreprocessor",
+        "batch_size": 2,
+        "patch_size": patch,
+        "median_image_size_in_voxels": [48, 220, 190],
+        "spacing": MRBRAINS18_SPACING,
+        "normalization_schemes": ["ZScoreNormalization"] * 2,
+        "use_mask_for_norm": [False, False],
+        "architecture": architecture(),
+        "batch_dice": False,
+        "next_stage": "3d_cascade_fullres",
+    }
+    plans = {
+        "dataset_name": DATASET,
+        "plans_name": "nnUNetPlans",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {
+            "2d": {
+                **fullres,
+                "data_identifier": "nnUNetPlans_2d",
+                "patch_size": [224, 192],
+                "spacing": MRBRAINS18_SPACING[1:],
+            },
+            "3d_fullres": fullres,
+            "3d_lowres": {
+                "inherits_from": "3d_fullres",
+                "data_identifier": "nnUNetPlans_3d_lowres",
+                "spacing": [3.0, 1.5, 1.5],
+                "patch_size": [48, 144, 128],
+                "median_image_size_in_voxels": [48, 140, 121],
+                "next_stage": "3d_cascade_fullres",
+            },
+            "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"},
+        },
+    }
     (folder / "nnUNetPlans.json").write_text(json.dumps(plans, indent=2))
     labels = {"background": 0, **{f"label{i}": i for i in range(1, 9)}}
-    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "IR", "1": "FLAIR"}, "labels": labels,
-                                                     "numTraining": n_training, "file_ending": ".nii.gz"}))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "IR", "1": "FLAIR"},
+                "labels": labels,
+                "numTraining": n_training,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
     return folder / "nnUNetPlans.json"
 
 
@@ -93,11 +125,19 @@ def test_plan_writes_med3d_plans_and_leaves_the_source_untouched(preprocessed):
     manager = PlansManager(str(written))
     cfg = manager.get_configuration("3d_fullres")
     with torch.device("meta"):  # ResNet-50 at the real patch size: shapes only
-        net = get_network_from_plans(cfg.network_arch_class_name, cfg.network_arch_init_kwargs,
-                                     cfg.network_arch_init_kwargs_req_import, 2, 9, deep_supervision=True)
+        net = get_network_from_plans(
+            cfg.network_arch_class_name,
+            cfg.network_arch_init_kwargs,
+            cfg.network_arch_init_kwargs_req_import,
+            2,
+            9,
+            deep_supervision=True,
+        )
         outputs = net(torch.empty(1, 2, *cfg.patch_size))
-    expected = [[round(n * s) for n, s in zip(cfg.patch_size, scale, strict=True)]
-                for scale in ds_scales(cfg.pool_op_kernel_sizes)]
+    expected = [
+        [round(n * s) for n, s in zip(cfg.patch_size, scale, strict=True)]
+        for scale in ds_scales(cfg.pool_op_kernel_sizes)
+    ]
     assert [list(o.shape[2:]) for o in outputs] == expected
 
 
@@ -132,16 +172,19 @@ def test_batch_size_is_capped_at_five_percent_of_the_dataset(preprocessed):
     assert lowres["batch_size"] == max(2, round(0.05 * voxels / np.prod(lowres["patch_size"])))
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"dataset_id": 778}, "Dataset778_*"),
-    ({"source_plans": "nnUNetResEncUNetMPlans"}, "nnUNetResEncUNetMPlans.json"),
-    ({"configuration": "3d_midres"}, "no configuration '3d_midres'"),
-    ({"configuration": "2d"}, "2D"),
-    ({"configuration": "3d_cascade_fullres"}, "cascade"),
-    ({"name": "nnUNetPlans"}, "never overwritten"),
-    ({"gpu_memory_gb": 0}, "--gpu-memory-gb"),
-    ({"depth": 101}, "depth"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"dataset_id": 778}, "Dataset778_*"),
+        ({"source_plans": "nnUNetResEncUNetMPlans"}, "nnUNetResEncUNetMPlans.json"),
+        ({"configuration": "3d_midres"}, "no configuration '3d_midres'"),
+        ({"configuration": "2d"}, "2D"),
+        ({"configuration": "3d_cascade_fullres"}, "cascade"),
+        ({"name": "nnUNetPlans"}, "never overwritten"),
+        ({"gpu_memory_gb": 0}, "--gpu-memory-gb"),
+        ({"depth": 101}, "depth"),
+    ],
+)
 def test_bad_requests_are_one_line_user_errors(preprocessed, kwargs, named):
     write_source(preprocessed, [40, 224, 192])
     with pytest.raises(UserInputError, match=named.replace("*", r"\*")) as error:

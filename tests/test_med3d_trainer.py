@@ -14,9 +14,9 @@ from nnunet_unlearning.med3d.network import Med3DUNet
 from nnunet_unlearning.med3d.pretrained_trainer import (
     MED3D_WEIGHTS_ENV,
     Med3DTrainerMixin,
-    ScaledPolyLRScheduler,
     med3d_weights_path,
 )
+from nnunet_unlearning.optim import ScaledPolyLRScheduler
 from nnunet_unlearning.trainers_dir import trainers_dir
 
 STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 1, 1], [1, 1, 1]]
@@ -35,8 +35,13 @@ def test_missing_weights_variable_or_file_names_the_scratch_trainer(value, monke
 
 def test_encoder_trains_at_a_fraction_of_the_poly_learning_rate():
     net = Med3DUNet(1, 2, depth=10, strides=STRIDES, decoder_channels=[4, 4, 4, 4, 4])
-    fake_trainer = SimpleNamespace(network=net, initial_lr=0.01, weight_decay=3e-5, num_epochs=10,
-                                   encoder_lr_scale=Med3DTrainerMixin.encoder_lr_scale)
+    fake_trainer = SimpleNamespace(
+        network=net,
+        initial_lr=0.01,
+        weight_decay=3e-5,
+        num_epochs=10,
+        encoder_lr_scale=Med3DTrainerMixin.encoder_lr_scale,
+    )
     optimizer, scheduler = Med3DTrainerMixin.configure_optimizers(fake_trainer)
     decoder_group, encoder_group = optimizer.param_groups
     assert {id(p) for p in encoder_group["params"]} == {id(p) for p in net.encoder.parameters()}

@@ -16,8 +16,10 @@ FORK = multiprocessing.get_context("fork")
 
 def _properties(origin, cropped_shape) -> dict:
     """The two properties place_in_frame reads: the crop box (original grid) and the shape it cut out."""
-    return {"bbox_used_for_cropping": [[o, o + s] for o, s in zip(origin, cropped_shape)],
-            "shape_after_cropping_and_before_resampling": list(cropped_shape)}
+    return {
+        "bbox_used_for_cropping": [[o, o + s] for o, s in zip(origin, cropped_shape)],
+        "shape_after_cropping_and_before_resampling": list(cropped_shape),
+    }
 
 
 def _position_code(origin, shape, scale=(1, 1, 1)) -> np.ndarray:
@@ -52,8 +54,12 @@ def test_place_in_frame_scales_the_offset_by_the_frame_case_resampling():
 
 
 def test_place_in_frame_without_overlap_is_all_outside():
-    out = place_in_frame(np.ones((1, 4, 4, 4), np.int16), _properties((50, 0, 0), (4, 4, 4)),
-                         _properties((0, 0, 0), (4, 4, 4)), (4, 4, 4))
+    out = place_in_frame(
+        np.ones((1, 4, 4, 4), np.int16),
+        _properties((50, 0, 0), (4, 4, 4)),
+        _properties((0, 0, 0), (4, 4, 4)),
+        (4, 4, 4),
+    )
     assert bool((out == -1).all())
 
 

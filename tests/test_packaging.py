@@ -23,11 +23,31 @@ def test_trainers_dir_of_this_checkout():
 @pytest.mark.slow
 def test_a_non_editable_install_carries_the_trainers_folder(tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO)], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    printed = subprocess.run([sys.executable, "-c", "from nnunet_unlearning.cli import main; main(['trainers-dir'])"],
-                             capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
+    printed = subprocess.run(
+        [sys.executable, "-c", "from nnunet_unlearning.cli import main; main(['trainers-dir'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=env,
+    ).stdout
     folder = Path(printed.strip())
     assert folder.resolve().is_relative_to(target.resolve())
     assert {p.name for p in folder.glob("*.py")} >= TRAINER_MODULES

@@ -29,25 +29,38 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # --- hand-made metrics ----------------------------------------------------------------------------------------
 
+
 def _evaluation(case_dice: dict[str, float | None], sets: dict[str, list[str]], mae: float = 0.1) -> dict:
     """An evaluation as the hook writes it: per-case means, and per-set aggregates computed by hand."""
     cases = {c: {"mean": {"dice": d, "hard_mae": mae, "soft_mae": mae}} for c, d in case_dice.items()}
     aggregates = {}
     for name, members in sets.items():
         defined = [case_dice[c] for c in members if case_dice[c] is not None]
-        aggregates[name] = {"n_cases": len(members), "dice": sum(defined) / len(defined) if defined else None,
-                            "hard_mae": mae if members else None, "soft_mae": mae if members else None}
+        aggregates[name] = {
+            "n_cases": len(members),
+            "dice": sum(defined) / len(defined) if defined else None,
+            "hard_mae": mae if members else None,
+            "soft_mae": mae if members else None,
+        }
     return {"tag": "end", "epoch": 1, "sets": aggregates, "cases": cases}
 
 
 SETS = {"forget": ["f1"], "retain": ["r1", "r2", "r3"], "heldout": ["h1", "h2"]}
 
 
-def _model(name: str, role: str, dice: dict, before: dict | None = None, wall: float | None = None,
-           mia: dict | None = None, mae: float = 0.1) -> Model:
+def _model(
+    name: str,
+    role: str,
+    dice: dict,
+    before: dict | None = None,
+    wall: float | None = None,
+    mia: dict | None = None,
+    mae: float = 0.1,
+) -> Model:
     end = _evaluation(dice, SETS, mae)
-    return Model(name, role, name, None, None, end, None if before is None else _evaluation(before, SETS),
-                 (end,), mia, wall)
+    return Model(
+        name, role, name, None, None, end, None if before is None else _evaluation(before, SETS), (end,), mia, wall
+    )
 
 
 ORIGINAL = {"f1": 0.8, "r1": 0.9, "r2": 0.7, "r3": 0.8, "h1": 0.6, "h2": 0.7}
@@ -127,7 +140,8 @@ def test_group_rows_per_group_and_unlisted(tmp_path):
     rows = group_rows([original, oracle, run], oracle, SETS, groups)
 
     assert [(r["group"], r["run"]) for r in rows] == [
-        (g, m) for g in ("(unlisted)", "F", "M") for m in ("original", "retrain", "unlearn")]
+        (g, m) for g in ("(unlisted)", "F", "M") for m in ("original", "retrain", "unlearn")
+    ]
     by = {(r["group"], r["run"]): r for r in rows}
     female = by[("F", "unlearn")]
     assert (female["n_forget"], female["n_retain"], female["n_heldout"]) == (1, 1, 1)
@@ -144,11 +158,14 @@ def test_group_rows_per_group_and_unlisted(tmp_path):
         group_rows([run], None, SETS, {"other": "X"})
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("case,sex\nf1,F\n", "needs the columns 'case' and 'group'"),
-    ("case,group\nf1,F\nf1,M\n", "case f1 is listed more than once"),
-    ("case,group\nf1,\n", "line 2 has an empty case or group"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("case,sex\nf1,F\n", "needs the columns 'case' and 'group'"),
+        ("case,group\nf1,F\nf1,M\n", "case f1 is listed more than once"),
+        ("case,group\nf1,\n", "line 2 has an empty case or group"),
+    ],
+)
 def test_read_groups_refuses_bad_files(tmp_path, text, message):
     path = tmp_path / "groups.csv"
     path.write_text(text)
@@ -170,8 +187,9 @@ def _audit_entry(sha: str, seed: int) -> dict:
     from nnunet_unlearning.evaluation.audit_attack import membership_attack
 
     rng = np.random.default_rng(seed)
-    features = {name: {f"{name}{i}": rng.normal(size=(8, 6)) for i in range(2)}
-                for name in ("retain", "heldout", "forget")}
+    features = {
+        name: {f"{name}{i}": rng.normal(size=(8, 6)) for i in range(2)} for name in ("retain", "heldout", "forget")
+    }
     attack = membership_attack(features["retain"], features["heldout"], features["forget"], bootstrap=20, seed=seed)
     return {"folder": "/somewhere", "checkpoint_sha256": sha, **attack}
 
@@ -187,6 +205,7 @@ def test_mia_result_reads_the_audit_layout():
 
 
 # --- the report of real runs ----------------------------------------------------------------------------------
+
 
 def _metrics(folder: Path) -> dict:
     return json.loads((folder / METRICS_FILE).read_text())
@@ -281,17 +300,19 @@ def test_report_without_oracle_or_original(finished_runs, tmp_path):
 def test_report_reads_the_audit_of_each_model(finished_runs, tmp_path):
     unlearned = _copy_run(finished_runs["NoisyLabel"], tmp_path / "runs")
     m_unlearned, m_retrain = _metrics(unlearned), _metrics(finished_runs["Retrain"])
-    entries = {"original": _audit_entry(m_unlearned["original_checkpoint_sha256"], 1),
-               "nnUNetTrainerUnlearnNoisyLabel": _audit_entry(m_unlearned["unlearned_checkpoint_sha256"], 2),
-               "retrain": _audit_entry(m_retrain["unlearned_checkpoint_sha256"], 3),
-               "stale": _audit_entry("0" * 64, 4)}
-    (unlearned / AUDIT_FILE).write_text(json.dumps({"format": 1, "models": entries,
-                                                    "model": "nnUNetTrainerUnlearnNoisyLabel"}))
+    entries = {
+        "original": _audit_entry(m_unlearned["original_checkpoint_sha256"], 1),
+        "nnUNetTrainerUnlearnNoisyLabel": _audit_entry(m_unlearned["unlearned_checkpoint_sha256"], 2),
+        "retrain": _audit_entry(m_retrain["unlearned_checkpoint_sha256"], 3),
+        "stale": _audit_entry("0" * 64, 4),
+    }
+    (unlearned / AUDIT_FILE).write_text(
+        json.dumps({"format": 1, "models": entries, "model": "nnUNetTrainerUnlearnNoisyLabel"})
+    )
 
     write_report([unlearned, finished_runs["Retrain"]], tmp_path / "report")
     rows = {r["role"]: r for r in json.loads((tmp_path / "report" / "report.json").read_text())["rows"]}
-    for role, key in (("original", "original"), ("unlearned", "nnUNetTrainerUnlearnNoisyLabel"),
-                      ("oracle", "retrain")):
+    for role, key in (("original", "original"), ("unlearned", "nnUNetTrainerUnlearnNoisyLabel"), ("oracle", "retrain")):
         assert rows[role]["mia_efficacy"] == entries[key]["mia_efficacy"]["value"]
         assert rows[role]["mia_auc_ci"] == entries[key]["auc_forget_vs_heldout"]["ci95"]
     efficacy = {key: entry["mia_efficacy"]["value"] for key, entry in entries.items()}

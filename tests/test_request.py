@@ -18,8 +18,21 @@ def _splits(world) -> list[dict]:
 
 
 def _forget_args(*cases: str, trainer: str = "nnUNetTrainer") -> list[str]:
-    return ["forget", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", "0", "-p", PLANS, "-tr", trainer,
-            "--cases", *cases]
+    return [
+        "forget",
+        "-d",
+        str(DATASET_ID),
+        "-c",
+        CONFIGURATION,
+        "-f",
+        "0",
+        "-p",
+        PLANS,
+        "-tr",
+        trainer,
+        "--cases",
+        *cases,
+    ]
 
 
 def test_request_records_sets_model_hash_and_source_files(world, original_checkpoint, tmp_path):
@@ -35,6 +48,12 @@ def test_request_records_sets_model_hash_and_source_files(world, original_checkp
     subjects = json.loads((world.raw / DATASET_NAME / "subjects.json").read_text())["cases"]
     assert request.source_files == {forget: subjects[forget]}
     assert json.loads(path.read_text())["request_id"] == request.request_id
+    # plain nnU-Net: nnU-Net's initialisation, one learning rate for every parameter
+    assert request.original.recipe == {
+        "trainer": "nnUNetTrainer",
+        "initialisation": "nnunet_default",
+        "parameter_groups": [],
+    }
 
 
 def test_default_location_and_env_override(world, original_checkpoint, tmp_path, monkeypatch):
@@ -57,14 +76,17 @@ def test_request_id_ignores_when_but_not_what(world, original_checkpoint):
     assert first.request_id == again.request_id != other.request_id
 
 
-@pytest.mark.parametrize(("cases", "trainer", "message"), [
-    (["MRBrainS18_999"], "nnUNetTrainer", "case MRBrainS18_999: unknown"),
-    (["HELDOUT"], "nnUNetTrainer", "nothing to forget"),
-    (["ALL_TRAINING"], "nnUNetTrainer", "leaves no retain set"),
-    (["../imagesTr/MRBrainS18_1_0000.nii.gz"], "nnUNetTrainer", "looks like a path"),
-    (["TRAIN0", "TRAIN0"], "nnUNetTrainer", "given more than once"),
-    (["TRAIN0"], "nnUNetTrainerNeverTrained", "checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    ("cases", "trainer", "message"),
+    [
+        (["MRBrainS18_999"], "nnUNetTrainer", "case MRBrainS18_999: unknown"),
+        (["HELDOUT"], "nnUNetTrainer", "nothing to forget"),
+        (["ALL_TRAINING"], "nnUNetTrainer", "leaves no retain set"),
+        (["../imagesTr/MRBrainS18_1_0000.nii.gz"], "nnUNetTrainer", "looks like a path"),
+        (["TRAIN0", "TRAIN0"], "nnUNetTrainer", "given more than once"),
+        (["TRAIN0"], "nnUNetTrainerNeverTrained", "checkpoint not found"),
+    ],
+)
 def test_refusals_are_one_line_with_exit_2(world, original_checkpoint, capsys, cases, trainer, message):
     split = _splits(world)[0]
     named = {"HELDOUT": [split["val"][0]], "ALL_TRAINING": split["train"], "TRAIN0": [split["train"][0]]}

@@ -60,56 +60,89 @@ def test_every_range_names_a_setting():
 
 
 def test_overrides_are_converted_and_only_changed_values_reported():
-    config = {"seed": 7, "epochs": 3, "forget_batches_per_step": 2,
-              STRATEGIES_KEY: {"SCRUB": {"kl_weight": 0.01, "lr_scale": 0.1, "temperature": 4},
-                               "LearnNoise": {"blob_size": [4, 16, 16]}}}
+    config = {
+        "seed": 7,
+        "epochs": 3,
+        "forget_batches_per_step": 2,
+        STRATEGIES_KEY: {
+            "SCRUB": {"kl_weight": 0.01, "lr_scale": 0.1, "temperature": 4},
+            "LearnNoise": {"blob_size": [4, 16, 16]},
+        },
+    }
     scrub = resolve(config, SCRUB, "c.json")
     assert scrub.trainer == TrainerSettings(seed=7, epochs=3, iterations_per_epoch=None, forget_batches_per_step=2)
     assert scrub.lr_scale == 0.1 and scrub.arguments["kl_weight"] == 0.01
     assert isinstance(scrub.arguments["temperature"], float)
-    assert scrub.non_default == {"seed": 7, "epochs": 3, "forget_batches_per_step": 2, "kl_weight": 0.01,
-                                 "lr_scale": 0.1}
+    assert scrub.non_default == {
+        "seed": 7,
+        "epochs": 3,
+        "forget_batches_per_step": 2,
+        "kl_weight": 0.01,
+        "lr_scale": 0.1,
+    }
     assert scrub.make_strategy(SCRUB).kl_weight == 0.01
     noise = resolve(config, LearnNoise, "c.json")
     assert noise.arguments["blob_size"] == (4.0, 16.0, 16.0) and noise.hyperparameters()["blob_size"] == [4, 16, 16]
     assert noise.lr_scale == 1.0 and LR_SCALE not in noise.arguments
     assert resolve(config, NoisyLabel, "c.json").hyperparameters() == {"forget_weight": 1.0, LR_SCALE: 1.0}
-    assert non_default_text(scrub.to_json()) == ("epochs=3; forget_batches_per_step=2; kl_weight=0.01; lr_scale=0.1; "
-                                                 "seed=7")
+    assert non_default_text(scrub.to_json()) == (
+        "epochs=3; forget_batches_per_step=2; kl_weight=0.01; lr_scale=0.1; seed=7"
+    )
     assert non_default_text(resolve({}, SCRUB, "defaults").to_json()) == "defaults"
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    ({"sed": 1}, "c.json: sed: unknown key (known: epochs, forget_batches_per_step, iterations_per_epoch, seed, "
-                 "strategies)"),
-    ({"seed": 1.5}, "c.json: seed: expected an integer, got 1.5"),
-    ({"seed": True}, "c.json: seed: expected an integer, got true"),
-    ({"seed": -1}, "c.json: seed: must be in [0, 2147483647], got -1"),
-    ({"epochs": 0}, "c.json: epochs: must be ≥ 1, got 0"),
-    ({"forget_batches_per_step": "2"}, 'c.json: forget_batches_per_step: expected an integer, got "2"'),
-    ([1], "c.json: expected a JSON object, got [1]"),
-    ({STRATEGIES_KEY: []}, "c.json: strategies: expected a JSON object, got []"),
-    ({STRATEGIES_KEY: {"Scrub": {}}}, "c.json: strategies.Scrub: unknown strategy (known: BadTeacher, "),
-    ({STRATEGIES_KEY: {"SCRUB": 1}}, "c.json: strategies.SCRUB: expected a JSON object, got 1"),
-    ({STRATEGIES_KEY: {"SCRUB": {"kl": 1}}}, "c.json: strategies.SCRUB.kl: unknown key (known: "),
-    ({STRATEGIES_KEY: {"SCRUB": {"kl_weight": "0.1"}}}, 'c.json: strategies.SCRUB.kl_weight: expected a number, '
-                                                         'got "0.1"'),
-    ({STRATEGIES_KEY: {"SCRUB": {"kl_weight": -1}}}, "c.json: strategies.SCRUB.kl_weight: must be ≥ 0, got -1"),
-    ({STRATEGIES_KEY: {"SCRUB": {"lr_scale": 0}}}, "c.json: strategies.SCRUB.lr_scale: must be > 0, got 0"),
-    ({STRATEGIES_KEY: {"SalUn": {"fraction": 1.5}}}, "c.json: strategies.SalUn.fraction: must be in [0, 1], got 1.5"),
-    ({STRATEGIES_KEY: {"SSD": {"alpha": 0}}}, "c.json: strategies.SSD.alpha: must be > 0, got 0"),
-    ({STRATEGIES_KEY: {"SSD": {"forget_batches": 2.0}}}, "c.json: strategies.SSD.forget_batches: expected an "
-                                                          "integer, got 2.0"),
-    ({STRATEGIES_KEY: {"LearnNoise": {"blob_size": [4, 0]}}}, "c.json: strategies.LearnNoise.blob_size: must be > 0"),
-    ({STRATEGIES_KEY: {"LearnNoise": {"blob_size": "big"}}}, "c.json: strategies.LearnNoise.blob_size: expected a "
-                                                              "number or a list of numbers, got \"big\""),
-    ({STRATEGIES_KEY: {"NoisyLabel": {"forget_weight": math.inf}}}, "c.json: strategies.NoisyLabel.forget_weight: "
-                                                                    "must be ≥ 0, got Infinity"),
-    # constructors' own checks, naming the key they refuse
-    ({STRATEGIES_KEY: {"NegGradPlus": {"loss_bound": 1, "alpha": 2}}}, "c.json: strategies.NegGradPlus.alpha: "
-                                                                       "NegGradPlus: alpha must lie in [0, 1]"),
-    ({STRATEGIES_KEY: {"SCRUB": {"max_step_every": 0}}}, "c.json: strategies.SCRUB.max_step_every: SCRUB: "),
-])
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"sed": 1},
+            "c.json: sed: unknown key (known: epochs, forget_batches_per_step, iterations_per_epoch, seed, strategies)",
+        ),
+        ({"seed": 1.5}, "c.json: seed: expected an integer, got 1.5"),
+        ({"seed": True}, "c.json: seed: expected an integer, got true"),
+        ({"seed": -1}, "c.json: seed: must be in [0, 2147483647], got -1"),
+        ({"epochs": 0}, "c.json: epochs: must be ≥ 1, got 0"),
+        ({"forget_batches_per_step": "2"}, 'c.json: forget_batches_per_step: expected an integer, got "2"'),
+        ([1], "c.json: expected a JSON object, got [1]"),
+        ({STRATEGIES_KEY: []}, "c.json: strategies: expected a JSON object, got []"),
+        ({STRATEGIES_KEY: {"Scrub": {}}}, "c.json: strategies.Scrub: unknown strategy (known: BadTeacher, "),
+        ({STRATEGIES_KEY: {"SCRUB": 1}}, "c.json: strategies.SCRUB: expected a JSON object, got 1"),
+        ({STRATEGIES_KEY: {"SCRUB": {"kl": 1}}}, "c.json: strategies.SCRUB.kl: unknown key (known: "),
+        (
+            {STRATEGIES_KEY: {"SCRUB": {"kl_weight": "0.1"}}},
+            'c.json: strategies.SCRUB.kl_weight: expected a number, got "0.1"',
+        ),
+        ({STRATEGIES_KEY: {"SCRUB": {"kl_weight": -1}}}, "c.json: strategies.SCRUB.kl_weight: must be ≥ 0, got -1"),
+        ({STRATEGIES_KEY: {"SCRUB": {"lr_scale": 0}}}, "c.json: strategies.SCRUB.lr_scale: must be > 0, got 0"),
+        (
+            {STRATEGIES_KEY: {"SalUn": {"fraction": 1.5}}},
+            "c.json: strategies.SalUn.fraction: must be in [0, 1], got 1.5",
+        ),
+        ({STRATEGIES_KEY: {"SSD": {"alpha": 0}}}, "c.json: strategies.SSD.alpha: must be > 0, got 0"),
+        (
+            {STRATEGIES_KEY: {"SSD": {"forget_batches": 2.0}}},
+            "c.json: strategies.SSD.forget_batches: expected an integer, got 2.0",
+        ),
+        (
+            {STRATEGIES_KEY: {"LearnNoise": {"blob_size": [4, 0]}}},
+            "c.json: strategies.LearnNoise.blob_size: must be > 0",
+        ),
+        (
+            {STRATEGIES_KEY: {"LearnNoise": {"blob_size": "big"}}},
+            'c.json: strategies.LearnNoise.blob_size: expected a number or a list of numbers, got "big"',
+        ),
+        (
+            {STRATEGIES_KEY: {"NoisyLabel": {"forget_weight": math.inf}}},
+            "c.json: strategies.NoisyLabel.forget_weight: must be ≥ 0, got Infinity",
+        ),
+        # constructors' own checks, naming the key they refuse
+        (
+            {STRATEGIES_KEY: {"NegGradPlus": {"loss_bound": 1, "alpha": 2}}},
+            "c.json: strategies.NegGradPlus.alpha: NegGradPlus: alpha must lie in [0, 1]",
+        ),
+        ({STRATEGIES_KEY: {"SCRUB": {"max_step_every": 0}}}, "c.json: strategies.SCRUB.max_step_every: SCRUB: "),
+    ],
+)
 def test_mistakes_are_one_line_naming_the_key(config, message):
     with pytest.raises(UserInputError) as error:
         check_config(config, "c.json")
@@ -118,8 +151,13 @@ def test_mistakes_are_one_line_naming_the_key(config, message):
 
 
 def test_ascent_bounds_take_null_and_infinity():
-    config = {STRATEGIES_KEY: {"SCRUB": {"divergence_bound": math.inf}, "NegGradPlus": {"loss_bound": None},
-                               "SSD": {"alpha": None}}}
+    config = {
+        STRATEGIES_KEY: {
+            "SCRUB": {"divergence_bound": math.inf},
+            "NegGradPlus": {"loss_bound": None},
+            "SSD": {"alpha": None},
+        }
+    }
     check_config(config, "c.json")
     assert resolve(config, SCRUB, "c.json").arguments["divergence_bound"] == math.inf
     assert resolve(config, NegGradPlus, "c.json").non_default == {}
@@ -166,8 +204,9 @@ def test_request_keeps_its_run_config(tmp_path):
 
 def test_forget_refuses_a_bad_config_before_anything_else(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"seed": "seven"}))
-    code = main(["forget", "-d", "999", "-c", "3d_fullres", "-f", "0", "--cases", "X", "--config",
-                 str(tmp_path / "c.json")])
+    code = main(
+        ["forget", "-d", "999", "-c", "3d_fullres", "-f", "0", "--cases", "X", "--config", str(tmp_path / "c.json")]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == [f'nnunet-unlearning forget: error: {tmp_path / "c.json"}: seed: expected an integer, got "seven"']
@@ -207,8 +246,10 @@ def _same(documented: str, default: object) -> bool:
 
 
 def test_docs_give_every_default():
-    documented = {(name, key.strip("`")): default
-                  for name, key, default, _ in _table(DOCS / "strategies.md", "## Defaults and where they come from")}
+    documented = {
+        (name, key.strip("`")): default
+        for name, key, default, _ in _table(DOCS / "strategies.md", "## Defaults and where they come from")
+    }
     for strategy in STRATEGIES:
         base = strategy.name.removesuffix("FixDecoder")
         parameters = strategy_parameters(strategy)

@@ -29,8 +29,9 @@ def _trainer_class(name: str) -> type:
 
 def test_trainer_takes_the_environment_config_and_refuses_a_bad_one(request_world, tmp_path, monkeypatch, capsys):
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"epochs": 3, "iterations_per_epoch": 7,
-                                  "strategies": {"NoisyLabel": {"lr_scale": 0.1}}}))
+    config.write_text(
+        json.dumps({"epochs": 3, "iterations_per_epoch": 7, "strategies": {"NoisyLabel": {"lr_scale": 0.1}}})
+    )
     monkeypatch.setenv(CONFIG_ENV, str(config))
     trainer = load_trainer(_trainer_class("envconfig"), request_world)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (3, 7)  # the config wins over _50epochs
@@ -43,7 +44,8 @@ def test_trainer_takes_the_environment_config_and_refuses_a_bad_one(request_worl
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"nnUNetTrainerUnlearnNoisyLabel_envconfig: error: {config}: strategies.NoisyLabel.forget_weight: "
-        "must be ≥ 0, got -1")
+        "must be ≥ 0, got -1"
+    )
 
 
 def _run_recording_noise(name: str, world) -> tuple[Path, list]:
@@ -70,15 +72,39 @@ def _noise_of_seed(seed: int, draw) -> list:
 
 
 @pytest.mark.slow
-def test_seed_and_hyperparameters_reach_the_record_and_certificate(world, original_checkpoint, tmp_path,
-                                                                   monkeypatch):
-    config = {"seed": 7, "epochs": 1, "iterations_per_epoch": 2, "forget_batches_per_step": 2,
-              "strategies": {"NoisyLabel": {"forget_weight": 0.5}}}
+def test_seed_and_hyperparameters_reach_the_record_and_certificate(world, original_checkpoint, tmp_path, monkeypatch):
+    config = {
+        "seed": 7,
+        "epochs": 1,
+        "iterations_per_epoch": 2,
+        "forget_batches_per_step": 2,
+        "strategies": {"NoisyLabel": {"forget_weight": 0.5}},
+    }
     (tmp_path / "run.json").write_text(json.dumps(config))
     splits = json.loads((world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
     request = tmp_path / "request.json"
-    assert main(["forget", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", "0", "-p", PLANS, "--cases",
-                 splits[0]["train"][0], "-o", str(request), "--config", str(tmp_path / "run.json")]) == 0
+    assert (
+        main(
+            [
+                "forget",
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                CONFIGURATION,
+                "-f",
+                "0",
+                "-p",
+                PLANS,
+                "--cases",
+                splits[0]["train"][0],
+                "-o",
+                str(request),
+                "--config",
+                str(tmp_path / "run.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(request.read_text())["run_config"] == config
     monkeypatch.setenv(REQUEST_ENV, str(request))
     monkeypatch.delenv(CONFIG_ENV, raising=False)
@@ -89,8 +115,13 @@ def test_seed_and_hyperparameters_reach_the_record_and_certificate(world, origin
     assert metrics["schedule"] == {"epochs": 1, "iterations_per_epoch": 2}
     settings = metrics["settings"]
     assert (settings["seed"], settings["forget_batches_per_step"]) == (7, 2)
-    assert settings["non_default"] == {"seed": 7, "epochs": 1, "iterations_per_epoch": 2,
-                                       "forget_batches_per_step": 2, "forget_weight": 0.5}
+    assert settings["non_default"] == {
+        "seed": 7,
+        "epochs": 1,
+        "iterations_per_epoch": 2,
+        "forget_batches_per_step": 2,
+        "forget_weight": 0.5,
+    }
     assert settings["source"].startswith(str(request))
     certificate = json.loads((folder / CERTIFICATE_JSON).read_text())
     assert certificate["model"]["settings"] == settings

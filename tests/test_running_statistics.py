@@ -33,15 +33,22 @@ class ToyBatchNormNet(nn.Module):
 
     def __init__(self, in_channels: int = 2, num_classes: int = NUM_CLASSES, width: int = 8) -> None:
         super().__init__()
-        self.encoder = nn.ModuleDict({
-            "stem": nn.Conv3d(in_channels, width, 3, padding=1), "stem_norm": nn.BatchNorm3d(width),
-            "down": nn.Conv3d(width, 2 * width, 3, stride=2, padding=1), "down_norm": nn.BatchNorm3d(2 * width),
-        })
-        self.decoder = nn.ModuleDict({
-            "up": nn.ConvTranspose3d(2 * width, width, 2, stride=2), "up_norm": nn.BatchNorm3d(width),
-            "head_full": nn.Conv3d(2 * width, num_classes, 1),
-            "head_half": nn.Conv3d(2 * width, num_classes, 1),
-        })
+        self.encoder = nn.ModuleDict(
+            {
+                "stem": nn.Conv3d(in_channels, width, 3, padding=1),
+                "stem_norm": nn.BatchNorm3d(width),
+                "down": nn.Conv3d(width, 2 * width, 3, stride=2, padding=1),
+                "down_norm": nn.BatchNorm3d(2 * width),
+            }
+        )
+        self.decoder = nn.ModuleDict(
+            {
+                "up": nn.ConvTranspose3d(2 * width, width, 2, stride=2),
+                "up_norm": nn.BatchNorm3d(width),
+                "head_full": nn.Conv3d(2 * width, num_classes, 1),
+                "head_half": nn.Conv3d(2 * width, num_classes, 1),
+            }
+        )
 
     def forward(self, x: Tensor) -> list[Tensor]:
         skip = F.leaky_relu(self.encoder["stem_norm"](self.encoder["stem"](x)))
@@ -87,8 +94,15 @@ def test_no_step_or_preparation_changes_a_buffer(strategy_class):
     guard = ParameterGuard(model, strategy.update_mask())
     optimizer = torch.optim.SGD(trainable_parameters(model, strategy), lr=0.05, momentum=0.9, weight_decay=1e-4)
     for _ in range(3):
-        unlearning_step(model, strategy, optimizer, RETAIN if strategy.uses_retain else None,
-                        FORGET if strategy.uses_forget else None, ctx, guard)
+        unlearning_step(
+            model,
+            strategy,
+            optimizer,
+            RETAIN if strategy.uses_retain else None,
+            FORGET if strategy.uses_forget else None,
+            ctx,
+            guard,
+        )
     after = _state(model)
     for key, _ in model.named_buffers():
         assert torch.equal(after[key], before[key]), key

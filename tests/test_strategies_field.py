@@ -73,8 +73,14 @@ def _gradients(model, loss: torch.Tensor) -> list[torch.Tensor]:
 def _steps(model, strategy, ctx, n: int, retain=RETAIN, forget=FORGET, optimizer=None) -> None:
     optimizer = optimizer or _sgd(model)
     for _ in range(n):
-        unlearning_step(model, strategy, optimizer, retain if strategy.uses_retain else None,
-                        forget if strategy.uses_forget else None, ctx)
+        unlearning_step(
+            model,
+            strategy,
+            optimizer,
+            retain if strategy.uses_retain else None,
+            forget if strategy.uses_forget else None,
+            ctx,
+        )
 
 
 # --- bounded ascent --------------------------------------------------------------------------------------
@@ -90,8 +96,9 @@ def test_gradient_ascent_stops_past_the_bound():
     model = _model()
     start = _state(model)
     # Cross-entropy is positive, so a bound of 0 is always exceeded: no gradient, no change (plain SGD).
-    loss = unlearning_step(model, GradientAscent(loss_bound=0.0), torch.optim.SGD(model.parameters(), lr=0.1),
-                           None, FORGET, toy_context())
+    loss = unlearning_step(
+        model, GradientAscent(loss_bound=0.0), torch.optim.SGD(model.parameters(), lr=0.1), None, FORGET, toy_context()
+    )
     assert _same(_state(model), start)
     assert loss == pytest.approx(-_task(model, FORGET), rel=1e-5), "the bounded term keeps its value for logs"
 
@@ -119,8 +126,9 @@ def _frozen_copy(model):
 
 def _kl(student, teacher, batch) -> float:
     with torch.no_grad():
-        return float(distillation_kl(student(batch.data), frozen_outputs(teacher, batch.data), batch.target,
-                                     IGNORE_LABEL, 4.0))
+        return float(
+            distillation_kl(student(batch.data), frozen_outputs(teacher, batch.data), batch.target, IGNORE_LABEL, 4.0)
+        )
 
 
 def test_scrub_never_changes_the_teacher():
@@ -185,8 +193,9 @@ def test_scrub_max_step_stops_at_the_chance_level_divergence():
     drifted = _confident_model()
     _steps(drifted, SCRUB(max_phase=0.0), ctx, 2)  # min-steps only: below the bound, a little apart
     assert 0 < _kl(drifted, teacher, FORGET) < _chance_level(teacher, FORGET)
-    divergence = distillation_kl(drifted(FORGET.data), frozen_outputs(teacher, FORGET.data), FORGET.target,
-                                 IGNORE_LABEL, 4.0)
+    divergence = distillation_kl(
+        drifted(FORGET.data), frozen_outputs(teacher, FORGET.data), FORGET.target, IGNORE_LABEL, 4.0
+    )
     ascent = _gradients(drifted, SCRUB().max_step_loss(drifted, FORGET, teacher, IGNORE_LABEL))
     assert all(torch.allclose(a, -d, atol=1e-7) for a, d in zip(ascent, _gradients(drifted, divergence)))
 
@@ -210,8 +219,9 @@ def test_scrub_at_nnunet_learning_rate_and_momentum_stays_near_the_bound():
         student = _confident_model()
         teacher = _frozen_copy(student)
         strategy = SCRUB(divergence_bound=bound)
-        optimizer = torch.optim.SGD(student.parameters(), lr=0.01 * strategy.lr_scale, momentum=0.99,
-                                    nesterov=True, weight_decay=3e-5)
+        optimizer = torch.optim.SGD(
+            student.parameters(), lr=0.01 * strategy.lr_scale, momentum=0.99, nesterov=True, weight_decay=3e-5
+        )
         _steps(student, strategy, toy_context(original=teacher), 100, optimizer=optimizer)
         final[bound] = (_kl(student, teacher, FORGET), _task(student, RETAIN))
     (bounded_kl, bounded_retain), (unbounded_kl, unbounded_retain) = final[None], final[float("inf")]
@@ -332,4 +342,5 @@ def test_distillation_kl_is_zero_for_equal_outputs_and_ignores_ignore_voxels():
     student[0][:, :, 2:] += 1.0 * torch.randn(2, NUM_CLASSES, 6, 8, 8, generator=g)
     assert float(distillation_kl(student, teacher, target, IGNORE_LABEL, 2.0)) > 1e-3
     assert float(distillation_kl(student, teacher, target, None, 2.0)) > float(
-        distillation_kl(student, teacher, target, IGNORE_LABEL, 2.0)), "without an ignore label every voxel counts"
+        distillation_kl(student, teacher, target, IGNORE_LABEL, 2.0)
+    ), "without an ignore label every voxel counts"

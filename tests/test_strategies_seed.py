@@ -62,8 +62,10 @@ def _other_subject(forget: Batch) -> Batch:
 
 
 def _neighbour_agreement(label_map: torch.Tensor) -> float:
-    pairs = [label_map.narrow(a, 1, label_map.shape[a] - 1) == label_map.narrow(a, 0, label_map.shape[a] - 1)
-             for a in (2, 3, 4)]
+    pairs = [
+        label_map.narrow(a, 1, label_map.shape[a] - 1) == label_map.narrow(a, 0, label_map.shape[a] - 1)
+        for a in (2, 3, 4)
+    ]
     return float(torch.cat([p.flatten() for p in pairs]).float().mean())
 
 
@@ -80,8 +82,7 @@ def test_relabelling_loss_is_retain_plus_weighted_forget_toward_the_substitute(s
     strategy = strategy_class(forget_weight=0.25)
     loss = strategy.loss(model, retain, forget, toy_context(generator=torch.Generator().manual_seed(5)))
     target = strategy.forget_target(forget, toy_context(generator=torch.Generator().manual_seed(5)))
-    expected = (toy_task_loss(model(retain.data), retain.target)
-                + 0.25 * toy_task_loss(model(forget.data), target))
+    expected = toy_task_loss(model(retain.data), retain.target) + 0.25 * toy_task_loss(model(forget.data), target)
     assert torch.allclose(loss, expected)
     assert strategy.hyperparameters()["forget_weight"] == 0.25
 
@@ -90,8 +91,9 @@ def test_noisy_label_targets_are_uniform_per_voxel_fresh_and_keep_ignore():
     forget, ctx = toy_batch(2, ("f1", "f2"), with_ignore=True), toy_context()
     first, second = (NoisyLabel().forget_target(forget, ctx) for _ in range(2))
     labelled = forget.target[0] != IGNORE_LABEL
-    assert torch.equal(first[0] == IGNORE_LABEL, ~labelled) and torch.equal(first[1] == IGNORE_LABEL,
-                                                                         forget.target[1] == IGNORE_LABEL)
+    assert torch.equal(first[0] == IGNORE_LABEL, ~labelled) and torch.equal(
+        first[1] == IGNORE_LABEL, forget.target[1] == IGNORE_LABEL
+    )
     changed = float((first[0] != forget.target[0])[labelled].float().mean())
     assert abs(changed - (NUM_CLASSES - 1) / NUM_CLASSES) < 0.08
     assert float((first[0] != second[0])[labelled].float().mean()) > 0.5, "labels not redrawn each step"
@@ -117,8 +119,7 @@ def test_learn_others_asks_for_other_subjects_labels_and_trains_toward_them():
     strategy = LearnOthers()
     assert strategy.forget_target(delivered, ctx) is delivered.target
     optimizer = torch.optim.Adam(trainable_parameters(model, strategy), lr=3e-2)
-    toward_given, toward_own = _loss_toward(model, forget, delivered.target), _loss_toward(model, forget,
-                                                                                             forget.target)
+    toward_given, toward_own = _loss_toward(model, forget, delivered.target), _loss_toward(model, forget, forget.target)
     for _ in range(12):
         unlearning_step(model, strategy, optimizer, retain, delivered, ctx)
     assert _loss_toward(model, forget, delivered.target) < 0.8 * toward_given
@@ -186,8 +187,13 @@ def test_random_label_keeps_structure_and_background_but_changes_every_foregroun
         assert bool(((n[~keep] >= 1) & (n[~keep] < NUM_CLASSES)).all())
 
 
-FIX_DECODER = [NoisyLabelFixDecoder, MaxLossFixDecoder, RandomEncoderFixDecoder, LearnOthersFixDecoder,
-               LearnNoiseFixDecoder]
+FIX_DECODER = [
+    NoisyLabelFixDecoder,
+    MaxLossFixDecoder,
+    RandomEncoderFixDecoder,
+    LearnOthersFixDecoder,
+    LearnNoiseFixDecoder,
+]
 
 
 @pytest.mark.parametrize("strategy_class", FIX_DECODER)
@@ -202,8 +208,14 @@ def test_fix_decoder_variants_leave_the_decoder_bit_identical(strategy_class):
     before = _snapshot(model)
     optimizer = torch.optim.SGD(trainable_parameters(model, strategy), lr=0.05, momentum=0.9, weight_decay=1e-3)
     for _ in range(3):
-        unlearning_step(model, strategy, optimizer, retain if strategy.uses_retain else None,
-                        forget if strategy.uses_forget else None, ctx)
+        unlearning_step(
+            model,
+            strategy,
+            optimizer,
+            retain if strategy.uses_retain else None,
+            forget if strategy.uses_forget else None,
+            ctx,
+        )
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]) == name.startswith("decoder."), name
 
@@ -286,14 +298,24 @@ def _unlearned(strategy_class) -> ToyNet:
     strategy.prepare(model, ctx)
     guard = ParameterGuard(model, strategy.update_mask())
     optimizer = torch.optim.SGD(trainable_parameters(model, strategy), lr=0.05, momentum=0.9)
-    retain, forget, others = (subject_stream(10, forget=False), subject_stream(20, forget=True),
-                              subject_stream(30, forget=False))
+    retain, forget, others = (
+        subject_stream(10, forget=False),
+        subject_stream(20, forget=True),
+        subject_stream(30, forget=False),
+    )
     for _ in range(STEPS.get(strategy.name, 10) if strategy.trains else 0):
         forget_batch = next(forget)
         if strategy.forget_labels == "other_subject":
             forget_batch = Batch(data=forget_batch.data, target=next(others).target, keys=forget_batch.keys)
-        unlearning_step(model, strategy, optimizer, next(retain) if strategy.uses_retain else None,
-                        forget_batch if strategy.uses_forget else None, ctx, guard)
+        unlearning_step(
+            model,
+            strategy,
+            optimizer,
+            next(retain) if strategy.uses_retain else None,
+            forget_batch if strategy.uses_forget else None,
+            ctx,
+            guard,
+        )
     return model
 
 
@@ -312,9 +334,11 @@ def test_every_strategy_has_a_stated_promise():
 def test_each_strategy_moves_the_model_the_way_its_definition_promises(strategy_class):
     original, model = _memorising_original(), _unlearned(strategy_class)
     forget_change = _loss_toward(model, EVAL_FORGET, EVAL_FORGET.target) - _loss_toward(
-        original, EVAL_FORGET, EVAL_FORGET.target)
+        original, EVAL_FORGET, EVAL_FORGET.target
+    )
     retain_change = _loss_toward(model, EVAL_RETAIN, EVAL_RETAIN.target) - _loss_toward(
-        original, EVAL_RETAIN, EVAL_RETAIN.target)
+        original, EVAL_RETAIN, EVAL_RETAIN.target
+    )
     forget_moved, retain_moved = _moved(model, original, EVAL_FORGET), _moved(model, original, EVAL_RETAIN)
     promises = PROMISES[strategy_class.name.removesuffix("FixDecoder")]
     if FORGET_LOSS_UP in promises:  # FineTune's forget loss rises by 0.02 in 10 steps, by omission alone

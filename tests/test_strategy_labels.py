@@ -34,8 +34,10 @@ def _targets(seed: int = 0, shape=(2, 1, 32, 32, 32), with_ignore: bool = True) 
 
 def _neighbour_agreement(label_map: torch.Tensor) -> float:
     """Fraction of face-adjacent voxel pairs with the same label (spatial autocorrelation)."""
-    pairs = [(label_map.narrow(a, 1, label_map.shape[a] - 1) == label_map.narrow(a, 0, label_map.shape[a] - 1))
-             for a in (2, 3, 4)]
+    pairs = [
+        (label_map.narrow(a, 1, label_map.shape[a] - 1) == label_map.narrow(a, 0, label_map.shape[a] - 1))
+        for a in (2, 3, 4)
+    ]
     return float(torch.cat([p.flatten() for p in pairs]).float().mean())
 
 
@@ -137,8 +139,9 @@ def _random_label_world(seed: int) -> tuple[list[torch.Tensor], int, tuple[int, 
     return [full, full[:, :, ::2, ::2, ::2]], num_classes, fixed, g
 
 
-def _check_fixed_classes_untouched(new: list[torch.Tensor], old: list[torch.Tensor], num_classes: int,
-                                   fixed: tuple[int, ...]) -> None:
+def _check_fixed_classes_untouched(
+    new: list[torch.Tensor], old: list[torch.Tensor], num_classes: int, fixed: tuple[int, ...]
+) -> None:
     for n, o in zip(new, old):
         was_fixed, is_fixed = torch.isin(o, torch.tensor(fixed)), torch.isin(n, torch.tensor(fixed))
         assert torch.equal(is_fixed, was_fixed), "a fixed class was created or removed"
@@ -151,8 +154,9 @@ def _check_fixed_classes_untouched(new: list[torch.Tensor], old: list[torch.Tens
 @pytest.mark.parametrize("seed", range(40))
 def test_permute_foreground_never_maps_a_class_onto_or_off_a_fixed_class(seed):
     old, num_classes, fixed, g = _random_label_world(seed)
-    _check_fixed_classes_untouched(permute_foreground(old, num_classes, num_classes, g, fixed=fixed), old,
-                                   num_classes, fixed)
+    _check_fixed_classes_untouched(
+        permute_foreground(old, num_classes, num_classes, g, fixed=fixed), old, num_classes, fixed
+    )
 
 
 @pytest.mark.parametrize("seed", range(40))

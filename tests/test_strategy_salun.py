@@ -65,8 +65,7 @@ def test_saliency_mask_over_two_ranks_equals_the_mask_over_all_their_batches():
 
     saliency_mask(model, rank1, toy_context(all_reduce_sum=capture), fraction=0.4)
     assert bool((sent["rank1"] < 0).any()), "magnitudes were reduced instead of signed gradients"
-    two_ranks = saliency_mask(model, rank0, toy_context(all_reduce_sum=lambda t: t.add_(sent["rank1"])),
-                              fraction=0.4)
+    two_ranks = saliency_mask(model, rank0, toy_context(all_reduce_sum=lambda t: t.add_(sent["rank1"])), fraction=0.4)
     one_process = saliency_mask(model, rank0 + rank1, toy_context(), fraction=0.4)
     alone = saliency_mask(model, rank0, toy_context(), fraction=0.4)
     assert all(torch.equal(two_ranks[n], one_process[n]) for n in one_process)

@@ -30,13 +30,26 @@ EPOCHS, STEPS_PER_EPOCH = 2, 2
 
 
 def _command(continue_training: bool) -> list[str]:
-    return [str(Path(sys.executable).parent / "nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0", "-tr", TRAINER,
-            "-device", "cpu", *(["--c"] if continue_training else [])]
+    return [
+        str(Path(sys.executable).parent / "nnUNetv2_train"),
+        str(DATASET_ID),
+        CONFIGURATION,
+        "0",
+        "-tr",
+        TRAINER,
+        "-device",
+        "cpu",
+        *(["--c"] if continue_training else []),
+    ]
 
 
 def _env(results: Path) -> dict[str, str]:
-    return {**os.environ, "nnUNet_results": str(results), "nnUNet_def_n_proc": "1",
-            "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")])}
+    return {
+        **os.environ,
+        "nnUNet_results": str(results),
+        "nnUNet_def_n_proc": "1",
+        "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
+    }
 
 
 def _run_folder(results: Path) -> Path:
@@ -65,8 +78,9 @@ def _kill_in_second_epoch(results: Path) -> None:
     results.mkdir(parents=True)
     output = results / "nnUNetv2_train.out"
     with output.open("w") as sink:
-        process = subprocess.Popen(_command(False), env=_env(results), stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            _command(False), env=_env(results), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 500
         while not _epoch_starts(_log(folder) if folder.is_dir() else "", 1):

@@ -54,8 +54,9 @@ def test_starts_from_the_whole_original_model(request_world, original_checkpoint
         assert torch.equal(value.cpu(), original[key]), key
 
     reference = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
-    reference.initialize_from_trained_model_folder(str(original_checkpoint.parents[1]), use_folds=(0,),
-                                                   checkpoint_name=original_checkpoint.name)
+    reference.initialize_from_trained_model_folder(
+        str(original_checkpoint.parents[1]), use_folds=(0,), checkpoint_name=original_checkpoint.name
+    )
     case = trainer.request.forget[0]
     data = torch.from_numpy(np.asarray(trainer.hook._dataset.load_case(case)[0]))
     trainer.set_deep_supervision_enabled(False)
@@ -74,7 +75,10 @@ def test_every_strategy_runs_end_to_end(request_world, original_checkpoint, stra
     assert [e["tag"] for e in metrics["evaluations"]] == ["start", "end"]
     for evaluation in metrics["evaluations"]:
         assert {name: evaluation["sets"][name]["n_cases"] for name in SETS} == {
-            "forget": 1, "retain": len(trainer.request.retain), "heldout": len(trainer.request.heldout)}
+            "forget": 1,
+            "retain": len(trainer.request.retain),
+            "heldout": len(trainer.request.heldout),
+        }
         assert 0.0 <= evaluation["sets"]["forget"]["dice"] <= 1.0
     assert metrics["figures"]["forget_drop_pct"] is not None
     assert metrics["strategy"] == strategy.name
@@ -161,7 +165,7 @@ def test_refuses_an_original_with_another_architecture(request_world, capsys):
 
 def test_refuses_a_results_folder_of_another_request(request_world, original_checkpoint, capsys):
     cls = _trainer_class(STRATEGIES[1], "_50epochs")
-    folder = (request_world.results / DATASET_NAME / f"{cls.__name__}__{PLANS}__{CONFIGURATION}" / "fold_0")
+    folder = request_world.results / DATASET_NAME / f"{cls.__name__}__{PLANS}__{CONFIGURATION}" / "fold_0"
     folder.mkdir(parents=True)
     splits = json.loads((request_world.preprocessed / DATASET_NAME / "splits_final.json").read_text())
     other = build_request(DATASET_ID, CONFIGURATION, "0", PLANS, "nnUNetTrainer", [splits[0]["train"][-1]])
@@ -183,20 +187,33 @@ def test_missing_request_is_one_line_exit_2(world, monkeypatch, tmp_path, capsys
 
 @pytest.mark.slow
 def test_nnunetv2_train_console_script_finds_and_runs_our_trainer(request_world, forget_request_file):
-    env = {**os.environ, "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
-           "nnUNet_def_n_proc": "1"}
+    env = {
+        **os.environ,
+        "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
+        "nnUNet_def_n_proc": "1",
+    }
     train = Path(sys.executable).parent / "nnUNetv2_train"
     trainer = "nnUNetTrainerUnlearnNoisyLabel_test"
-    done = subprocess.run([str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = request_world.results / DATASET_NAME / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
     assert json.loads((out / METRICS_FILE).read_text())["figures"] is not None
     assert (out / "validation" / "summary.json").is_file()  # nnU-Net's own final validation, on held-out cases
 
     env[REQUEST_ENV] = str(forget_request_file.parent / "absent.json")
-    refused = subprocess.run([str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
-                             env=env, capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        [str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith(f"{trainer}: error: ")
     assert "Traceback" not in refused.stderr

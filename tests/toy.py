@@ -25,15 +25,19 @@ class ToyNet(nn.Module):
 
     def __init__(self, in_channels: int = 2, num_classes: int = NUM_CLASSES, width: int = 8) -> None:
         super().__init__()
-        self.encoder = nn.ModuleDict({
-            "stem": nn.Conv3d(in_channels, width, 3, padding=1),
-            "down": nn.Conv3d(width, 2 * width, 3, stride=2, padding=1),
-        })
-        self.decoder = nn.ModuleDict({
-            "up": nn.ConvTranspose3d(2 * width, width, 2, stride=2),
-            "head_full": nn.Conv3d(2 * width, num_classes, 1),
-            "head_half": nn.Conv3d(2 * width, num_classes, 1),
-        })
+        self.encoder = nn.ModuleDict(
+            {
+                "stem": nn.Conv3d(in_channels, width, 3, padding=1),
+                "down": nn.Conv3d(width, 2 * width, 3, stride=2, padding=1),
+            }
+        )
+        self.decoder = nn.ModuleDict(
+            {
+                "up": nn.ConvTranspose3d(2 * width, width, 2, stride=2),
+                "head_full": nn.Conv3d(2 * width, num_classes, 1),
+                "head_half": nn.Conv3d(2 * width, num_classes, 1),
+            }
+        )
 
     def forward(self, x: Tensor) -> list[Tensor]:
         skip = F.leaky_relu(self.encoder["stem"](x))
@@ -46,8 +50,9 @@ class ToyNet(nn.Module):
 def toy_task_loss(outputs: list[Tensor], target: list[Tensor]) -> Tensor:
     """Cross-entropy per scale, weights 2/3 and 1/3, ignore label honoured (stands in for nnU-Net's loss)."""
     weights = (2 / 3, 1 / 3)
-    return sum(w * F.cross_entropy(o, t[:, 0].long(), ignore_index=IGNORE_LABEL)
-               for w, o, t in zip(weights, outputs, target))
+    return sum(
+        w * F.cross_entropy(o, t[:, 0].long(), ignore_index=IGNORE_LABEL) for w, o, t in zip(weights, outputs, target)
+    )
 
 
 def toy_batch(seed: int, keys: tuple[str, ...] = ("case_a", "case_b"), with_ignore: bool = False) -> Batch:
@@ -118,6 +123,8 @@ def subject_stream(first_seed: int, forget: bool) -> Iterator[Batch]:
 
 def subject_context(original: nn.Module | None = None, **overrides) -> StrategyContext:
     """:func:`toy_context` over subject streams (forget subjects ``f1, f2``, retain subjects ``r1, r2``)."""
-    streams = dict(forget_batches=lambda: subject_stream(3000, forget=True),
-                   retain_batches=lambda: subject_stream(4000, forget=False))
+    streams = dict(
+        forget_batches=lambda: subject_stream(3000, forget=True),
+        retain_batches=lambda: subject_stream(4000, forget=False),
+    )
     return toy_context(original, **{**streams, **overrides})

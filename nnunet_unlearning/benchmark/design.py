@@ -39,8 +39,10 @@ def forget_sets(sizes: Iterable[int] = SIZES, only: Sequence[str] | None = None)
         chosen = tuple(case_id(subject_of(c)) for c in only)
         unknown = [c for c in chosen if subject_of(c) not in TRAINING_SUBJECTS]
         if unknown:
-            raise UserInputError(f"--forget {subject_of(unknown[0])}: not one of the original model's training "
-                                 f"subjects ({', '.join(TRAINING_SUBJECTS)})")
+            raise UserInputError(
+                f"--forget {subject_of(unknown[0])}: not one of the original model's training "
+                f"subjects ({', '.join(TRAINING_SUBJECTS)})"
+            )
         if len(set(chosen)) != len(chosen):
             raise UserInputError(f"--forget: subject {subject_of(chosen[0])} given more than once")
         return [chosen]
@@ -66,8 +68,10 @@ def write_split(preprocessed_dataset: Path, cases: Iterable[str]) -> Path:
     cases = set(cases)
     missing = [case_id(s) for s in TRAINING_SUBJECTS + HELDOUT_SUBJECTS if case_id(s) not in cases]
     if missing:
-        raise UserInputError(f"{preprocessed_dataset}: case {missing[0]} is missing; the benchmark needs MRBrainS18 "
-                             f"subjects {', '.join(TRAINING_SUBJECTS + HELDOUT_SUBJECTS)}")
+        raise UserInputError(
+            f"{preprocessed_dataset}: case {missing[0]} is missing; the benchmark needs MRBrainS18 "
+            f"subjects {', '.join(TRAINING_SUBJECTS + HELDOUT_SUBJECTS)}"
+        )
     split = [{"train": [case_id(s) for s in TRAINING_SUBJECTS], "val": [case_id(s) for s in HELDOUT_SUBJECTS]}]
     path = preprocessed_dataset / "splits_final.json"
     atomic_write_text(path, json.dumps(split, indent=2) + "\n")

@@ -42,8 +42,7 @@ def _step(message: str) -> float:
 def _prepare_workdir(workdir: Path, overwrite: bool) -> None:
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).is_file():
-            raise UserInputError(f"{workdir}: exists and is not an earlier benchmark folder; choose another "
-                                 "--workdir")
+            raise UserInputError(f"{workdir}: exists and is not an earlier benchmark folder; choose another --workdir")
         if overwrite:
             shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -66,8 +65,10 @@ def machine() -> str:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {device}, Python {platform.python_version()}, " \
-           f"torch {torch.__version__}"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, {device}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
 
 
 def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
@@ -77,8 +78,9 @@ def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
     preprocessed = workdir / "nnUNet_preprocessed" / DATASET_NAME
     plans_done = preprocessed / "plans_name.txt"
     if not plans_done.is_file():
-        started = _step(f"converting {mrbrains18} ({', '.join(MODALITIES)}; challenge labels), planning and "
-                        "preprocessing")
+        started = _step(
+            f"converting {mrbrains18} ({', '.join(MODALITIES)}; challenge labels), planning and preprocessing"
+        )
         convert_mrbrains18(mrbrains18, DATASET_ID, modalities=MODALITIES, source="orig", overwrite=True)
         os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
         plans = profile.plan(DATASET_ID)
@@ -92,9 +94,16 @@ def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
     return plans_done.read_text().strip()
 
 
-def run_benchmark(mrbrains18: Path, workdir: Path, profile_name: str = "cpu", forget: Sequence[str] | None = None,
-                  sizes: Sequence[int] = design.SIZES, strategies: Sequence[str] | None = None,
-                  jobs: int | None = None, overwrite: bool = False) -> Path:
+def run_benchmark(
+    mrbrains18: Path,
+    workdir: Path,
+    profile_name: str = "cpu",
+    forget: Sequence[str] | None = None,
+    sizes: Sequence[int] = design.SIZES,
+    strategies: Sequence[str] | None = None,
+    jobs: int | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Run the benchmark (see the module doc); return the path of ``benchmark.md``.
 
     Args:
@@ -129,10 +138,19 @@ def run_benchmark(mrbrains18: Path, workdir: Path, profile_name: str = "cpu", fo
 
     original_name, encoder = original_trainer()
     config = cpu_profile.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
-    original = Run(original_name, DATASET_NAME, config, plans, profile.original_epochs, profile.original_iterations,
-                   workdir / "nnUNet_results")
-    started = _step(f"training the original model ({original_name}, {encoder}) on "
-                    f"{', '.join(design.TRAINING_SUBJECTS)}; held out {', '.join(design.HELDOUT_SUBJECTS)}")
+    original = Run(
+        original_name,
+        DATASET_NAME,
+        config,
+        plans,
+        profile.original_epochs,
+        profile.original_iterations,
+        workdir / "nnUNet_results",
+    )
+    started = _step(
+        f"training the original model ({original_name}, {encoder}) on "
+        f"{', '.join(design.TRAINING_SUBJECTS)}; held out {', '.join(design.HELDOUT_SUBJECTS)}"
+    )
     failures = train_runs([original], environment, profile.device, 1)
     if failures:
         raise RuntimeError(f"the original model did not train: {failures[0]}")
@@ -147,15 +165,38 @@ def run_benchmark(mrbrains18: Path, workdir: Path, profile_name: str = "cpu", fo
         if not request.is_file():
             write_request(DATASET_ID, config, "0", plans, original_name, list(forget_set), out=request)
         results = folder / "nnUNet_results"
-        runs = [Run(ORACLE, DATASET_NAME, config, plans, profile.original_epochs, profile.original_iterations,
-                    results, request)]
-        runs += [Run(f"nnUNetTrainerUnlearn{name}_{epochs}epochs", DATASET_NAME, config, plans, epochs,
-                     profile.unlearning_iterations, results, request)
-                 for name in names for epochs in profile.horizons]
+        runs = [
+            Run(
+                ORACLE,
+                DATASET_NAME,
+                config,
+                plans,
+                profile.original_epochs,
+                profile.original_iterations,
+                results,
+                request,
+            )
+        ]
+        runs += [
+            Run(
+                f"nnUNetTrainerUnlearn{name}_{epochs}epochs",
+                DATASET_NAME,
+                config,
+                plans,
+                epochs,
+                profile.unlearning_iterations,
+                results,
+                request,
+            )
+            for name in names
+            for epochs in profile.horizons
+        ]
         runs_by_set[forget_set] = runs
     every_run = [run for runs in runs_by_set.values() for run in runs]
-    started = _step(f"training {len(every_run)} models: per forget set the retrain oracle and "
-                    f"{len(names)} strategies × {len(profile.horizons)} horizons, {jobs} at a time")
+    started = _step(
+        f"training {len(every_run)} models: per forget set the retrain oracle and "
+        f"{len(names)} strategies × {len(profile.horizons)} horizons, {jobs} at a time"
+    )
     failures += train_runs(every_run, environment, profile.device, jobs)
     print(f"    done in {time.perf_counter() - started:.0f} s")
 
@@ -167,20 +208,33 @@ def run_benchmark(mrbrains18: Path, workdir: Path, profile_name: str = "cpu", fo
         runs = [run for run in runs if run.finished]
         folder = workdir / design.forget_tag(forget_set)
         started = _step(f"audit and report for {design.forget_tag(forget_set)}")
-        run_audit([r.folder for r in runs], out=folder / "audit", patches_per_case=profile.audit_patches,
-                  bootstrap=profile.audit_bootstrap, device=profile.device)
+        run_audit(
+            [r.folder for r in runs],
+            out=folder / "audit",
+            patches_per_case=profile.audit_patches,
+            bootstrap=profile.audit_bootstrap,
+            device=profile.device,
+        )
         report = write_report([r.folder for r in runs], folder / "report")
         reports[forget_set] = json.loads((report.parent / "report.json").read_text())
         print(f"    {report} ({time.perf_counter() - started:.0f} s)")
 
     rows = tables.benchmark_rows(reports)
-    content = {"format": 1, "profile": profile.describe(), "machine": machine(),
-               "original_trainer": original_name, "original_encoder": encoder,
-               "training": [design.case_id(s) for s in design.TRAINING_SUBJECTS],
-               "heldout": [design.case_id(s) for s in design.HELDOUT_SUBJECTS],
-               "forget_sets": [list(f) for f in forget_sets], "strategies": names, "failed_runs": failures,
-               "wall_s": time.perf_counter() - started_all,
-               "rows": rows, "tables": tables.tables(rows, str(profile.horizons[1]))}
+    content = {
+        "format": 1,
+        "profile": profile.describe(),
+        "machine": machine(),
+        "original_trainer": original_name,
+        "original_encoder": encoder,
+        "training": [design.case_id(s) for s in design.TRAINING_SUBJECTS],
+        "heldout": [design.case_id(s) for s in design.HELDOUT_SUBJECTS],
+        "forget_sets": [list(f) for f in forget_sets],
+        "strategies": names,
+        "failed_runs": failures,
+        "wall_s": time.perf_counter() - started_all,
+        "rows": rows,
+        "tables": tables.tables(rows, str(profile.horizons[1])),
+    }
     atomic_write_text(workdir / "benchmark.json", json.dumps(content, indent=2) + "\n")
     path = workdir / "benchmark.md"
     atomic_write_text(path, tables.markdown(content))

@@ -33,12 +33,17 @@ class Profile:
 
     def describe(self) -> str:
         """What the profile runs, for logs and the benchmark's tables."""
-        network = (cpu_profile.describe(med3d=True) if self.name == "cpu"
-                   else "paper profile: nnU-Net's own 3d_fullres planning (full resolution), Med3D ResNet-50 "
-                        f"U-Net ({cpu_profile.MED3D_PLANS}), device {self.device}")
-        return (f"{network}; original and retrain oracle {self.original_epochs} epochs × "
-                f"{self.original_iterations} iterations; unlearning {self.horizons[0]} and {self.horizons[1]} "
-                f"epochs × {self.unlearning_iterations} iterations; {self.jobs} training(s) side by side")
+        network = (
+            cpu_profile.describe(med3d=True)
+            if self.name == "cpu"
+            else "paper profile: nnU-Net's own 3d_fullres planning (full resolution), Med3D ResNet-50 "
+            f"U-Net ({cpu_profile.MED3D_PLANS}), device {self.device}"
+        )
+        return (
+            f"{network}; original and retrain oracle {self.original_epochs} epochs × "
+            f"{self.original_iterations} iterations; unlearning {self.horizons[0]} and {self.horizons[1]} "
+            f"epochs × {self.unlearning_iterations} iterations; {self.jobs} training(s) side by side"
+        )
 
     def plan(self, dataset_id: int) -> str:
         """Plan and preprocess the converted dataset, then plan Med3D; return the plans name to train with."""
@@ -63,9 +68,26 @@ class Profile:
 
 #: The CPU profile's unlearning horizons keep the seed study's 20 : 50 ratio (2 : 5 epochs).
 PROFILES = {
-    "cpu": Profile("cpu", original_epochs=20, original_iterations=40, horizons=(2, 5), unlearning_iterations=20,
-                   device="cpu", jobs=2, audit_patches=8, audit_bootstrap=200),
-    "paper": Profile("paper", original_epochs=NNUNET_EPOCHS, original_iterations=NNUNET_ITERATIONS,
-                     horizons=(20, 50), unlearning_iterations=NNUNET_ITERATIONS, device="cuda", jobs=1,
-                     audit_patches=64, audit_bootstrap=1000),
+    "cpu": Profile(
+        "cpu",
+        original_epochs=20,
+        original_iterations=40,
+        horizons=(2, 5),
+        unlearning_iterations=20,
+        device="cpu",
+        jobs=2,
+        audit_patches=8,
+        audit_bootstrap=200,
+    ),
+    "paper": Profile(
+        "paper",
+        original_epochs=NNUNET_EPOCHS,
+        original_iterations=NNUNET_ITERATIONS,
+        horizons=(20, 50),
+        unlearning_iterations=NNUNET_ITERATIONS,
+        device="cuda",
+        jobs=1,
+        audit_patches=64,
+        audit_bootstrap=1000,
+    ),
 }

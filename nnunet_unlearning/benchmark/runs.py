@@ -40,8 +40,7 @@ class Run:
     @property
     def folder(self) -> Path:
         """nnU-Net's fold folder of the run."""
-        return (self.results / self.dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}"
-                / f"fold_{FOLD}")
+        return self.results / self.dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}" / f"fold_{FOLD}"
 
     @property
     def finished(self) -> bool:
@@ -67,13 +66,22 @@ def train_run(run: Run, environment: dict[str, str], device: str) -> float:
     started = time.perf_counter()
     # side-by-side runs would interleave nnU-Net's epoch lines; each run's console goes to its own file
     with log.open("w") as stream, contextlib.redirect_stdout(stream):
-        train(find_trainer(run.trainer), run.dataset_name, run.configuration, run.plans, run.epochs,
-              run.iterations, fold=FOLD, device=device)
+        train(
+            find_trainer(run.trainer),
+            run.dataset_name,
+            run.configuration,
+            run.plans,
+            run.epochs,
+            run.iterations,
+            fold=FOLD,
+            device=device,
+        )
     return time.perf_counter() - started
 
 
-def train_runs(runs: Sequence[Run], environment: dict[str, str], device: str, jobs: int,
-               progress: Callable[[str], None] = print) -> list[str]:
+def train_runs(
+    runs: Sequence[Run], environment: dict[str, str], device: str, jobs: int, progress: Callable[[str], None] = print
+) -> list[str]:
     """Train every unfinished run, ``jobs`` at a time, each in a fresh spawned process (nnU-Net keeps state
     in module globals and torch in its thread pool, so no process trains twice).
 

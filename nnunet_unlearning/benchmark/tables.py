@@ -19,18 +19,53 @@ SEED_RETAIN_RETENTION_PCT = 84.0
 SEED_STRATEGY = "NoisyLabel"
 
 #: Columns carried from the reports into the benchmark's rows and averaged.
-VALUES = ("dice_forget", "dice_retain", "dice_heldout", "forget_drop_pct", "retain_retention_pct",
-          "gap_dice_forget", "gap_dice_retain", "gap_dice_heldout", "avg_gap", "mia_efficacy", "wall_s", "speedup")
-HEADERS = {"model": ("model", "s"), "horizon": ("epochs", "s"), "n": ("forget sets", "d"),
-           "size": ("forget size", "d"), "dice_forget": ("Dice forget", ".3f"), "dice_retain": ("Dice retain", ".3f"),
-           "dice_heldout": ("Dice held-out", ".3f"), "forget_drop_pct": ("forget drop %", ".1f"),
-           "retain_retention_pct": ("retain retention %", ".1f"), "gap_dice_forget": ("Δ Dice forget", "+.3f"),
-           "gap_dice_retain": ("Δ Dice retain", "+.3f"), "gap_dice_heldout": ("Δ Dice held-out", "+.3f"),
-           "avg_gap": ("Avg. Gap", ".3f"), "mia_efficacy": ("MIA efficacy", ".3f"), "wall_s": ("wall s", ".0f"),
-           "speedup": ("speed-up ×", ".1f")}
+VALUES = (
+    "dice_forget",
+    "dice_retain",
+    "dice_heldout",
+    "forget_drop_pct",
+    "retain_retention_pct",
+    "gap_dice_forget",
+    "gap_dice_retain",
+    "gap_dice_heldout",
+    "avg_gap",
+    "mia_efficacy",
+    "wall_s",
+    "speedup",
+)
+HEADERS = {
+    "model": ("model", "s"),
+    "horizon": ("epochs", "s"),
+    "n": ("forget sets", "d"),
+    "size": ("forget size", "d"),
+    "dice_forget": ("Dice forget", ".3f"),
+    "dice_retain": ("Dice retain", ".3f"),
+    "dice_heldout": ("Dice held-out", ".3f"),
+    "forget_drop_pct": ("forget drop %", ".1f"),
+    "retain_retention_pct": ("retain retention %", ".1f"),
+    "gap_dice_forget": ("Δ Dice forget", "+.3f"),
+    "gap_dice_retain": ("Δ Dice retain", "+.3f"),
+    "gap_dice_heldout": ("Δ Dice held-out", "+.3f"),
+    "avg_gap": ("Avg. Gap", ".3f"),
+    "mia_efficacy": ("MIA efficacy", ".3f"),
+    "wall_s": ("wall s", ".0f"),
+    "speedup": ("speed-up ×", ".1f"),
+}
 MAIN_COLUMNS = ("model", "horizon", "n", *VALUES)
-SIZE_COLUMNS = ("size", "model", "horizon", "n", "dice_forget", "dice_retain", "dice_heldout", "forget_drop_pct",
-                "retain_retention_pct", "gap_dice_forget", "avg_gap", "mia_efficacy")
+SIZE_COLUMNS = (
+    "size",
+    "model",
+    "horizon",
+    "n",
+    "dice_forget",
+    "dice_retain",
+    "dice_heldout",
+    "forget_drop_pct",
+    "retain_retention_pct",
+    "gap_dice_forget",
+    "avg_gap",
+    "mia_efficacy",
+)
 _EPOCHS = re.compile(r"_(\d+)epochs$")
 
 
@@ -51,8 +86,15 @@ def benchmark_rows(reports: Mapping[tuple[str, ...], Mapping]) -> list[dict]:
     for forget, report in reports.items():
         for row in report["rows"]:
             model, horizon = model_key(row)
-            rows.append({"forget": list(forget), "size": len(forget), "model": model, "horizon": horizon,
-                         **{k: row.get(k) for k in VALUES}})
+            rows.append(
+                {
+                    "forget": list(forget),
+                    "size": len(forget),
+                    "model": model,
+                    "horizon": horizon,
+                    **{k: row.get(k) for k in VALUES},
+                }
+            )
     return rows
 
 
@@ -66,8 +108,10 @@ def average(rows: Sequence[Mapping], keys: Sequence[str]) -> list[dict]:
     groups: dict[tuple, list[Mapping]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    return [{**dict(zip(keys, key)), "n": len(members), **{v: _mean(m[v] for m in members) for v in VALUES}}
-            for key, members in groups.items()]
+    return [
+        {**dict(zip(keys, key)), "n": len(members), **{v: _mean(m[v] for m in members) for v in VALUES}}
+        for key, members in groups.items()
+    ]
 
 
 def seed_comparison(main: Sequence[Mapping], long_horizon: str) -> dict | None:
@@ -76,12 +120,17 @@ def seed_comparison(main: Sequence[Mapping], long_horizon: str) -> dict | None:
     oracle = next((r for r in main if r["model"] == "retrain oracle"), None)
     if ours is None:
         return None
-    return {"strategy": SEED_STRATEGY, "horizon_epochs": long_horizon,
-            "seed_forget_drop_pct": SEED_FORGET_DROP_PCT, "forget_drop_pct": ours["forget_drop_pct"],
-            "seed_retain_retention_pct": SEED_RETAIN_RETENTION_PCT,
-            "retain_retention_pct": ours["retain_retention_pct"],
-            "dice_forget": ours["dice_forget"], "oracle_dice_forget": oracle["dice_forget"] if oracle else None,
-            "gap_dice_forget": ours["gap_dice_forget"]}
+    return {
+        "strategy": SEED_STRATEGY,
+        "horizon_epochs": long_horizon,
+        "seed_forget_drop_pct": SEED_FORGET_DROP_PCT,
+        "forget_drop_pct": ours["forget_drop_pct"],
+        "seed_retain_retention_pct": SEED_RETAIN_RETENTION_PCT,
+        "retain_retention_pct": ours["retain_retention_pct"],
+        "dice_forget": ours["dice_forget"],
+        "oracle_dice_forget": oracle["dice_forget"] if oracle else None,
+        "gap_dice_forget": ours["gap_dice_forget"],
+    }
 
 
 def tables(rows: Sequence[Mapping], long_horizon: str) -> dict:
@@ -95,29 +144,51 @@ def seed_sentence(comparison: Mapping | None) -> str:
     """The honest comparison with the seed study, in words, from the measured values."""
     if comparison is None:
         return f"{SEED_STRATEGY} was not run, so there is no comparison with the seed study."
-    c = {k: v if isinstance(v, str) else format_value(v, "+.3f" if k.startswith("gap") else ".3f" if "dice" in k
-                                                         else ".1f") for k, v in comparison.items()}
-    return (f"Seed study, {c['strategy']} after 50 epochs: forget Dice −{c['seed_forget_drop_pct']} %, retain "
-            f"{c['seed_retain_retention_pct']} % kept. Here, {c['strategy']} after {c['horizon_epochs']} epochs: "
-            f"forget Dice −{c['forget_drop_pct']} %, retain {c['retain_retention_pct']} % kept; its forget Dice "
-            f"{c['dice_forget']} against the retrain oracle's {c['oracle_dice_forget']} (Δ {c['gap_dice_forget']}): "
-            "a forget Dice far below the oracle's marks the forgotten subject instead of hiding it.")
+    c = {
+        k: v
+        if isinstance(v, str)
+        else format_value(v, "+.3f" if k.startswith("gap") else ".3f" if "dice" in k else ".1f")
+        for k, v in comparison.items()
+    }
+    return (
+        f"Seed study, {c['strategy']} after 50 epochs: forget Dice −{c['seed_forget_drop_pct']} %, retain "
+        f"{c['seed_retain_retention_pct']} % kept. Here, {c['strategy']} after {c['horizon_epochs']} epochs: "
+        f"forget Dice −{c['forget_drop_pct']} %, retain {c['retain_retention_pct']} % kept; its forget Dice "
+        f"{c['dice_forget']} against the retrain oracle's {c['oracle_dice_forget']} (Δ {c['gap_dice_forget']}): "
+        "a forget Dice far below the oracle's marks the forgotten subject instead of hiding it."
+    )
 
 
 def markdown(content: Mapping) -> str:
     """benchmark.md: what ran, the main table, the size table, the seed comparison."""
     t = content["tables"]
-    lines = ["# MRBrainS18 unlearning benchmark", "", f"Profile: {content['profile']}.", "",
-             f"Original model trained on {', '.join(content['training'])}; held out: {', '.join(content['heldout'])}.",
-             f"Forget sets run: {'; '.join(', '.join(f) for f in content['forget_sets'])}.",
-             f"Machine: {content['machine']}. Wall time of the whole benchmark: {content['wall_s']:.0f} s.", "",
-             "Dice: mean over the set's subjects (labels 1–8); forget drop and retain retention relative to the "
-             "original model; Δ = model − retrain oracle; Avg. Gap = mean |Δ| over Dice forget, retain, held-out "
-             "and MIA efficacy (docs/report.md). Values are means over the forget sets counted in the 'forget "
-             "sets' column.", "", "## Leave one subject out (forget size 1)", "",
-             markdown_table(t["leave_one_subject_out"], MAIN_COLUMNS, HEADERS), "",
-             "## Forget-set size", "", markdown_table(t["sizes"], SIZE_COLUMNS, HEADERS), "",
-             "## Against the seed study and the retrain oracle", "", seed_sentence(t["seed_comparison"]), ""]
+    lines = [
+        "# MRBrainS18 unlearning benchmark",
+        "",
+        f"Profile: {content['profile']}.",
+        "",
+        f"Original model trained on {', '.join(content['training'])}; held out: {', '.join(content['heldout'])}.",
+        f"Forget sets run: {'; '.join(', '.join(f) for f in content['forget_sets'])}.",
+        f"Machine: {content['machine']}. Wall time of the whole benchmark: {content['wall_s']:.0f} s.",
+        "",
+        "Dice: mean over the set's subjects (labels 1–8); forget drop and retain retention relative to the "
+        "original model; Δ = model − retrain oracle; Avg. Gap = mean |Δ| over Dice forget, retain, held-out "
+        "and MIA efficacy (docs/report.md). Values are means over the forget sets counted in the 'forget "
+        "sets' column.",
+        "",
+        "## Leave one subject out (forget size 1)",
+        "",
+        markdown_table(t["leave_one_subject_out"], MAIN_COLUMNS, HEADERS),
+        "",
+        "## Forget-set size",
+        "",
+        markdown_table(t["sizes"], SIZE_COLUMNS, HEADERS),
+        "",
+        "## Against the seed study and the retrain oracle",
+        "",
+        seed_sentence(t["seed_comparison"]),
+        "",
+    ]
     if content["failed_runs"]:
         lines += ["## Runs that failed (not in the tables)", "", *(f"- {line}" for line in content["failed_runs"]), ""]
     return "\n".join(lines)

@@ -80,9 +80,17 @@ _SUBJECT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
-def convert_mrbrains18(src: Path, dataset_id: int, *, modalities: Sequence[str] = ("T1", "IR", "FLAIR"),
-                       source: str = "pre", labels: str = "challenge", subjects: Sequence[str] | None = None,
-                       overwrite: bool = False, raw_root: Path | None = None) -> Path:
+def convert_mrbrains18(
+    src: Path,
+    dataset_id: int,
+    *,
+    modalities: Sequence[str] = ("T1", "IR", "FLAIR"),
+    source: str = "pre",
+    labels: str = "challenge",
+    subjects: Sequence[str] | None = None,
+    overwrite: bool = False,
+    raw_root: Path | None = None,
+) -> Path:
     """Convert an MRBrainS18 release at `src` into nnU-Net raw dataset `dataset_id` (1-999).
 
     `modalities`: channels in order (any subset of MODALITIES); `source`: "pre" or "orig" folder;
@@ -106,12 +114,20 @@ def convert_mrbrains18(src: Path, dataset_id: int, *, modalities: Sequence[str] 
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
         label_dict, lut = _LABEL_SETS[labels]
-        records = {case: _convert_case(src, tmp, case, *cases[case], plan[case], modalities, lut)
-                   for case in cases}
+        records = {case: _convert_case(src, tmp, case, *cases[case], plan[case], modalities, lut) for case in cases}
         n_training = sum(split == "training" for split, _ in cases.values())
         _write_json(tmp / "dataset.json", _dataset_json(modalities, label_dict, n_training, source, labels))
-        _write_json(tmp / "subjects.json", {"format": 1, "source_root": str(src), "source": source,
-                                            "labels": labels, "modalities": list(modalities), "cases": records})
+        _write_json(
+            tmp / "subjects.json",
+            {
+                "format": 1,
+                "source_root": str(src),
+                "source": source,
+                "labels": labels,
+                "modalities": list(modalities),
+                "cases": records,
+            },
+        )
         _publish(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -131,8 +147,10 @@ def _check_options(dataset_id: int, modalities: Sequence[str], source: str, labe
     modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown or not modalities or len(set(modalities)) != len(modalities):
-        raise UserInputError(f"--modalities {' '.join(modalities) or '(none)'}: give each of "
-                             f"{', '.join(MODALITIES)} at most once, at least one")
+        raise UserInputError(
+            f"--modalities {' '.join(modalities) or '(none)'}: give each of "
+            f"{', '.join(MODALITIES)} at most once, at least one"
+        )
     if source not in SOURCES:
         raise UserInputError(f"--source {source}: expected one of {', '.join(SOURCES)}")
     if labels not in LABEL_SETS:
@@ -142,9 +160,10 @@ def _check_options(dataset_id: int, modalities: Sequence[str], source: str, labe
 
 def _raw_root(raw_root: Path | None) -> Path:
     if raw_root is None:
-        raw_root = os.environ.get(_NNUNET_FOLDERS[0])
-        if not raw_root:
+        value = os.environ.get(_NNUNET_FOLDERS[0])
+        if not value:
             raise UserInputError("nnUNet_raw is not set: export nnUNet_raw=<folder for nnU-Net raw datasets>")
+        raw_root = Path(value)
     return Path(raw_root).resolve()
 
 
@@ -180,8 +199,10 @@ def _select_cases(src: Path, subjects: Sequence[str] | None) -> dict[str, tuple[
     if not src.is_dir():
         raise UserInputError(f"{src}: MRBrainS18 release folder not found")
     if not (src / "training").is_dir():
-        raise UserInputError(f"{src}: has no training/ folder; expected the MRBrainS18 release layout "
-                             f"training/<id>/{{pre,orig}}/*.nii.gz")
+        raise UserInputError(
+            f"{src}: has no training/ folder; expected the MRBrainS18 release layout "
+            f"training/<id>/{{pre,orig}}/*.nii.gz"
+        )
     found = {split: _subjects_in(src / split) for split in SPLITS}
     if not found["training"]:
         raise UserInputError(f"{src / 'training'}: contains no subject folders")
@@ -213,8 +234,9 @@ def _check_target(target: Path, src: Path, dataset_id: int, overwrite: bool) -> 
             continue
         for other in Path(root).glob(f"Dataset{dataset_id:03d}_*"):
             if other.name != target.name:
-                raise UserInputError(f"{other}: dataset id {dataset_id} is already taken by another dataset; "
-                                     f"choose another -d")
+                raise UserInputError(
+                    f"{other}: dataset id {dataset_id} is already taken by another dataset; choose another -d"
+                )
 
 
 def _case_files(split: str, subject: str, modalities: Sequence[str], source: str) -> dict[str, str]:
@@ -236,13 +258,23 @@ def _check_files_exist(src: Path, cases: dict[str, tuple[str, str]], plan: dict[
                 what = f"{split}/<id>/{name}" + (f" ({key})" if key != "label" else " (labels)")
                 missing.setdefault(what, []).append(subject)
     if missing:
-        groups = "; ".join(f"subject {s[0]} has no {what}" if len(s) == 1 else
-                           f"subjects {', '.join(s)} have no {what}" for what, s in missing.items())
+        groups = "; ".join(
+            f"subject {s[0]} has no {what}" if len(s) == 1 else f"subjects {', '.join(s)} have no {what}"
+            for what, s in missing.items()
+        )
         raise UserInputError(f"{src}: {groups}")
 
 
-def _convert_case(src: Path, out: Path, case: str, split: str, subject: str, files: dict[str, str],
-                  modalities: Sequence[str], lut: np.ndarray) -> dict:
+def _convert_case(
+    src: Path,
+    out: Path,
+    case: str,
+    split: str,
+    subject: str,
+    files: dict[str, str],
+    modalities: Sequence[str],
+    lut: np.ndarray,
+) -> dict:
     """Check and write one case's images (and label); return its subjects.json record."""
     sources = {key: read_source(src, rel, subject) for key, rel in files.items()}
     reference = sources[modalities[0]]
@@ -251,15 +283,19 @@ def _convert_case(src: Path, out: Path, case: str, split: str, subject: str, fil
         check_same_grid(item, reference)
     for modality in modalities:
         check_finite(sources[modality])
-    images_dir, labels_dir = (out / name if name else None for name in SPLITS[split])
+    images_name, labels_name = SPLITS[split]
+    images_dir, labels_dir = out / images_name, (out / labels_name if labels_name else None)
     images_dir.mkdir(exist_ok=True)
     for channel, modality in enumerate(modalities):
         (images_dir / f"{case}_{channel:04d}.nii.gz").write_bytes(sources[modality].data)
     if labels_dir is not None:
         labels_dir.mkdir(exist_ok=True)
         (labels_dir / f"{case}.nii.gz").write_bytes(_label_bytes(sources["label"], lut))
-    return {"subject": subject, "split": split,
-            "files": {key: {"path": rel, "sha256": sources[key].sha256} for key, rel in files.items()}}
+    return {
+        "subject": subject,
+        "split": split,
+        "files": {key: {"path": rel, "sha256": sources[key].sha256} for key, rel in files.items()},
+    }
 
 
 def _label_bytes(source: SourceFile, lut: np.ndarray) -> bytes:
@@ -278,8 +314,9 @@ def _label_bytes(source: SourceFile, lut: np.ndarray) -> bytes:
     return gzip.compress(image.to_bytes(), compresslevel=1, mtime=0)
 
 
-def _dataset_json(modalities: Sequence[str], label_dict: dict[str, int], n_training: int, source: str,
-                  labels: str) -> dict:
+def _dataset_json(
+    modalities: Sequence[str], label_dict: dict[str, int], n_training: int, source: str, labels: str
+) -> dict:
     return {
         "name": DATASET_NAME,
         "description": f"MRBrainS18 brain MRI (UMC Utrecht, 3T), {source}/ images, label set '{labels}'",
@@ -289,8 +326,13 @@ def _dataset_json(modalities: Sequence[str], label_dict: dict[str, int], n_train
         "labels": label_dict,
         "numTraining": n_training,
         "file_ending": ".nii.gz",
-        "nnunet_unlearning": {"converter": "mrbrains18", "version": __version__, "source": source,
-                              "labels": labels, "subjects_file": "subjects.json"},
+        "nnunet_unlearning": {
+            "converter": "mrbrains18",
+            "version": __version__,
+            "source": source,
+            "labels": labels,
+            "subjects_file": "subjects.json",
+        },
     }
 
 

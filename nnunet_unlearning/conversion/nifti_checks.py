@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 
 from nnunet_unlearning.errors import UserInputError
 
@@ -64,7 +66,8 @@ def read_source(root: Path, name: str, subject: str) -> SourceFile:
             image = nib.Nifti1Image.from_bytes(raw)
     except Exception as error:  # nibabel raises several types for a broken header
         raise UserInputError(f"{where}: not a readable NIfTI-1 file ({error})") from error
-    needed = image.dataobj.offset + int(np.prod(image.shape)) * image.get_data_dtype().itemsize
+    proxy = cast(ArrayProxy, image.dataobj)  # from_bytes images are backed by an array proxy
+    needed = proxy.offset + int(np.prod(image.shape)) * image.get_data_dtype().itemsize
     if len(raw) < needed:
         raise UserInputError(f"{where}: truncated, {len(raw)} bytes where the header needs {needed}")
     return SourceFile(subject, name, data, hashlib.sha256(data).hexdigest(), image)
@@ -98,8 +101,9 @@ def check_same_grid(source: SourceFile, reference: SourceFile) -> None:
     if image.shape != ref.shape:
         problem = f"shape {image.shape}, but {reference.name} has {ref.shape}"
     elif not np.allclose(image.header.get_zooms(), ref.header.get_zooms(), GRID_TOLERANCE, GRID_TOLERANCE):
-        problem = (f"spacing {_mm(image.header.get_zooms())} mm, "
-                   f"but {reference.name} has {_mm(ref.header.get_zooms())} mm")
+        problem = (
+            f"spacing {_mm(image.header.get_zooms())} mm, but {reference.name} has {_mm(ref.header.get_zooms())} mm"
+        )
     elif not np.allclose(image.affine, ref.affine, GRID_TOLERANCE, GRID_TOLERANCE):
         worst = float(np.abs(image.affine - ref.affine).max())
         problem = f"an affine that differs from that of {reference.name} by up to {worst:.3g} mm"
@@ -115,7 +119,7 @@ def check_finite(source: SourceFile) -> None:
     one pass over its voxels.
     """
     image = source.image
-    proxy = image.dataobj
+    proxy = cast(ArrayProxy, image.dataobj)
     if np.issubdtype(image.get_data_dtype(), np.integer) and proxy.slope == 1 and proxy.inter == 0:
         return
     values = np.asanyarray(proxy)
@@ -124,8 +128,10 @@ def check_finite(source: SourceFile) -> None:
         n_nan, n_inf = int(np.isnan(bad).sum()), int(np.isinf(bad).sum())
         kinds = {"NaN": n_nan, "Inf": n_inf, "beyond float32's range": bad.size - n_nan - n_inf}
         found = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
-        raise UserInputError(f"{source.where}: has voxel values that are NaN or Inf in float32 ({found}); "
-                             f"nnU-Net reads images as float32 and its intensity normalisation needs finite values")
+        raise UserInputError(
+            f"{source.where}: has voxel values that are NaN or Inf in float32 ({found}); "
+            f"nnU-Net reads images as float32 and its intensity normalisation needs finite values"
+        )
 
 
 def label_values(source: SourceFile, max_value: int) -> np.ndarray:
@@ -134,8 +140,9 @@ def label_values(source: SourceFile, max_value: int) -> np.ndarray:
     if not np.issubdtype(labels.dtype, np.integer):
         non_finite = np.count_nonzero(~np.isfinite(labels))
         if non_finite:
-            raise UserInputError(f"{source.where}: has NaN or Inf label values ({non_finite} voxels); "
-                                 f"expected integers 0-{max_value}")
+            raise UserInputError(
+                f"{source.where}: has NaN or Inf label values ({non_finite} voxels); expected integers 0-{max_value}"
+            )
         if np.any(labels != np.round(labels)):
             raise UserInputError(f"{source.where}: has non-integer label values; expected integers 0-{max_value}")
     outside = (labels < 0) | (labels > max_value)

@@ -148,13 +148,19 @@ def _head_frame(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
     yaw, pitch = np.deg2rad(rng.uniform(-5.0, 5.0, 2))
     x, y = np.cos(yaw) * x - np.sin(yaw) * y, np.sin(yaw) * x + np.cos(yaw) * y
     y, z = np.cos(pitch) * y - np.sin(pitch) * z, np.sin(pitch) * y + np.cos(pitch) * z
-    return tuple(np.broadcast_to(a, SHAPE).astype(np.float32) for a in (x, y, z))
+    frame = [np.broadcast_to(a, SHAPE).astype(np.float32) for a in (x, y, z)]
+    return frame[0], frame[1], frame[2]
 
 
 def _smooth_noise(rng: np.random.Generator, coarse: tuple[int, int, int]) -> np.ndarray:
     """A smooth random field on the full grid (unit sd), from noise on a `coarse` grid upsampled linearly."""
-    field = ndimage.zoom(rng.standard_normal(coarse).astype(np.float32),
-                         [n / c for n, c in zip(SHAPE, coarse)], order=1, grid_mode=True, mode="nearest")
+    field = ndimage.zoom(
+        rng.standard_normal(coarse).astype(np.float32),
+        [n / c for n, c in zip(SHAPE, coarse)],
+        order=1,
+        grid_mode=True,
+        mode="nearest",
+    )
     return field / field.std()
 
 
@@ -205,8 +211,9 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     for side in (-1, 1):
         tissue[white & (head.r2((21 * side, -10, 0), (12, 20, 13)) < 1)] = 2
     ventricle_size = 0.8 + 0.8 * atrophy
-    ventricles_r2 = np.minimum(*(head.r2((8 * side, -6, 12), (7 * ventricle_size, 30, 12 * ventricle_size))
-                                 for side in (-1, 1)))
+    ventricles_r2 = np.minimum(
+        *(head.r2((8 * side, -6, 12), (7 * ventricle_size, 30, 12 * ventricle_size)) for side in (-1, 1))
+    )
     tissue[cerebrum & (ventricles_r2 < 1)] = 6
 
     white = tissue == 3
@@ -216,8 +223,9 @@ def _anatomy(subject: str, rng: np.random.Generator) -> np.ndarray:
     return tissue
 
 
-def _add_lesions(tissue: np.ndarray, white: np.ndarray, periventricular: np.ndarray, head: _Head,
-                 rng: np.random.Generator) -> None:
+def _add_lesions(
+    tissue: np.ndarray, white: np.ndarray, periventricular: np.ndarray, head: _Head, rng: np.random.Generator
+) -> None:
     """White-matter lesions (label 4): 2 to 120 ellipsoids of 1.5-7 mm radii, most beside the ventricles.
 
     One draw, the lesion load, sets both their number and their size.
@@ -239,8 +247,9 @@ def _add_infarct(tissue: np.ndarray, region: np.ndarray, head: _Head, rng: np.ra
     _paint_blob(tissue, np.isin(tissue, (1, 3, 4)), centre, rng.uniform(7.0, 13.0, 3), head, 9)
 
 
-def _paint_blob(tissue: np.ndarray, allowed: np.ndarray, centre: tuple[int, ...], radii_mm: np.ndarray,
-                head: _Head, value: int) -> None:
+def _paint_blob(
+    tissue: np.ndarray, allowed: np.ndarray, centre: tuple[int, ...], radii_mm: np.ndarray, head: _Head, value: int
+) -> None:
     """Set `value` where an ellipsoid around voxel `centre` (radii in mm) meets `allowed`, in a local box."""
     half = np.ceil(radii_mm / np.asarray(SPACING)).astype(int)
     box = tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(centre, half))

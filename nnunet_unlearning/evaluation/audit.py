@@ -74,7 +74,7 @@ class RunFolder:
 
 
 def _labels(runs: Sequence[RunFolder]) -> list[str]:
-    """"retrain" for the oracle, else the trainer name; the full folder name where that is ambiguous."""
+    """ "retrain" for the oracle, else the trainer name; the full folder name where that is ambiguous."""
     short = ["retrain" if r.trainer == RETRAIN_TRAINER else r.trainer for r in runs]
     return [s if short.count(s) == 1 else r.name for s, r in zip(short, runs)]
 
@@ -84,8 +84,10 @@ def _check_request(request: UnlearningRequest) -> None:
         raise UserInputError(f"request {request.request_id}: forgets no case")
     for name in ("retain", "heldout"):
         if len(getattr(request, name)) < 2:
-            raise UserInputError(f"request {request.request_id}: the audit needs at least 2 {name} cases "
-                                 f"(members and non-members), it has {len(getattr(request, name))}")
+            raise UserInputError(
+                f"request {request.request_id}: the audit needs at least 2 {name} cases "
+                f"(members and non-members), it has {len(getattr(request, name))}"
+            )
 
 
 def _load_predictor(run: RunFolder, device: torch.device):
@@ -96,16 +98,25 @@ def _load_predictor(run: RunFolder, device: torch.device):
         # nnU-Net prints a notice for non-CUDA devices and where it looks for trainer classes; the audit's
         # output is its table
         with contextlib.redirect_stdout(io.StringIO()):
-            predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                        perform_everything_on_device=device.type == "cuda", device=device,
-                                        verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-            predictor.initialize_from_trained_model_folder(str(run.path.parent), use_folds=(fold,),
-                                                           checkpoint_name=CHECKPOINT)
+            predictor = nnUNetPredictor(
+                tile_step_size=0.5,
+                use_gaussian=True,
+                use_mirroring=False,
+                perform_everything_on_device=device.type == "cuda",
+                device=device,
+                verbose=False,
+                verbose_preprocessing=False,
+                allow_tqdm=False,
+            )
+            predictor.initialize_from_trained_model_folder(
+                str(run.path.parent), use_folds=(fold,), checkpoint_name=CHECKPOINT
+            )
     except RuntimeError as error:
         if "Could not find requested nnunet trainer" not in str(error):
             raise
-        raise UserInputError(f"{run.path}: nnU-Net cannot find trainer class {run.trainer} "
-                             "(is nnUNet_extTrainer set?)") from None
+        raise UserInputError(
+            f"{run.path}: nnU-Net cannot find trainer class {run.trainer} (is nnUNet_extTrainer set?)"
+        ) from None
     if predictor.label_manager.has_regions:
         raise UserInputError(f"{run.path}: region-based model; the audit supports label (softmax) models only")
     return predictor
@@ -114,8 +125,9 @@ def _load_predictor(run: RunFolder, device: torch.device):
 def _preprocessed_folder(request: UnlearningRequest, predictor) -> Path:
     root = os.environ.get("nnUNet_preprocessed")
     if not root:
-        raise UserInputError("environment variable nnUNet_preprocessed is not set (the audit reads the "
-                             "preprocessed cases)")
+        raise UserInputError(
+            "environment variable nnUNet_preprocessed is not set (the audit reads the preprocessed cases)"
+        )
     folder = Path(root) / request.dataset_name / predictor.configuration_manager.data_identifier
     if not folder.is_dir():
         raise UserInputError(f"{folder}: preprocessed data not found (run nnUNetv2_plan_and_preprocess)")
@@ -125,8 +137,15 @@ def _preprocessed_folder(request: UnlearningRequest, predictor) -> Path:
 class _Cases:
     """The request's preprocessed cases and their patches: the same patches for every model."""
 
-    def __init__(self, folder: Path, cases: Sequence[str], ignore_label: int | None, patch_size: Sequence[int],
-                 patches_per_case: int, seed: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        cases: Sequence[str],
+        ignore_label: int | None,
+        patch_size: Sequence[int],
+        patches_per_case: int,
+        seed: int,
+    ) -> None:
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
         dataset_class = infer_dataset_class(str(folder))
@@ -167,12 +186,22 @@ def _features(predictor, cases: _Cases, case_ids: Sequence[str]) -> dict[str, np
 
 
 def _feature_means(features: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
-    return {name: dict(zip(FEATURES, np.concatenate(list(per_case.values())).mean(axis=0).tolist()))
-            for name, per_case in features.items()}
+    return {
+        name: dict(zip(FEATURES, np.concatenate(list(per_case.values())).mean(axis=0).tolist()))
+        for name, per_case in features.items()
+    }
 
 
-def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patch_size: Sequence[int] | None = None,
-                 patches_per_case: int = 64, bootstrap: int = 1000, seed: int = 0, device: str = "cpu") -> dict:
+def audit_models(
+    models: Mapping[str, Path],
+    request: UnlearningRequest,
+    *,
+    patch_size: Sequence[int] | None = None,
+    patches_per_case: int = 64,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
     """Membership-inference audit of each model on the request's retain, held-out and forget cases.
 
     Args:
@@ -193,15 +222,17 @@ def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patc
         trainers when unset, so nnU-Net finds our trainer classes.
     """
     if patches_per_case < 1 or bootstrap < 0:
-        raise UserInputError(f"patches per case must be >= 1 and bootstrap >= 0, got {patches_per_case} and "
-                             f"{bootstrap}")
+        raise UserInputError(
+            f"patches per case must be >= 1 and bootstrap >= 0, got {patches_per_case} and {bootstrap}"
+        )
     _check_request(request)
     runs = {label: RunFolder.parse(path) for label, path in models.items()}
     for run in runs.values():
         plans = json.loads((run.path.parent / "plans.json").read_text())
         if plans.get("dataset_name") != request.dataset_name:
-            raise UserInputError(f"{run.path}: model of {plans.get('dataset_name')}, the request is for "
-                                 f"{request.dataset_name}")
+            raise UserInputError(
+                f"{run.path}: model of {plans.get('dataset_name')}, the request is for {request.dataset_name}"
+            )
         if run.fold != request.original.fold:
             raise UserInputError(f"{run.path}: fold {run.fold}, the request's split is fold {request.original.fold}")
     if not os.environ.get("nnUNet_extTrainer"):
@@ -220,19 +251,32 @@ def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patc
         if cases is None:
             size = patch_size or [max(1, int(p) // 2) for p in predictor.configuration_manager.patch_size]
             if len(size) != len(predictor.configuration_manager.patch_size) or min(size) < 1:
-                raise UserInputError(f"patch size {tuple(size)}: needs "
-                                     f"{len(predictor.configuration_manager.patch_size)} positive sizes")
-            cases = _Cases(folder, [c for v in sets.values() for c in v], predictor.label_manager.ignore_label,
-                           size, patches_per_case, seed)
+                raise UserInputError(
+                    f"patch size {tuple(size)}: needs {len(predictor.configuration_manager.patch_size)} positive sizes"
+                )
+            cases = _Cases(
+                folder,
+                [c for v in sets.values() for c in v],
+                predictor.label_manager.ignore_label,
+                size,
+                patches_per_case,
+                seed,
+            )
         elif folder != cases.folder:
-            raise UserInputError(f"{run.path}: predicts on {folder.name}, the first model on {cases.folder.name}; "
-                                 "an audit compares models on one preprocessed grid")
+            raise UserInputError(
+                f"{run.path}: predicts on {folder.name}, the first model on {cases.folder.name}; "
+                "an audit compares models on one preprocessed grid"
+            )
         features = {name: _features(predictor, cases, ids) for name, ids in sets.items()}
-        attack = membership_attack(features["retain"], features["heldout"], features["forget"],
-                                   bootstrap=bootstrap, seed=seed)
+        attack = membership_attack(
+            features["retain"], features["heldout"], features["forget"], bootstrap=bootstrap, seed=seed
+        )
         results[label] = {
-            "folder": str(run.path), "trainer": run.trainer, "plans": run.plans,
-            "configuration": run.configuration, "fold": run.fold,
+            "folder": str(run.path),
+            "trainer": run.trainer,
+            "plans": run.plans,
+            "configuration": run.configuration,
+            "fold": run.fold,
             "checkpoint_sha256": sha256_file(run.path / CHECKPOINT),
             "n_patches": {name: int(sum(len(f) for f in features[name].values())) for name in SETS},
             **attack,
@@ -244,11 +288,20 @@ def audit_models(models: Mapping[str, Path], request: UnlearningRequest, *, patc
     for entry in results.values():
         entry["gap_to_retrain"] = _gap(entry, results.get("retrain"))
     return {
-        "format": FORMAT, "request_id": request.request_id, "dataset": request.dataset_name,
+        "format": FORMAT,
+        "request_id": request.request_id,
+        "dataset": request.dataset_name,
         **{name: sets[name] for name in ("forget", "retain", "heldout")},
-        "settings": {"patch_size": list(cases.patch_size), "patches_per_case": patches_per_case,
-                     "bootstrap": bootstrap, "seed": seed, "ci_level": CI_LEVEL, "features": list(FEATURES),
-                     "classifier": CLASSIFIER, "device": device},
+        "settings": {
+            "patch_size": list(cases.patch_size),
+            "patches_per_case": patches_per_case,
+            "bootstrap": bootstrap,
+            "seed": seed,
+            "ci_level": CI_LEVEL,
+            "features": list(FEATURES),
+            "classifier": CLASSIFIER,
+            "device": device,
+        },
         "models": results,
     }
 
@@ -284,8 +337,9 @@ def _original(request: UnlearningRequest) -> RunFolder:
     except OSError as error:
         raise UserInputError(f"{original.path / CHECKPOINT}: unreadable ({error.strerror})") from None
     if not unchanged:
-        raise UserInputError(f"{original.path / CHECKPOINT}: checkpoint changed since the request was written "
-                             "(SHA-256 differs)")
+        raise UserInputError(
+            f"{original.path / CHECKPOINT}: checkpoint changed since the request was written (SHA-256 differs)"
+        )
     return original
 
 
@@ -293,9 +347,17 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def run_audit(run_folders: Sequence[Path], out: Path | None = None, request_file: Path | None = None, *,
-              patches_per_case: int = 64, bootstrap: int = 1000, seed: int = 0,
-              patch_size: Sequence[int] | None = None, device: str = "cpu") -> Path:
+def run_audit(
+    run_folders: Sequence[Path],
+    out: Path | None = None,
+    request_file: Path | None = None,
+    *,
+    patches_per_case: int = 64,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    patch_size: Sequence[int] | None = None,
+    device: str = "cpu",
+) -> Path:
     """Audit the original model of the request and the given runs; write the audit; return its JSON path.
 
     Writes ``unlearning_audit.json`` and ``unlearning_audit.md`` into ``out`` (default: the first run folder
@@ -323,18 +385,27 @@ def run_audit(run_folders: Sequence[Path], out: Path | None = None, request_file
     runs = [r for r in runs if r.path != original.path]
     if out is None:
         if not runs:
-            raise UserInputError(f"{original.path}: is the original model, whose folder is never written to; "
-                                 "give an output folder with -o")
+            raise UserInputError(
+                f"{original.path}: is the original model, whose folder is never written to; "
+                "give an output folder with -o"
+            )
         out = runs[0].path
     out = Path(out).resolve()
     if _inside(out, original.path):
-        raise UserInputError(f"{out}: inside the original model's folder, which is never written to; choose "
-                             "another output folder")
+        raise UserInputError(
+            f"{out}: inside the original model's folder, which is never written to; choose another output folder"
+        )
 
     labels = _labels(runs)
-    content = audit_models({"original": original.path, **dict(zip(labels, (r.path for r in runs)))}, request,
-                           patch_size=patch_size, patches_per_case=patches_per_case, bootstrap=bootstrap,
-                           seed=seed, device=device)
+    content = audit_models(
+        {"original": original.path, **dict(zip(labels, (r.path for r in runs)))},
+        request,
+        patch_size=patch_size,
+        patches_per_case=patches_per_case,
+        bootstrap=bootstrap,
+        seed=seed,
+        device=device,
+    )
     for label, run in zip(labels, runs):
         _write_json(run.path / AUDIT_FILE, {**content, "model": label})
     if out not in [r.path for r in runs]:
@@ -362,20 +433,27 @@ def _ci(estimate: dict) -> str:
 
 def audit_table(content: Mapping) -> str:
     """The audit as a Markdown table (one row per model) with the settings beneath it."""
-    lines = ["| model | MIA efficacy | AUC forget vs held-out | attack AUC (retain vs held-out) | "
-             "held-out non-member rate | efficacy − retrain | loss forget / retain / held-out |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | MIA efficacy | AUC forget vs held-out | attack AUC (retain vs held-out) | "
+        "held-out non-member rate | efficacy − retrain | loss forget / retain / held-out |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, m in content["models"].items():
         gap = m["gap_to_retrain"]
         losses = " / ".join(f"{m['feature_means'][s]['loss_mean']:.4f}" for s in ("forget", "retain", "heldout"))
-        lines.append(f"| {label} | {_ci(m['mia_efficacy'])} | {_ci(m['auc_forget_vs_heldout'])} | "
-                     f"{_ci(m['attack_auc'])} | {_ci(m['heldout_nonmember_rate'])} | "
-                     f"{'n/a' if gap is None else format(gap['mia_efficacy'], '+.3f')} | {losses} |")
+        lines.append(
+            f"| {label} | {_ci(m['mia_efficacy'])} | {_ci(m['auc_forget_vs_heldout'])} | "
+            f"{_ci(m['attack_auc'])} | {_ci(m['heldout_nonmember_rate'])} | "
+            f"{'n/a' if gap is None else format(gap['mia_efficacy'], '+.3f')} | {losses} |"
+        )
     s = content["settings"]
-    lines += ["", f"Request {content['request_id']} ({content['dataset']}): forget {', '.join(content['forget'])}; "
-              f"{len(content['retain'])} retain (members), {len(content['heldout'])} held-out (non-members) cases.",
-              f"{s['patches_per_case']} patches per case of {'×'.join(map(str, s['patch_size']))} voxels, "
-              f"seed {s['seed']}; {int(100 * s['ci_level'])} % percentile-bootstrap intervals over patches "
-              f"({s['bootstrap']} draws). A perfect unlearner matches the retrain oracle's efficacy; see "
-              "docs/audit.md."]
+    lines += [
+        "",
+        f"Request {content['request_id']} ({content['dataset']}): forget {', '.join(content['forget'])}; "
+        f"{len(content['retain'])} retain (members), {len(content['heldout'])} held-out (non-members) cases.",
+        f"{s['patches_per_case']} patches per case of {'×'.join(map(str, s['patch_size']))} voxels, "
+        f"seed {s['seed']}; {int(100 * s['ci_level'])} % percentile-bootstrap intervals over patches "
+        f"({s['bootstrap']} draws). A perfect unlearner matches the retrain oracle's efficacy; see "
+        "docs/audit.md.",
+    ]
     return "\n".join(lines) + "\n"

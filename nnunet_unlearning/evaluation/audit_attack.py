@@ -28,8 +28,9 @@ CLASSIFIER = "StandardScaler + LogisticRegression(class_weight='balanced')"
 
 def membership_classifier(seed: int) -> Pipeline:
     """A fresh, unfitted member (1) vs non-member (0) classifier of patch-feature rows."""
-    return make_pipeline(StandardScaler(),
-                         LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed))
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed)
+    )
 
 
 def judged_nonmember(member_score: np.ndarray) -> np.ndarray:
@@ -84,8 +85,14 @@ def _stack(features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return rows, groups
 
 
-def membership_attack(members: Mapping[str, np.ndarray], nonmembers: Mapping[str, np.ndarray],
-                      forget: Mapping[str, np.ndarray], *, bootstrap: int = 1000, seed: int = 0) -> dict:
+def membership_attack(
+    members: Mapping[str, np.ndarray],
+    nonmembers: Mapping[str, np.ndarray],
+    forget: Mapping[str, np.ndarray],
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Fit the attack on members vs non-members of one model and judge the forget patches.
 
     Args:
@@ -112,8 +119,9 @@ def membership_attack(members: Mapping[str, np.ndarray], nonmembers: Mapping[str
         every fit), or no forget patch.
     """
     if len(members) < 2 or len(nonmembers) < 2:
-        raise ValueError(f"the attack needs at least 2 member and 2 non-member cases, got {len(members)} and "
-                         f"{len(nonmembers)}")
+        raise ValueError(
+            f"the attack needs at least 2 member and 2 non-member cases, got {len(members)} and {len(nonmembers)}"
+        )
     member_rows, member_groups = _stack(members)
     nonmember_rows, nonmember_groups = _stack(nonmembers)
     forget_rows, _ = _stack(forget)
@@ -134,16 +142,21 @@ def membership_attack(members: Mapping[str, np.ndarray], nonmembers: Mapping[str
     heldout_nonmember = judged_nonmember(heldout_score)
 
     rng = np.random.default_rng(seed)
-    draws = {name: rng.multinomial(n, np.full(n, 1 / n), size=bootstrap).astype(float)
-             for name, n in (("forget", len(forget_rows)), ("retain", len(retain_score)),
-                             ("heldout", len(heldout_score)))}
+    draws = {
+        name: rng.multinomial(n, np.full(n, 1 / n), size=bootstrap).astype(float)
+        for name, n in (("forget", len(forget_rows)), ("retain", len(retain_score)), ("heldout", len(heldout_score)))
+    }
     return {
         "mia_efficacy": _estimate(forget_nonmember.mean(), draws["forget"] @ forget_nonmember / len(forget_rows)),
-        "auc_forget_vs_heldout": _estimate(auc(forget_score, heldout_score),
-                                           weighted_auc(forget_score, heldout_score, draws["forget"],
-                                                        draws["heldout"])),
-        "attack_auc": _estimate(auc(retain_score, heldout_score),
-                                weighted_auc(retain_score, heldout_score, draws["retain"], draws["heldout"])),
-        "heldout_nonmember_rate": _estimate(heldout_nonmember.mean(),
-                                            draws["heldout"] @ heldout_nonmember / len(heldout_score)),
+        "auc_forget_vs_heldout": _estimate(
+            auc(forget_score, heldout_score),
+            weighted_auc(forget_score, heldout_score, draws["forget"], draws["heldout"]),
+        ),
+        "attack_auc": _estimate(
+            auc(retain_score, heldout_score),
+            weighted_auc(retain_score, heldout_score, draws["retain"], draws["heldout"]),
+        ),
+        "heldout_nonmember_rate": _estimate(
+            heldout_nonmember.mean(), draws["heldout"] @ heldout_nonmember / len(heldout_score)
+        ),
     }

@@ -16,8 +16,14 @@ import numpy as np
 import torch
 
 #: Feature names, in the column order of `patch_features`.
-FEATURES: tuple[str, ...] = ("loss_mean", "loss_std", "confidence_mean", "confidence_std", "entropy_mean",
-                             "entropy_std")
+FEATURES: tuple[str, ...] = (
+    "loss_mean",
+    "loss_std",
+    "confidence_mean",
+    "confidence_std",
+    "entropy_mean",
+    "entropy_std",
+)
 
 
 def audit_patch_size(configuration_patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
@@ -85,8 +91,7 @@ def voxel_maps(logits: torch.Tensor, truth: np.ndarray, valid: np.ndarray) -> np
     return maps
 
 
-def patch_features(maps: np.ndarray, valid: np.ndarray, origins: np.ndarray,
-                   patch_size: Sequence[int]) -> np.ndarray:
+def patch_features(maps: np.ndarray, valid: np.ndarray, origins: np.ndarray, patch_size: Sequence[int]) -> np.ndarray:
     """Mean and standard deviation, over each patch's valid voxels, of each voxel map.
 
     Args:

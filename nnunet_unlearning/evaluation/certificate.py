@@ -15,7 +15,7 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -40,6 +40,8 @@ CHECKPOINT = "checkpoint_final.pth"
 MAY_BE_DELETED = ("original_checkpoint",)
 KIND = "nnunet-unlearning unlearning certificate"
 FORMAT = 1
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """The outcome of `verify_certificate`: ``ok`` when every certified file that exists still matches and no
@@ -61,8 +63,10 @@ def find_retrain_run(run_folder: Path, request_id: str) -> Path | None:
     if len(parts) != 3:
         return None
     pattern = f"{RETRAIN_PREFIX}*__{parts[1]}__{parts[2]}/{run_folder.name}"
-    candidates = sorted(run_folder.parent.parent.glob(pattern),
-                        key=lambda p: (p.parent.name.split("__")[0] != RETRAIN_PREFIX, p.parent.name))
+    candidates = sorted(
+        run_folder.parent.parent.glob(pattern),
+        key=lambda p: (p.parent.name.split("__")[0] != RETRAIN_PREFIX, p.parent.name),
+    )
     for candidate in candidates:
         if candidate.resolve() == run_folder:
             continue
@@ -85,12 +89,16 @@ def _software() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"python": platform.python_version(), "torch": version("torch"), "nnunetv2": version("nnunetv2"),
-            "nnunet_unlearning": nnunet_unlearning.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": version("torch"),
+        "nnunetv2": version("nnunetv2"),
+        "nnunet_unlearning": nnunet_unlearning.__version__,
+    }
 
 
 def _utc(timestamp: float | None = None) -> str:
-    moment = datetime.now(timezone.utc) if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc)
+    moment = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
     return moment.isoformat(timespec="seconds")
 
 
@@ -109,31 +117,40 @@ def _source_root(dataset_name: str) -> str | None:
 def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str, list[str]]:
     """What the certificate shows and what it does not, in plain sentences."""
     if is_retrain:
-        origin = ("The certified model was trained from scratch by the retrain trainer on the request's retain "
-                  "cases only; it never loaded the original model's weights. This is exact unlearning as far as "
-                  "the training code, its data split and the preprocessed data can be trusted.")
+        origin = (
+            "The certified model was trained from scratch by the retrain trainer on the request's retain "
+            "cases only; it never loaded the original model's weights. This is exact unlearning as far as "
+            "the training code, its data split and the preprocessed data can be trusted."
+        )
     else:
-        origin = ("The certified (unlearned) model is the output of the run in this folder, which started from the "
-                  "original model named here: the run refuses to start unless the original checkpoint's SHA-256 "
-                  "matches the request.")
+        origin = (
+            "The certified (unlearned) model is the output of the run in this folder, which started from the "
+            "original model named here: the run refuses to start unless the original checkpoint's SHA-256 "
+            "matches the request."
+        )
     shows = [
         "Which cases the request asked to forget and, where the dataset was converted by nnunet-unlearning, the "
         "SHA-256 of the source files they came from.",
         origin,
         "How the model scored on the forget, retain and held-out cases (Dice and MAE, measured by the run itself)"
         + ("; its gap to a model retrained without the forgotten cases" if has_retrain else "")
-        + ("; and the result of a membership-inference audit" if has_audit else "") + ".",
+        + ("; and the result of a membership-inference audit" if has_audit else "")
+        + ".",
         "`nnunet-unlearning verify` recomputes every hash: whether these files are still the ones certified.",
     ]
     if not is_retrain:
-        shows.insert(2, "The run folder held no model but the certified checkpoint when the certificate was written: "
-                        "the run never writes nnU-Net's checkpoint_best.pth (an early, barely unlearned state), and "
-                        "its resumable checkpoint_latest.pth is removed when it ends.")
+        shows.insert(
+            2,
+            "The run folder held no model but the certified checkpoint when the certificate was written: "
+            "the run never writes nnU-Net's checkpoint_best.pth (an early, barely unlearned state), and "
+            "its resumable checkpoint_latest.pth is removed when it ends.",
+        )
     does_not = [
         "Approximate unlearning gives no formal guarantee: this does not prove that the model equals, or is "
         "distributed like, a model never trained on the forgotten cases, nor that no information about them "
-        "remains in its weights." if not is_retrain else
-        "It does not prove that the forgotten cases' data reached training by no other route (e.g. a copy under "
+        "remains in its weights."
+        if not is_retrain
+        else "It does not prove that the forgotten cases' data reached training by no other route (e.g. a copy under "
         "another case id).",
         "The evidence is empirical: few cases, mean scores per set. Scores and a membership-inference efficacy "
         "close to the retrain oracle's are consistent with forgetting, not proof of it; the audit is one attack, "
@@ -145,11 +162,15 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str,
         "data controller's task.",
     ]
     if not has_retrain:
-        does_not.append("No finished retrain run of this request was found beside this run, so there is no gap to "
-                        "the exact-unlearning oracle.")
+        does_not.append(
+            "No finished retrain run of this request was found beside this run, so there is no gap to "
+            "the exact-unlearning oracle."
+        )
     if not has_audit:
-        does_not.append("No membership-inference audit of this model was found (`nnunet-unlearning audit`), so "
-                        "there is no privacy evidence beyond Dice and MAE.")
+        does_not.append(
+            "No membership-inference audit of this model was found (`nnunet-unlearning audit`), so "
+            "there is no privacy evidence beyond Dice and MAE."
+        )
     return {"shows": shows, "does_not_show": does_not}
 
 
@@ -167,52 +188,79 @@ def certificate_content(run_folder: Path) -> dict:
         raise UserInputError(f"{folder}: no {REQUEST_FILE}; not a finished unlearning run")
     request = UnlearningRequest.from_file(folder / REQUEST_FILE)
     if request.request_id != run.request_id:
-        raise UserInputError(f"{folder / REQUEST_FILE}: request {request.request_id}, but {METRICS_FILE} is of "
-                             f"request {run.request_id}")
+        raise UserInputError(
+            f"{folder / REQUEST_FILE}: request {request.request_id}, but {METRICS_FILE} is of request {run.request_id}"
+        )
     checkpoint = folder / CHECKPOINT
     recorded = run.metrics.get("unlearned_checkpoint_sha256")
     if not recorded or not checkpoint.is_file():
         raise UserInputError(f"{folder}: the run has not finished (no {CHECKPOINT} recorded in {METRICS_FILE})")
-    files = {"unlearned_checkpoint": _file_entry(folder, CHECKPOINT),
-             "request": _file_entry(folder, REQUEST_FILE), "metrics": _file_entry(folder, METRICS_FILE)}
+    files = {
+        "unlearned_checkpoint": _file_entry(folder, CHECKPOINT),
+        "request": _file_entry(folder, REQUEST_FILE),
+        "metrics": _file_entry(folder, METRICS_FILE),
+    }
     if files["unlearned_checkpoint"]["sha256"] != recorded:
-        raise UserInputError(f"{checkpoint}: SHA-256 differs from the one the run recorded in {METRICS_FILE}; the "
-                             "model changed after the run, so it cannot be certified")
-    files["original_checkpoint"] = {"path": request.original.checkpoint,
-                                    "sha256": request.original.checkpoint_sha256}
+        raise UserInputError(
+            f"{checkpoint}: SHA-256 differs from the one the run recorded in {METRICS_FILE}; the "
+            "model changed after the run, so it cannot be certified"
+        )
+    files["original_checkpoint"] = {"path": request.original.checkpoint, "sha256": request.original.checkpoint_sha256}
     if (folder / AUDIT_FILE).is_file():
         files["audit"] = _file_entry(folder, AUDIT_FILE)
 
     models = sorted(p.name for p in folder.glob("*.pth"))
     if not run.is_retrain and models != [CHECKPOINT]:
-        raise UserInputError(f"{folder}: holds models besides the certified {CHECKPOINT} ({', '.join(models)}); "
-                             "a partly unlearned model must not sit beside the certified one")
+        raise UserInputError(
+            f"{folder}: holds models besides the certified {CHECKPOINT} ({', '.join(models)}); "
+            "a partly unlearned model must not sit beside the certified one"
+        )
     retrain = None if run.is_retrain else find_retrain_run(folder, run.request_id)
     comparison = compare([folder] + ([retrain] if retrain is not None else []))
     this = next(m for m in comparison.models if m.folder == str(folder))
     parts = folder.resolve().parent.name.split("__")
     return {
-        "kind": KIND, "format": FORMAT,
+        "kind": KIND,
+        "format": FORMAT,
         "issued": _utc(),
         "request_id": run.request_id,
         "dataset": {"id": request.dataset_id, "name": request.dataset_name},
-        "forgotten": {"cases": list(request.forget), "requested": request.created,
-                      "source_root": _source_root(request.dataset_name), "source_files": request.source_files},
-        "model": {"trainer": run.trainer, "plans": parts[1] if len(parts) == 3 else None,
-                  "configuration": parts[2] if len(parts) == 3 else None, "fold": folder.resolve().name,
-                  "strategy": run.metrics.get("strategy"), "hyperparameters": run.metrics.get("hyperparameters", {}),
-                  "settings": run.metrics.get("settings"), "schedule": run.metrics.get("schedule"),
-                  "finished": _utc(checkpoint.stat().st_mtime), "models_in_folder": models},
-        "original": {"trainer": request.original.trainer, "plans": request.original.plans,
-                     "configuration": request.original.configuration, "fold": request.original.fold},
+        "forgotten": {
+            "cases": list(request.forget),
+            "requested": request.created,
+            "source_root": _source_root(request.dataset_name),
+            "source_files": request.source_files,
+        },
+        "model": {
+            "trainer": run.trainer,
+            "plans": parts[1] if len(parts) == 3 else None,
+            "configuration": parts[2] if len(parts) == 3 else None,
+            "fold": folder.resolve().name,
+            "strategy": run.metrics.get("strategy"),
+            "hyperparameters": run.metrics.get("hyperparameters", {}),
+            "settings": run.metrics.get("settings"),
+            "schedule": run.metrics.get("schedule"),
+            "finished": _utc(checkpoint.stat().st_mtime),
+            "models_in_folder": models,
+        },
+        "original": {
+            "trainer": request.original.trainer,
+            "plans": request.original.plans,
+            "configuration": request.original.configuration,
+            "fold": request.original.fold,
+            "recipe": request.original.recipe,
+        },
         "files": files,
         "software": _software(),
         "seconds": run.metrics["seconds"],
         "evidence": {
             "rows": comparison.rows(),
             "retrain_run": str(retrain) if retrain is not None else None,
-            "retrain_checkpoint_sha256": (comparison.oracle_run.metrics.get("unlearned_checkpoint_sha256")
-                                          if retrain is not None else None),
+            "retrain_checkpoint_sha256": (
+                comparison.oracle_run.metrics.get("unlearned_checkpoint_sha256")
+                if comparison.oracle_run is not None
+                else None
+            ),
             "audit_settings": (run.audit or {}).get("settings") if this.mia is not None else None,
         },
         "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
@@ -223,8 +271,10 @@ def _settings_text(settings: Mapping | None, schedule: Mapping | None) -> str:
     """The run's seed, batch ratio, changed settings and schedule, each part as "; ..." (absent parts left out)."""
     parts = []
     if settings:
-        parts.append(f"seed {settings['seed']}, {settings['forget_batches_per_step']} forget batch(es) per retain "
-                     f"batch, changed from the defaults: {non_default_text(settings)}")
+        parts.append(
+            f"seed {settings['seed']}, {settings['forget_batches_per_step']} forget batch(es) per retain "
+            f"batch, changed from the defaults: {non_default_text(settings)}"
+        )
     if schedule:
         parts.append(f"{schedule['epochs']} epochs × {schedule['iterations_per_epoch']} iterations")
     return "".join(f"; {part}" for part in parts)
@@ -233,36 +283,60 @@ def _settings_text(settings: Mapping | None, schedule: Mapping | None) -> str:
 def certificate_markdown(content: Mapping) -> str:
     """The certificate for people: the same facts as the JSON, with the evidence as tables."""
     forgotten, model, files = content["forgotten"], content["model"], content["files"]
-    lines = [f"# Unlearning certificate: request {content['request_id']}", "",
-             f"Issued {content['issued']} for {content['dataset']['name']}. Check it with "
-             f"`nnunet-unlearning verify {CERTIFICATE_JSON}`.", "",
-             "## What was forgotten", "",
-             f"Cases: {', '.join(forgotten['cases'])} (requested {forgotten['requested']}).", ""]
+    lines = [
+        f"# Unlearning certificate: request {content['request_id']}",
+        "",
+        f"Issued {content['issued']} for {content['dataset']['name']}. Check it with "
+        f"`nnunet-unlearning verify {CERTIFICATE_JSON}`.",
+        "",
+        "## What was forgotten",
+        "",
+        f"Cases: {', '.join(forgotten['cases'])} (requested {forgotten['requested']}).",
+        "",
+    ]
     if forgotten["source_files"]:
-        lines += [f"Source files (relative to {forgotten['source_root'] or 'the converted release'}):", "",
-                  "| case | file | path | SHA-256 |", "|---|---|---|---|"]
+        lines += [
+            f"Source files (relative to {forgotten['source_root'] or 'the converted release'}):",
+            "",
+            "| case | file | path | SHA-256 |",
+            "|---|---|---|---|",
+        ]
         for case, record in forgotten["source_files"].items():
-            lines += [f"| {case} | {key} | {entry['path']} | `{entry['sha256']}` |"
-                      for key, entry in record.get("files", {}).items()]
+            lines += [
+                f"| {case} | {key} | {entry['path']} | `{entry['sha256']}` |"
+                for key, entry in record.get("files", {}).items()
+            ]
         lines.append("")
     hyper = ", ".join(f"{k} = {v}" for k, v in model["hyperparameters"].items()) or "none"
     run_settings = _settings_text(model.get("settings"), model.get("schedule"))
-    lines += ["## The models", "",
-              f"- original: {content['original']['trainer']} ({content['original']['plans']}, "
-              f"{content['original']['configuration']}, fold {content['original']['fold']}), "
-              f"`{files['original_checkpoint']['path']}`, SHA-256 `{files['original_checkpoint']['sha256']}`",
-              f"- certified: {model['trainer']} (strategy {model['strategy'] or 'retrain from scratch'}; "
-              f"hyperparameters: {hyper}{run_settings}), finished {model['finished']}, "
-              f"`{files['unlearned_checkpoint']['path']}`, "
-              f"SHA-256 `{files['unlearned_checkpoint']['sha256']}`",
-              f"- wall time {content['seconds'].get('wall')} s; software: "
-              + ", ".join(f"{k} {v}" for k, v in content["software"].items()), "",
-              "## Certified files", "", "| file | path | SHA-256 |", "|---|---|---|"]
+    lines += [
+        "## The models",
+        "",
+        f"- original: {content['original']['trainer']} ({content['original']['plans']}, "
+        f"{content['original']['configuration']}, fold {content['original']['fold']}), "
+        f"`{files['original_checkpoint']['path']}`, SHA-256 `{files['original_checkpoint']['sha256']}`",
+        f"- certified: {model['trainer']} (strategy {model['strategy'] or 'retrain from scratch'}; "
+        f"hyperparameters: {hyper}{run_settings}), finished {model['finished']}, "
+        f"`{files['unlearned_checkpoint']['path']}`, "
+        f"SHA-256 `{files['unlearned_checkpoint']['sha256']}`",
+        f"- wall time {content['seconds'].get('wall')} s; software: "
+        + ", ".join(f"{k} {v}" for k, v in content["software"].items()),
+        "",
+        "## Certified files",
+        "",
+        "| file | path | SHA-256 |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | `{entry['path']}` | `{entry['sha256']}` |" for name, entry in files.items()]
     evidence = content["evidence"]
-    lines += ["", "## Evidence", "",
-              f"Retrain oracle: {evidence['retrain_run'] or 'none found'}. Δ = this model − oracle; Avg. Gap as in "
-              "docs/report.md.", ""]
+    lines += [
+        "",
+        "## Evidence",
+        "",
+        f"Retrain oracle: {evidence['retrain_run'] or 'none found'}. Δ = this model − oracle; Avg. Gap as in "
+        "docs/report.md.",
+        "",
+    ]
     for title, keys in TABLES.items():
         lines += [f"### {title}", "", markdown_table(evidence["rows"], keys), ""]
     lines += ["## What this certificate shows", ""] + [f"- {s}" for s in content["statement"]["shows"]]
@@ -287,6 +361,7 @@ def write_certificate(run_folder: Path) -> Path:
 
 
 # --- verification -----------------------------------------------------------------------------------------
+
 
 def _check(label: str, path: Path, certified: str, required: bool) -> tuple[bool, str]:
     """(still fine, one line) for one certified file; an absent optional file is skipped, not a failure."""
@@ -332,22 +407,40 @@ def verify_certificate(path: Path) -> VerifyResult:
     """
     path, content = read_certificate(path)
     try:
-        checks = [_check(name.replace("_", " "), path.parent / entry["path"], entry["sha256"],
-                         required=name not in MAY_BE_DELETED) for name, entry in content["files"].items()]
+        checks = [
+            _check(
+                name.replace("_", " "),
+                path.parent / entry["path"],
+                entry["sha256"],
+                required=name not in MAY_BE_DELETED,
+            )
+            for name, entry in content["files"].items()
+        ]
         forgotten = content.get("forgotten") or {}
         sources = forgotten.get("source_files") or {}
         root = forgotten.get("source_root")
         if sources and root is None:
-            checks.append((True, "skipped  forgotten source files: the certificate has no source_root "
-                                 "(subjects.json was not found when it was written)"))
-        elif sources:
-            checks += [_check(f"source file {case} {key}", Path(root) / entry["path"], entry["sha256"], required=False)
-                       for case, record in sources.items() for key, entry in record["files"].items()]
+            checks.append(
+                (
+                    True,
+                    "skipped  forgotten source files: the certificate has no source_root "
+                    "(subjects.json was not found when it was written)",
+                )
+            )
+        elif sources and root is not None:
+            checks += [
+                _check(f"source file {case} {key}", Path(root) / entry["path"], entry["sha256"], required=False)
+                for case, record in sources.items()
+                for key, entry in record["files"].items()
+            ]
     except (KeyError, TypeError, AttributeError) as error:
         raise UserInputError(f"{path}: not an unlearning certificate (malformed entry: {error})") from None
     failed = sum(not ok for ok, _ in checks)
     checked = sum(not line.startswith("skipped") for _, line in checks)
     lines = [line for _, line in checks]
-    lines.append(f"{path}: all {checked} checked files match" if not failed else
-                 f"{path}: {failed} of {checked} checked files changed or missing")
+    lines.append(
+        f"{path}: all {checked} checked files match"
+        if not failed
+        else f"{path}: {failed} of {checked} checked files changed or missing"
+    )
     return VerifyResult(ok=not failed, lines=lines)

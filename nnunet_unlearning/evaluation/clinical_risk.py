@@ -37,8 +37,11 @@ def critical_classes(dataset_json: Mapping) -> tuple[int, ...]:
     """
     labels = dataset_json.get("labels", {})
     ignore = labels.get("ignore")
-    plain = {name: int(value) for name, value in labels.items()
-             if isinstance(value, int) and name != "ignore" and int(value) != ignore}
+    plain = {
+        name: int(value)
+        for name, value in labels.items()
+        if isinstance(value, int) and name != "ignore" and int(value) != ignore
+    }
     if any(name in labels for name in CRITICAL_LABEL_NAMES):
         return tuple(sorted(plain[name] for name in CRITICAL_LABEL_NAMES if name in plain))
     foreground = {value for value in plain.values() if value > 0}
@@ -65,15 +68,22 @@ def _counts(case: str, label: int, m: ClassMetrics) -> _Counts:
     half = m.dice * both / 2 if both else 0.0
     tp = round(half)
     if abs(half - tp) > 1e-3 or not 0 <= tp <= min(m.n_gt, m.n_pred):
-        raise UserInputError(f"case {case}: class {label} has Dice {m.dice} inconsistent with its voxel counts "
-                             f"(n_gt {m.n_gt}, n_pred {m.n_pred})")
+        raise UserInputError(
+            f"case {case}: class {label} has Dice {m.dice} inconsistent with its voxel counts "
+            f"(n_gt {m.n_gt}, n_pred {m.n_pred})"
+        )
     fn = m.n_gt - tp
     fn_ml = 0.0 if fn == 0 else (None if m.volume_gt_ml is None else fn * m.volume_gt_ml / m.n_gt)
     return _Counts(tp, fn, m.n_pred - tp, fn_ml)
 
 
-def clinical_risk(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]], critical: Sequence[int],
-                  fn_weight: float = 5.0, fp_weight: float = 1.0) -> dict:
+def clinical_risk(
+    cases: Mapping[str, CaseMetrics],
+    sets: Mapping[str, Sequence[str]],
+    critical: Sequence[int],
+    fn_weight: float = 5.0,
+    fp_weight: float = 1.0,
+) -> dict:
     """Per set: false-negative rate, under-segmented volume and asymmetric-cost risk of the critical classes.
 
     Over the cases k of a set and a critical class c (voxel counts over valid voxels, as in `case_metrics`):
@@ -109,10 +119,13 @@ def clinical_risk(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[
         missing = [case for case in case_ids if case not in cases]
         if missing:
             raise UserInputError(f"set '{set_name}': no metrics for case {missing[0]}")
-        counts = {case: {label: _counts(case, label, _scored(cases[case], case, label)) for label in critical}
-                  for case in case_ids}
-        per_class = {label: _pooled([counts[case][label] for case in case_ids], fn_weight, fp_weight)
-                     for label in critical}
+        counts = {
+            case: {label: _counts(case, label, _scored(cases[case], case, label)) for label in critical}
+            for case in case_ids
+        }
+        per_class = {
+            label: _pooled([counts[case][label] for case in case_ids], fn_weight, fp_weight) for label in critical
+        }
         # Over all critical classes, a case is "missed" only when not one of its critical voxels was found.
         summary = _pooled([_sum_classes(counts[case].values()) for case in case_ids], fn_weight, fp_weight)
         result[set_name] = {"n_cases": len(case_ids), **summary, "per_class": per_class}
@@ -129,8 +142,12 @@ def _sum_classes(per_class) -> _Counts:
     """One case's counts over several classes (TP, FN, FP summed, FN volume summed)."""
     per_class = list(per_class)
     fn_ml = [c.fn_ml for c in per_class]
-    return _Counts(sum(c.tp for c in per_class), sum(c.fn for c in per_class), sum(c.fp for c in per_class),
-                   None if any(v is None for v in fn_ml) else sum(fn_ml))
+    return _Counts(
+        sum(c.tp for c in per_class),
+        sum(c.fn for c in per_class),
+        sum(c.fp for c in per_class),
+        None if any(v is None for v in fn_ml) else sum(fn_ml),
+    )
 
 
 def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> dict:
@@ -145,8 +162,12 @@ def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> 
         "false_negative_rate": fn / gt if gt else None,
         "under_segmented_ml": under,
         "under_segmented_ml_per_case": None if under is None or not per_case else under / len(per_case),
-        "gt_voxels": gt, "tp_voxels": tp, "fn_voxels": fn, "fp_voxels": fp,
-        "cases_with_critical": len(with_critical), "cases_missed": sum(1 for c in with_critical if c.tp == 0),
+        "gt_voxels": gt,
+        "tp_voxels": tp,
+        "fn_voxels": fn,
+        "fp_voxels": fp,
+        "cases_with_critical": len(with_critical),
+        "cases_missed": sum(1 for c in with_critical if c.tp == 0),
     }
 
 

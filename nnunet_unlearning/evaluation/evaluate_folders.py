@@ -33,7 +33,13 @@ from nnunet_unlearning.files import atomic_write_text
 
 SUFFIX = ".nii.gz"
 CSV_COLUMNS: tuple[str, ...] = (
-    "case", "label", *METRICS, "n_gt", "n_pred", "volume_gt_ml", "volume_pred_ml",
+    "case",
+    "label",
+    *METRICS,
+    "n_gt",
+    "n_pred",
+    "volume_gt_ml",
+    "volume_pred_ml",
 )
 
 
@@ -187,9 +193,7 @@ def _read_case(case: str, gt_path: Path, pred_path: Path) -> tuple[np.ndarray, n
     return gt, pred, tuple(reversed(gt_image.GetSpacing()))
 
 
-def _read_probabilities(
-    case: str, path: Path, shape: tuple[int, ...], labels: Sequence[int]
-) -> np.ndarray | None:
+def _read_probabilities(case: str, path: Path, shape: tuple[int, ...], labels: Sequence[int]) -> np.ndarray | None:
     """nnU-Net's exported probabilities (C, Z, Y, X) for one case, or None when not exported."""
     if not path.is_file():
         return None
@@ -226,4 +230,3 @@ def _csv_text(cases: dict[str, CaseMetrics]) -> str:
 def _csv_value(value: float | int | None) -> str:
     """Empty cell for undefined (NaN) or not computed values; full precision otherwise."""
     return "" if value is None else repr(value)
-

@@ -36,8 +36,14 @@ class Evaluation:
     seconds: float
 
     def to_json(self) -> dict:
-        return {"tag": self.tag, "epoch": self.epoch, "seconds": round(self.seconds, 3), "sets": self.sets,
-                "clinical_risk": self.clinical_risk, "cases": {k: v.to_dict() for k, v in self.cases.items()}}
+        return {
+            "tag": self.tag,
+            "epoch": self.epoch,
+            "seconds": round(self.seconds, 3),
+            "sets": self.sets,
+            "clinical_risk": self.clinical_risk,
+            "cases": {k: v.to_dict() for k, v in self.cases.items()},
+        }
 
 
 class EvaluationHook:
@@ -51,9 +57,16 @@ class EvaluationHook:
     ``nnUNetPredictor`` for the network.
     """
 
-    def __init__(self, dataset, case_sets: Mapping[str, Sequence[str]], labels: Sequence[int],
-                 ignore_label: int | None, spacing_mm: Sequence[float], critical: Sequence[int],
-                 make_predictor) -> None:
+    def __init__(
+        self,
+        dataset,
+        case_sets: Mapping[str, Sequence[str]],
+        labels: Sequence[int],
+        ignore_label: int | None,
+        spacing_mm: Sequence[float],
+        critical: Sequence[int],
+        make_predictor,
+    ) -> None:
         self._dataset = dataset
         self.case_sets = {name: list(cases) for name, cases in case_sets.items()}
         self._labels = list(labels)
@@ -73,10 +86,16 @@ class EvaluationHook:
             logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
             probabilities = torch.softmax(logits.float(), dim=0).cpu().numpy()
             truth = np.asarray(seg)[0].astype(np.int16)
-            cases[case] = case_metrics(truth, probabilities.argmax(0), self._labels,
-                                       probabilities=probabilities, ignore_labels=self._ignored,
-                                       spacing_mm=self._spacing_mm)
+            cases[case] = case_metrics(
+                truth,
+                probabilities.argmax(0),
+                self._labels,
+                probabilities=probabilities,
+                ignore_labels=self._ignored,
+                spacing_mm=self._spacing_mm,
+            )
         sets = aggregate(cases, self.case_sets)
         risk = clinical_risk(cases, self.case_sets, self._critical)
-        return Evaluation(tag=tag, epoch=epoch, cases=cases, sets=sets, clinical_risk=risk,
-                          seconds=time.perf_counter() - start)
+        return Evaluation(
+            tag=tag, epoch=epoch, cases=cases, sets=sets, clinical_risk=risk, seconds=time.perf_counter() - start
+        )

@@ -42,9 +42,7 @@ def json_number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def confusion_matrix(
-    gt: np.ndarray, pred: np.ndarray, num_classes: int, valid: np.ndarray | None = None
-) -> np.ndarray:
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int, valid: np.ndarray | None = None) -> np.ndarray:
     """Confusion matrix of two label maps in one pass over the voxels.
 
     Args:
@@ -194,9 +192,7 @@ def case_metrics(
         raise ValueError(f"spacing_mm {tuple(spacing_mm)} does not match arrays of shape {gt.shape}")
     if hd95 and spacing_mm is None:
         raise ValueError("hd95 needs spacing_mm")
-    if probabilities is not None and (
-        probabilities.shape[1:] != gt.shape or probabilities.shape[0] <= labels[-1]
-    ):
+    if probabilities is not None and (probabilities.shape[1:] != gt.shape or probabilities.shape[0] <= labels[-1]):
         raise ValueError(
             f"probabilities of shape {probabilities.shape} do not fit label maps of shape {gt.shape} "
             f"with labels up to {labels[-1]}"
@@ -242,4 +238,3 @@ def _soft_mae(probability: np.ndarray, truth: np.ndarray, valid: np.ndarray | No
         return math.nan
     error = np.abs(probability - truth)
     return float(np.sum(error, where=True if valid is None else valid, dtype=np.float64) / n_valid)
-

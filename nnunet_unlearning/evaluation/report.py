@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.summary import gaps, unlearning_figures
@@ -31,8 +32,7 @@ REQUEST_FILE = "unlearning_request.json"
 AUDIT_FILE = "unlearning_audit.json"
 RETRAIN_PREFIX = "nnUNetTrainerRetrain"
 #: Metrics compared with the retrain oracle (``gap_<metric>`` = run - oracle).
-GAP_METRICS = ("dice_forget", "dice_retain", "dice_heldout", "mae_forget", "mae_retain", "mae_heldout",
-               "mia_efficacy")
+GAP_METRICS = ("dice_forget", "dice_retain", "dice_heldout", "mae_forget", "mae_retain", "mae_heldout", "mia_efficacy")
 #: The metrics whose absolute gaps Avg. Gap averages (those defined for both the run and the oracle).
 AVG_GAP_METRICS = ("dice_forget", "dice_retain", "dice_heldout", "mia_efficacy")
 REPORT_FILES = {"markdown": "report.md", "csv": "report.csv", "json": "report.json", "groups": "report_groups.csv"}
@@ -93,9 +93,12 @@ def load_run(folder: Path) -> RunFolder:
     missing = [key for key in required if key not in metrics]
     if missing:
         raise UserInputError(f"{path}: not an unlearning metrics file (no '{missing[0]}')")
-    run = RunFolder(folder, metrics,
-                    _read_json(folder / REQUEST_FILE, "request copy") if (folder / REQUEST_FILE).is_file() else None,
-                    _read_json(folder / AUDIT_FILE, "audit") if (folder / AUDIT_FILE).is_file() else None)
+    run = RunFolder(
+        folder,
+        metrics,
+        _read_json(folder / REQUEST_FILE, "request copy") if (folder / REQUEST_FILE).is_file() else None,
+        _read_json(folder / AUDIT_FILE, "audit") if (folder / AUDIT_FILE).is_file() else None,
+    )
     if run.evaluation("end") is None:
         raise UserInputError(f"{path}: the run has not finished (no 'end' evaluation)")
     return run
@@ -121,8 +124,13 @@ def mia_result(entry: Mapping | None) -> dict | None:
     if efficacy is None:
         return None
     auc, auc_ci = _estimate(entry, "auc_forget_vs_heldout")
-    return {"mia_efficacy": efficacy, "mia_efficacy_ci": efficacy_ci, "auc": auc, "auc_ci": auc_ci,
-            "attack_auc": _estimate(entry, "attack_auc")[0]}
+    return {
+        "mia_efficacy": efficacy,
+        "mia_efficacy_ci": efficacy_ci,
+        "auc": auc,
+        "auc_ci": auc_ci,
+        "attack_auc": _estimate(entry, "attack_auc")[0],
+    }
 
 
 def audited_models(runs: Sequence[RunFolder]) -> dict[str, dict]:
@@ -215,15 +223,23 @@ def table_row(model: Model, oracle: Model | None) -> dict:
     mia = model.mia or {}
     oracle_wall = oracle.wall_seconds if oracle is not None else None
     return {
-        "run": model.name, "role": model.role, "trainer": model.trainer, "strategy": model.strategy,
-        "seed": (model.settings or {}).get("seed"), "non_default_settings": non_default_text(model.settings),
+        "run": model.name,
+        "role": model.role,
+        "trainer": model.trainer,
+        "strategy": model.strategy,
+        "seed": (model.settings or {}).get("seed"),
+        "non_default_settings": non_default_text(model.settings),
         **scores(sets),
         "forget_drop_pct": figures["forget_drop_pct"] if figures else None,
         "retain_retention_pct": figures["retain_retention_pct"] if figures else None,
-        "dice_gap": after["dice_gap"], "mae_gap": after["hard_mae_gap"],
+        "dice_gap": after["dice_gap"],
+        "mae_gap": after["hard_mae_gap"],
         **oracle_gaps(_measured(model), _measured(oracle) if oracle is not None else None),
-        "mia_efficacy": mia.get("mia_efficacy"), "mia_efficacy_ci": mia.get("mia_efficacy_ci"),
-        "mia_auc": mia.get("auc"), "mia_auc_ci": mia.get("auc_ci"), "mia_attack_auc": mia.get("attack_auc"),
+        "mia_efficacy": mia.get("mia_efficacy"),
+        "mia_efficacy_ci": mia.get("mia_efficacy_ci"),
+        "mia_auc": mia.get("auc"),
+        "mia_auc_ci": mia.get("auc_ci"),
+        "mia_attack_auc": mia.get("attack_auc"),
         **_clinical_risk(model.end),
         "wall_s": model.wall_seconds,
         "speedup": oracle_wall / model.wall_seconds if oracle_wall and model.wall_seconds else None,
@@ -233,38 +249,87 @@ def table_row(model: Model, oracle: Model | None) -> dict:
 
 #: Every column of the table (CSV and JSON order): key -> (Markdown header, number format).
 COLUMNS: dict[str, tuple[str, str]] = {
-    "run": ("run", "s"), "role": ("role", "s"), "trainer": ("trainer", "s"), "strategy": ("strategy", "s"),
-    "seed": ("seed", "d"), "non_default_settings": ("non-default settings", "s"),
-    "dice_forget": ("Dice forget", ".4f"), "dice_retain": ("Dice retain", ".4f"),
-    "dice_heldout": ("Dice held-out", ".4f"), "mae_forget": ("MAE forget", ".5f"),
-    "mae_retain": ("MAE retain", ".5f"), "mae_heldout": ("MAE held-out", ".5f"),
-    "forget_drop_pct": ("forget drop %", ".1f"), "retain_retention_pct": ("retain retention %", ".1f"),
-    "dice_gap": ("Dice gap", ".4f"), "mae_gap": ("MAE gap", ".5f"),
-    "gap_dice_forget": ("Δ Dice forget", "+.4f"), "gap_dice_retain": ("Δ Dice retain", "+.4f"),
-    "gap_dice_heldout": ("Δ Dice held-out", "+.4f"), "gap_mae_forget": ("Δ MAE forget", "+.5f"),
-    "gap_mae_retain": ("Δ MAE retain", "+.5f"), "gap_mae_heldout": ("Δ MAE held-out", "+.5f"),
-    "gap_mia_efficacy": ("Δ MIA efficacy", "+.4f"), "avg_gap": ("Avg. Gap", ".4f"),
+    "run": ("run", "s"),
+    "role": ("role", "s"),
+    "trainer": ("trainer", "s"),
+    "strategy": ("strategy", "s"),
+    "seed": ("seed", "d"),
+    "non_default_settings": ("non-default settings", "s"),
+    "dice_forget": ("Dice forget", ".4f"),
+    "dice_retain": ("Dice retain", ".4f"),
+    "dice_heldout": ("Dice held-out", ".4f"),
+    "mae_forget": ("MAE forget", ".5f"),
+    "mae_retain": ("MAE retain", ".5f"),
+    "mae_heldout": ("MAE held-out", ".5f"),
+    "forget_drop_pct": ("forget drop %", ".1f"),
+    "retain_retention_pct": ("retain retention %", ".1f"),
+    "dice_gap": ("Dice gap", ".4f"),
+    "mae_gap": ("MAE gap", ".5f"),
+    "gap_dice_forget": ("Δ Dice forget", "+.4f"),
+    "gap_dice_retain": ("Δ Dice retain", "+.4f"),
+    "gap_dice_heldout": ("Δ Dice held-out", "+.4f"),
+    "gap_mae_forget": ("Δ MAE forget", "+.5f"),
+    "gap_mae_retain": ("Δ MAE retain", "+.5f"),
+    "gap_mae_heldout": ("Δ MAE held-out", "+.5f"),
+    "gap_mia_efficacy": ("Δ MIA efficacy", "+.4f"),
+    "avg_gap": ("Avg. Gap", ".4f"),
     "avg_gap_terms": ("Avg. Gap over", "s"),
-    "mia_efficacy": ("MIA efficacy", ".3f"), "mia_efficacy_ci": ("MIA efficacy CI", "ci"),
-    "mia_auc": ("MIA AUC forget vs held-out", ".3f"), "mia_auc_ci": ("MIA AUC CI", "ci"),
+    "mia_efficacy": ("MIA efficacy", ".3f"),
+    "mia_efficacy_ci": ("MIA efficacy CI", "ci"),
+    "mia_auc": ("MIA AUC forget vs held-out", ".3f"),
+    "mia_auc_ci": ("MIA AUC CI", "ci"),
     "mia_attack_auc": ("attack AUC retain vs held-out", ".3f"),
-    "clinical_risk_forget": ("clinical risk forget", ".4f"), "clinical_risk_retain": ("clinical risk retain", ".4f"),
+    "clinical_risk_forget": ("clinical risk forget", ".4f"),
+    "clinical_risk_retain": ("clinical risk retain", ".4f"),
     "clinical_risk_heldout": ("clinical risk held-out", ".4f"),
-    "wall_s": ("wall s", ".1f"), "speedup": ("speed-up ×", ".2f"), "folder": ("folder", "s"),
+    "wall_s": ("wall s", ".1f"),
+    "speedup": ("speed-up ×", ".2f"),
+    "folder": ("folder", "s"),
     # subgroup tables only
-    "group": ("group", "s"), "n_forget": ("n forget", "d"), "n_retain": ("n retain", "d"),
+    "group": ("group", "s"),
+    "n_forget": ("n forget", "d"),
+    "n_retain": ("n retain", "d"),
     "n_heldout": ("n held-out", "d"),
 }
 #: The Markdown tables of report.md: title -> columns.
 TABLES: dict[str, tuple[str, ...]] = {
-    "Scores": ("run", "dice_forget", "dice_retain", "dice_heldout", "mae_forget", "mae_retain", "mae_heldout",
-               "forget_drop_pct", "retain_retention_pct", "dice_gap", "mae_gap"),
+    "Scores": (
+        "run",
+        "dice_forget",
+        "dice_retain",
+        "dice_heldout",
+        "mae_forget",
+        "mae_retain",
+        "mae_heldout",
+        "forget_drop_pct",
+        "retain_retention_pct",
+        "dice_gap",
+        "mae_gap",
+    ),
     "Gap to the retrain oracle (run − oracle)": (
-        "run", "gap_dice_forget", "gap_dice_retain", "gap_dice_heldout", "gap_mae_forget", "gap_mae_retain",
-        "gap_mae_heldout", "gap_mia_efficacy", "avg_gap"),
+        "run",
+        "gap_dice_forget",
+        "gap_dice_retain",
+        "gap_dice_heldout",
+        "gap_mae_forget",
+        "gap_mae_retain",
+        "gap_mae_heldout",
+        "gap_mia_efficacy",
+        "avg_gap",
+    ),
     "Membership inference, clinical risk and cost": (
-        "run", "mia_efficacy", "mia_efficacy_ci", "mia_auc", "mia_auc_ci", "mia_attack_auc", "clinical_risk_forget",
-        "clinical_risk_retain", "clinical_risk_heldout", "wall_s", "speedup"),
+        "run",
+        "mia_efficacy",
+        "mia_efficacy_ci",
+        "mia_auc",
+        "mia_auc_ci",
+        "mia_attack_auc",
+        "clinical_risk_forget",
+        "clinical_risk_retain",
+        "clinical_risk_heldout",
+        "wall_s",
+        "speedup",
+    ),
     "Settings (seed, and every value that differs from its default)": ("run", "seed", "non_default_settings"),
 }
 TABLE_KEYS = tuple(k for k in COLUMNS if k not in ("group", "n_forget", "n_retain", "n_heldout"))
@@ -278,8 +343,9 @@ def format_value(value, spec: str) -> str:
     return format(value, spec)
 
 
-def markdown_table(rows: Sequence[Mapping], keys: Sequence[str],
-                   columns: Mapping[str, tuple[str, str]] = COLUMNS) -> str:
+def markdown_table(
+    rows: Sequence[Mapping], keys: Sequence[str], columns: Mapping[str, tuple[str, str]] = COLUMNS
+) -> str:
     """The rows as a Markdown table of the columns ``keys`` (``columns``: key -> (header, number format))."""
     lines = ["| " + " | ".join(columns[k][0] for k in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(format_value(row.get(k), columns[k][1]) for k in keys) + " |" for row in rows]
@@ -292,12 +358,17 @@ def csv_text(rows: Sequence[Mapping], keys: Sequence[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(keys)
     for row in rows:
-        writer.writerow(["" if row.get(k) is None else ";".join(map(repr, row[k])) if isinstance(row[k], list)
-                         else row[k] for k in keys])
+        writer.writerow(
+            [
+                "" if row.get(k) is None else ";".join(map(repr, row[k])) if isinstance(row[k], list) else row[k]
+                for k in keys
+            ]
+        )
     return buffer.getvalue()
 
 
 # --- subgroups --------------------------------------------------------------------------------------------
+
 
 def read_groups(path: Path) -> dict[str, str]:
     """Case id -> group from a CSV with the columns ``case`` and ``group`` (others ignored)."""
@@ -306,8 +377,10 @@ def read_groups(path: Path) -> dict[str, str]:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"case", "group"} <= {f.strip() for f in reader.fieldnames}:
-                raise UserInputError(f"{path}: needs the columns 'case' and 'group' (found: "
-                                     f"{', '.join(reader.fieldnames or []) or 'none'})")
+                raise UserInputError(
+                    f"{path}: needs the columns 'case' and 'group' (found: "
+                    f"{', '.join(reader.fieldnames or []) or 'none'})"
+                )
             groups: dict[str, str] = {}
             for line, record in enumerate(reader, start=2):
                 record = {(k or "").strip(): (v or "").strip() for k, v in record.items()}
@@ -345,18 +418,40 @@ def restrict_evaluation(evaluation: Mapping, case_sets: Mapping[str, Sequence[st
         chosen = [c for c in case_sets.get(name, ()) if c in members]
         means = [evaluation["cases"][c]["mean"] for c in chosen]
         sets[name] = {"n_cases": len(chosen), **{k: _mean([m.get(k) for m in means]) for k in RESTRICTED_METRICS}}
-    return {"tag": evaluation.get("tag"), "sets": sets,
-            "cases": {c: v for c, v in evaluation["cases"].items() if c in members}}
+    return {
+        "tag": evaluation.get("tag"),
+        "sets": sets,
+        "cases": {c: v for c, v in evaluation["cases"].items() if c in members},
+    }
 
 
 #: The columns of the subgroup table (no MIA, clinical risk or time: those are measured per model, not per case).
-GROUP_KEYS = ("group", "run", "n_forget", "n_retain", "n_heldout", "dice_forget", "dice_retain",
-              "dice_heldout", "mae_forget", "mae_retain", "mae_heldout", "forget_drop_pct", "retain_retention_pct",
-              "dice_gap", "mae_gap", "gap_dice_forget", "gap_dice_retain", "gap_dice_heldout", "avg_gap")
+GROUP_KEYS = (
+    "group",
+    "run",
+    "n_forget",
+    "n_retain",
+    "n_heldout",
+    "dice_forget",
+    "dice_retain",
+    "dice_heldout",
+    "mae_forget",
+    "mae_retain",
+    "mae_heldout",
+    "forget_drop_pct",
+    "retain_retention_pct",
+    "dice_gap",
+    "mae_gap",
+    "gap_dice_forget",
+    "gap_dice_retain",
+    "gap_dice_heldout",
+    "avg_gap",
+)
 
 
-def group_rows(models: Sequence[Model], oracle: Model | None, case_sets: Mapping[str, Sequence[str]],
-               groups: Mapping[str, str]) -> list[dict]:
+def group_rows(
+    models: Sequence[Model], oracle: Model | None, case_sets: Mapping[str, Sequence[str]], groups: Mapping[str, str]
+) -> list[dict]:
     """The table's rows per subgroup: each model's scores, figures and oracle gaps over the group's cases.
 
     Cases of the runs that the groups file does not list form the group "(unlisted)".
@@ -371,8 +466,13 @@ def group_rows(models: Sequence[Model], oracle: Model | None, case_sets: Mapping
 
         def narrow(model: Model, members: set[str] = members) -> Model:
             before = None if model.before is None else restrict_evaluation(model.before, case_sets, members)
-            return replace(model, end=restrict_evaluation(model.end, case_sets, members), before=before, mia=None,
-                           wall_seconds=None)
+            return replace(
+                model,
+                end=restrict_evaluation(model.end, case_sets, members),
+                before=before,
+                mia=None,
+                wall_seconds=None,
+            )
 
         group_oracle = narrow(oracle) if oracle is not None else None
         for model in models:
@@ -384,6 +484,7 @@ def group_rows(models: Sequence[Model], oracle: Model | None, case_sets: Mapping
 
 
 # --- putting it together --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -411,21 +512,41 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
     names = [run.trainer for run in runs]
     audits = audited_models(runs)
     models = []
-    if start is not None:
+    if original is not None and start is not None:
         original_model = (original.request or {}).get("original") or {}
-        models.append(Model("original", "original", original_model.get("trainer"), None,
-                            original_model.get("results_folder"), start, start, (start,),
-                            mia_result(audits.get(original.metrics.get("original_checkpoint_sha256")))))
+        models.append(
+            Model(
+                "original",
+                "original",
+                original_model.get("trainer"),
+                None,
+                original_model.get("results_folder"),
+                start,
+                start,
+                (start,),
+                mia_result(audits.get(original.metrics.get("original_checkpoint_sha256") or "")),
+            )
+        )
     for run in ([oracle] if oracle is not None else []) + [run for run in runs if run is not oracle]:
         name = run.trainer if names.count(run.trainer) == 1 else f"{run.folder.parent.name}/{run.folder.name}"
         own_start = run.evaluation("start")
         role = "oracle" if run is oracle else "retrain" if run.is_retrain else "unlearned"
-        models.append(Model(
-            name=f"{name} (oracle)" if run is oracle else name, role=role, trainer=run.trainer,
-            strategy=run.metrics.get("strategy"), folder=str(run.folder), end=run.evaluation("end"),
-            before=own_start if own_start is not None else start, history=tuple(run.metrics["evaluations"]),
-            mia=mia_result(audits.get(run.metrics.get("unlearned_checkpoint_sha256"))),
-            wall_seconds=run.metrics["seconds"].get("wall"), settings=run.metrics.get("settings")))
+        models.append(
+            Model(
+                name=f"{name} (oracle)" if run is oracle else name,
+                role=role,
+                trainer=run.trainer,
+                # load_run refuses a run without an "end" evaluation
+                strategy=run.metrics.get("strategy"),
+                folder=str(run.folder),
+                end=cast(dict, run.evaluation("end")),
+                before=own_start if own_start is not None else start,
+                history=tuple(run.metrics["evaluations"]),
+                mia=mia_result(audits.get(run.metrics.get("unlearned_checkpoint_sha256") or "")),
+                wall_seconds=run.metrics["seconds"].get("wall"),
+                settings=run.metrics.get("settings"),
+            )
+        )
     return tuple(models)
 
 
@@ -441,13 +562,18 @@ def compare(runs: Sequence[Path], original: Path | None = None, retrain: Path | 
     first = loaded[0]
     for run in loaded[1:]:
         if run.request_id != first.request_id:
-            raise UserInputError(f"{run.folder}: a run of request {run.request_id}, but {first.folder} is of request "
-                                 f"{first.request_id}; a report compares the runs of one request")
+            raise UserInputError(
+                f"{run.folder}: a run of request {run.request_id}, but {first.folder} is of request "
+                f"{first.request_id}; a report compares the runs of one request"
+            )
+    oracle: RunFolder | None
+    source: RunFolder | None
     if retrain is not None:
         oracle = by_path[Path(retrain).resolve()]
         if not oracle.is_retrain:
-            raise UserInputError(f"{oracle.folder}: --retrain needs an {RETRAIN_PREFIX}* run (this is "
-                                 f"{oracle.trainer})")
+            raise UserInputError(
+                f"{oracle.folder}: --retrain needs an {RETRAIN_PREFIX}* run (this is {oracle.trainer})"
+            )
     else:
         retrains = [run for run in loaded if run.is_retrain]
         if len(retrains) > 1:
@@ -456,8 +582,10 @@ def compare(runs: Sequence[Path], original: Path | None = None, retrain: Path | 
     if original is not None:
         source = by_path[Path(original).resolve()]
         if source.evaluation("start") is None:
-            raise UserInputError(f"{source.folder}: --original needs an unlearning run (it has no 'start' "
-                                 "evaluation of the original model)")
+            raise UserInputError(
+                f"{source.folder}: --original needs an unlearning run (it has no 'start' "
+                "evaluation of the original model)"
+            )
     else:
         source = next((run for run in loaded if run.evaluation("start") is not None), None)
     return Comparison(tuple(loaded), source, oracle, _models(loaded, source, oracle))
@@ -469,8 +597,10 @@ def report_content(comparison: Comparison, groups: Path | None = None) -> dict:
     request = (comparison.original_from or first).request or {}
     group_table = None
     if groups is not None:
-        group_table = {"file": str(groups), "rows": group_rows(comparison.models, comparison.oracle,
-                                                                comparison.case_sets, read_groups(groups))}
+        group_table = {
+            "file": str(groups),
+            "rows": group_rows(comparison.models, comparison.oracle, comparison.case_sets, read_groups(groups)),
+        }
     return {
         "format": 1,
         "request_id": first.request_id,
@@ -490,27 +620,51 @@ def _markdown(content: dict, plots: Mapping[str, str]) -> str:
     lines = [f"# Unlearning report: request {content['request_id']}", ""]
     if content["dataset"]:
         lines.append(f"Dataset {content['dataset']}.")
-    lines += [f"Forget: {', '.join(sets['forget'])} ({len(sets['forget'])} cases); retain {len(sets['retain'])} "
-              f"cases; held-out {len(sets['heldout'])} cases.", ""]
-    lines.append(f"Original model: the 'start' evaluation of {content['original_from']}." if content["original_from"]
-                 else "Original model: not in the report (no unlearning run with a 'start' evaluation was given).")
-    lines.append(f"Retrain oracle: {content['retrain']}." if content["retrain"]
-                 else "Retrain oracle: none given, so gaps to the oracle and speed-ups are empty.")
-    lines += ["", "Dice and MAE are means over each set's cases (MAE: hard MAE); figures are relative to the "
-              "original model; Δ = run − oracle; Avg. Gap = mean |Δ| over Dice forget, retain, held-out and, where "
-              "both are audited, MIA efficacy (docs/report.md).", ""]
+    lines += [
+        f"Forget: {', '.join(sets['forget'])} ({len(sets['forget'])} cases); retain {len(sets['retain'])} "
+        f"cases; held-out {len(sets['heldout'])} cases.",
+        "",
+    ]
+    lines.append(
+        f"Original model: the 'start' evaluation of {content['original_from']}."
+        if content["original_from"]
+        else "Original model: not in the report (no unlearning run with a 'start' evaluation was given)."
+    )
+    lines.append(
+        f"Retrain oracle: {content['retrain']}."
+        if content["retrain"]
+        else "Retrain oracle: none given, so gaps to the oracle and speed-ups are empty."
+    )
+    lines += [
+        "",
+        "Dice and MAE are means over each set's cases (MAE: hard MAE); figures are relative to the "
+        "original model; Δ = run − oracle; Avg. Gap = mean |Δ| over Dice forget, retain, held-out and, where "
+        "both are audited, MIA efficacy (docs/report.md).",
+        "",
+    ]
     for title, keys in TABLES.items():
         lines += [f"## {title}", "", markdown_table(rows, keys), ""]
     if content["groups"]:
-        lines += [f"## Per group ({content['groups']['file']})", "",
-                  "Over each group's cases only; figures relative to the original's scores on the same cases, "
-                  "Δ to the oracle's.", "", markdown_table(content["groups"]["rows"], GROUP_KEYS), ""]
+        lines += [
+            f"## Per group ({content['groups']['file']})",
+            "",
+            "Over each group's cases only; figures relative to the original's scores on the same cases, "
+            "Δ to the oracle's.",
+            "",
+            markdown_table(content["groups"]["rows"], GROUP_KEYS),
+            "",
+        ]
     lines += ["## Plots", ""] + [f"![{title}]({name})" for name, title in plots.items()] + [""]
     return "\n".join(lines)
 
 
-def write_report(runs: Sequence[Path], out: Path, original: Path | None = None, retrain: Path | None = None,
-                 groups: Path | None = None) -> Path:
+def write_report(
+    runs: Sequence[Path],
+    out: Path,
+    original: Path | None = None,
+    retrain: Path | None = None,
+    groups: Path | None = None,
+) -> Path:
     """Compare the runs of one unlearning request; write the table and plots into ``out``; return report.md.
 
     Args:

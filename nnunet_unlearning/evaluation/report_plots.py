@@ -58,8 +58,15 @@ def forget_vs_retain(models: Sequence[Model]) -> bytes:
     for model in models:
         x, y = (_number(model.end["sets"].get(s, {}).get("dice")) for s in ("forget", "retain"))
         marker = {"original": "s", "oracle": "*", "retrain": "*"}.get(model.role, "o")
-        ax.scatter([x], [y], s=140 if marker == "*" else 60, marker=marker, color=colours[model.name],
-                   label=model.name, zorder=3)
+        ax.scatter(
+            [x],
+            [y],
+            s=140 if marker == "*" else 60,
+            marker=marker,
+            color=colours[model.name],
+            label=model.name,
+            zorder=3,
+        )
         if model.role == "oracle":
             ax.axvline(x, color="black", ls="--", lw=0.8)
             ax.axhline(y, color="black", ls="--", lw=0.8)
@@ -76,22 +83,35 @@ def dice_per_case(models: Sequence[Model], case_sets: Mapping[str, Sequence[str]
     colours = _colours(models)
     sets = [s for s in SETS if case_sets.get(s)]
     widths = [len(case_sets[s]) for s in sets]
-    fig, axes = plt.subplots(1, len(sets), figsize=(min(4 + 0.5 * len(models) * sum(widths), 40), 4.5), dpi=100,
-                             squeeze=False, gridspec_kw={"width_ratios": widths}, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(sets),
+        figsize=(min(4 + 0.5 * len(models) * sum(widths), 40), 4.5),
+        dpi=100,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+        layout="constrained",
+    )
     bar = 0.8 / len(models)
     for ax, name in zip(axes[0], sets):
         cases = list(case_sets[name])
         for i, model in enumerate(models):
             values = [_number(model.end["cases"].get(c, {}).get("mean", {}).get("dice")) for c in cases]
-            ax.bar([k + (i - (len(models) - 1) / 2) * bar for k in range(len(cases))], values, bar,
-                   color=colours[model.name], label=model.name)
+            ax.bar(
+                [k + (i - (len(models) - 1) / 2) * bar for k in range(len(cases))],
+                values,
+                bar,
+                color=colours[model.name],
+                label=model.name,
+            )
         ax.set_xticks(range(len(cases)))
         ax.set_xticklabels(cases, rotation=45, ha="right", fontsize=7)
         ax.set_title(SET_TITLES[name])
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("mean Dice of the case")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4),
-               fontsize=7)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4), fontsize=7
+    )
     return _png(fig)
 
 
@@ -107,19 +127,18 @@ def dice_over_epochs(models: Sequence[Model]) -> bytes:
         for model in models:
             if model.role in ("original", "oracle"):
                 value = _number(model.end["sets"].get(name, {}).get("dice"))
-                ax.axhline(value, color=colours[model.name], ls=":" if model.role == "original" else "--",
-                           label=model.name)
+                ax.axhline(
+                    value, color=colours[model.name], ls=":" if model.role == "original" else "--", label=model.name
+                )
                 continue
             points = [(e["epoch"], _number(e["sets"].get(name, {}).get("dice"))) for e in model.history]
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=colours[model.name],
-                    label=model.name)
+            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=colours[model.name], label=model.name)
         ax.set_title(SET_TITLES[name])
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean Dice")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4),
-               fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(models), 4), fontsize=7)
     return _png(fig)
 
 
@@ -128,7 +147,9 @@ def report_plots(models: Sequence[Model], case_sets: Mapping[str, Sequence[str]]
     with plain_style():
         return {
             "report_forget_vs_retain.png": ("Retain vs forget Dice per model", forget_vs_retain(models)),
-            "report_dice_per_case.png": ("Dice per case, before (original) and after",
-                                         dice_per_case(models, case_sets)),
+            "report_dice_per_case.png": (
+                "Dice per case, before (original) and after",
+                dice_per_case(models, case_sets),
+            ),
             "report_dice_over_epochs.png": ("Dice per set over epochs", dice_over_epochs(models)),
         }

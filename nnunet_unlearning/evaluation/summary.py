@@ -49,8 +49,7 @@ def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]
         summary.update({metric: _mean_over_cases([m.mean(metric) for m in members]) for metric in METRICS})
         summary["per_class"] = {
             label: {
-                metric: _mean_over_cases([getattr(m.classes[label], metric) for m in members])
-                for metric in METRICS
+                metric: _mean_over_cases([getattr(m.classes[label], metric) for m in members]) for metric in METRICS
             }
             for label in labels
         }

@@ -51,9 +51,7 @@ def _crop_to_union(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.nda
     return gt[box], pred[box]
 
 
-def hd95_mm(
-    gt: np.ndarray, pred: np.ndarray, spacing_mm: Sequence[float], *, slice_axis: int | None = None
-) -> float:
+def hd95_mm(gt: np.ndarray, pred: np.ndarray, spacing_mm: Sequence[float], *, slice_axis: int | None = None) -> float:
     """95th-percentile symmetric Hausdorff distance between two boolean masks, in mm.
 
     Args:

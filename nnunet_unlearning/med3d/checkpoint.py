@@ -52,12 +52,15 @@ class LoadReport:
 
     def summary(self) -> str:
         """A few lines for a user: counts first, then what was inflated, kept and skipped."""
-        lines = [f"{self.source}: MedicalNet ResNet-{self.depth} encoder ({self.norm} norm, {self.in_channels} "
-                 f"input channel{'s' if self.in_channels != 1 else ''}): {len(self.loaded)} tensors loaded, "
-                 f"0 missing, {len(self.skipped)} skipped"]
+        lines = [
+            f"{self.source}: MedicalNet ResNet-{self.depth} encoder ({self.norm} norm, {self.in_channels} "
+            f"input channel{'s' if self.in_channels != 1 else ''}): {len(self.loaded)} tensors loaded, "
+            f"0 missing, {len(self.skipped)} skipped"
+        ]
         for key, (c_file, c_net) in self.inflated.items():
-            lines.append(f"  inflated {key}: {c_file} -> {c_net} input channels (kernel repeated, divided by "
-                         f"{c_net // c_file})")
+            lines.append(
+                f"  inflated {key}: {c_file} -> {c_net} input channels (kernel repeated, divided by {c_net // c_file})"
+            )
         if self.kept:
             lines.append(f"  not in file, encoder keeps its own value: {len(self.kept)} num_batches_tracked")
         reasons: dict[str, list[str]] = {}
@@ -81,10 +84,15 @@ def read_medicalnet_state_dict(path: Path) -> dict[str, torch.Tensor]:
         reason = f"{type(e).__name__}: {message}" if message else type(e).__name__
         raise UserInputError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise UserInputError(f"{path}: not a MedicalNet checkpoint (expected a state dict of tensors, "
-                             f"or a dict with one under 'state_dict')")
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise UserInputError(
+            f"{path}: not a MedicalNet checkpoint (expected a state dict of tensors, "
+            f"or a dict with one under 'state_dict')"
+        )
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -119,15 +127,22 @@ def load_medicalnet_weights(encoder: MedicalNetResNet, path: Path) -> LoadReport
                 continue
             raise UserInputError(f"{path}: key {key!r} missing — not a {what} checkpoint (wrong depth?)")
         tensor = file_state[key]
-        if key == STEM_KEY and tensor.dim() == 5 and tensor.shape[1] != in_channels \
-                and tensor.shape[1] > 0 and in_channels % tensor.shape[1] == 0 \
-                and tensor.shape[:1] + tensor.shape[2:] == target.shape[:1] + target.shape[2:]:
+        if (
+            key == STEM_KEY
+            and tensor.dim() == 5
+            and tensor.shape[1] != in_channels
+            and tensor.shape[1] > 0
+            and in_channels % tensor.shape[1] == 0
+            and tensor.shape[:1] + tensor.shape[2:] == target.shape[:1] + target.shape[2:]
+        ):
             report.inflated[key] = (tensor.shape[1], in_channels)
             tensor = inflate_stem(tensor, in_channels)
         if tensor.shape != target.shape:
             hint = "input channels?" if key == STEM_KEY else "wrong depth?"
-            raise UserInputError(f"{path}: key {key!r} has shape {tuple(tensor.shape)}, {what} with "
-                                 f"{in_channels} input channel(s) needs {tuple(target.shape)} ({hint})")
+            raise UserInputError(
+                f"{path}: key {key!r} has shape {tuple(tensor.shape)}, {what} with "
+                f"{in_channels} input channel(s) needs {tuple(target.shape)} ({hint})"
+            )
         if tensor.is_floating_point() != target.is_floating_point():
             raise UserInputError(f"{path}: key {key!r} has dtype {tensor.dtype}, expected {target.dtype}")
         new_state[key] = tensor
@@ -141,8 +156,9 @@ def load_medicalnet_weights(encoder: MedicalNetResNet, path: Path) -> LoadReport
         elif encoder.norm == "instance" and key.rsplit(".", 1)[-1] in RUNNING_STATS:
             report.skipped[key] = "BatchNorm running statistics, no place in InstanceNorm"
         else:
-            raise UserInputError(f"{path}: unexpected key {key!r} — not a {what} checkpoint "
-                                 f"(wrong depth or shortcut type?)")
+            raise UserInputError(
+                f"{path}: unexpected key {key!r} — not a {what} checkpoint (wrong depth or shortcut type?)"
+            )
     encoder.load_state_dict(new_state, strict=True)
     return report
 

@@ -24,8 +24,11 @@ def conv_block(in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c_in in (in_channels, out_channels):
         # no bias: the norm right after subtracts any constant the conv could add
-        layers += [nn.Conv3d(c_in, out_channels, kernel_size=3, padding=1, bias=False),
-                   make_norm(norm, out_channels), nn.LeakyReLU(0.01, inplace=True)]
+        layers += [
+            nn.Conv3d(c_in, out_channels, kernel_size=3, padding=1, bias=False),
+            make_norm(norm, out_channels),
+            nn.LeakyReLU(0.01, inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -44,9 +47,16 @@ class Med3DDecoder(nn.Module):
             sets `decoder.deep_supervision` directly.
     """
 
-    def __init__(self, input_channels: int, encoder_channels: Sequence[int], decoder_channels: Sequence[int],
-                 strides: Sequence[Sequence[int]], num_classes: int, norm: str,
-                 deep_supervision: bool) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        encoder_channels: Sequence[int],
+        decoder_channels: Sequence[int],
+        strides: Sequence[Sequence[int]],
+        num_classes: int,
+        norm: str,
+        deep_supervision: bool,
+    ) -> None:
         super().__init__()
         n_levels = len(decoder_channels)
         if len(encoder_channels) != n_levels or len(strides) != n_levels + 1:
@@ -58,11 +68,18 @@ class Med3DDecoder(nn.Module):
         skip_channels = (decoder_channels[0], *encoder_channels[:-1])
         below = [*decoder_channels[1:], encoder_channels[-1]]
         self.upsamples = nn.ModuleList(
-            nn.ConvTranspose3d(below[i], decoder_channels[i], kernel_size=as_triple(strides[i + 1]),
-                               stride=as_triple(strides[i + 1]), bias=False)
-            for i in range(n_levels))
-        self.blocks = nn.ModuleList(conv_block(decoder_channels[i] + skip_channels[i], decoder_channels[i], norm)
-                                    for i in range(n_levels))
+            nn.ConvTranspose3d(
+                below[i],
+                decoder_channels[i],
+                kernel_size=as_triple(strides[i + 1]),
+                stride=as_triple(strides[i + 1]),
+                bias=False,
+            )
+            for i in range(n_levels)
+        )
+        self.blocks = nn.ModuleList(
+            conv_block(decoder_channels[i] + skip_channels[i], decoder_channels[i], norm) for i in range(n_levels)
+        )
         # named as nnU-Net's, so `nnUNetv2_train -pretrained_weights` skips the heads when classes differ
         self.seg_layers = nn.ModuleList(nn.Conv3d(c, num_classes, kernel_size=1) for c in decoder_channels)
 

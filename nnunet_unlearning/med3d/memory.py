@@ -62,9 +62,25 @@ def nnunet_reference_bytes() -> int:
     strides = [[1, 1, 1]] + [[2, 2, 2]] * 5
 
     def build() -> PlainConvUNet:
-        return PlainConvUNet(1, 6, [32, 64, 128, 256, 320, 320], nn.Conv3d, 3, strides, 2, 4, 2, True,
-                             nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU,
-                             {"inplace": True}, deep_supervision=True)
+        return PlainConvUNet(
+            1,
+            6,
+            [32, 64, 128, 256, 320, 320],
+            nn.Conv3d,
+            3,
+            strides,
+            2,
+            4,
+            2,
+            True,
+            nn.InstanceNorm3d,
+            {"eps": 1e-5, "affine": True},
+            None,
+            None,
+            nn.LeakyReLU,
+            {"inplace": True},
+            deep_supervision=True,
+        )
 
     per_sample, n_params = activation_bytes(build, (1, 1, *patch))
     with torch.device("meta"):

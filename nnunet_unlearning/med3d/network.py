@@ -33,23 +33,28 @@ DEFAULT_DECODER_CHANNELS = (32, 64, 128, 256, 320)
 DEFAULT_NORM = "batch"
 
 
-def validate_arch_kwargs(depth: int, strides: Sequence[Sequence[int]], norm: str,
-                         decoder_channels: Sequence[int]) -> None:
+def validate_arch_kwargs(
+    depth: int, strides: Sequence[Sequence[int]], norm: str, decoder_channels: Sequence[int]
+) -> None:
     """Raise UserInputError (one line naming the arch_kwargs entry) when the plans ask for a network we cannot build."""
     if depth not in RESNET_CONFIGS:
         raise UserInputError(f"Med3DUNet arch_kwargs: depth must be one of {sorted(RESNET_CONFIGS)}, got {depth!r}")
     if norm not in NORMS:
         raise UserInputError(f"Med3DUNet arch_kwargs: norm must be one of {list(NORMS)}, got {norm!r}")
-    if (len(strides) != N_LEVELS or any(len(s) != 3 for s in strides)
-            or any(int(v) < 1 for s in strides for v in s)):
-        raise UserInputError(f"Med3DUNet arch_kwargs: strides must be {N_LEVELS} triples of positive ints "
-                             f"(input block, conv1, maxpool, layer2, layer3, layer4), got {strides!r}")
+    if len(strides) != N_LEVELS or any(len(s) != 3 for s in strides) or any(int(v) < 1 for s in strides for v in s):
+        raise UserInputError(
+            f"Med3DUNet arch_kwargs: strides must be {N_LEVELS} triples of positive ints "
+            f"(input block, conv1, maxpool, layer2, layer3, layer4), got {strides!r}"
+        )
     if any(int(v) != 1 for v in strides[0]):
-        raise UserInputError(f"Med3DUNet arch_kwargs: strides[0] (full-resolution input block) must be "
-                             f"[1, 1, 1], got {list(strides[0])}")
+        raise UserInputError(
+            f"Med3DUNet arch_kwargs: strides[0] (full-resolution input block) must be [1, 1, 1], got {list(strides[0])}"
+        )
     if len(decoder_channels) != N_LEVELS - 1 or any(int(c) < 1 for c in decoder_channels):
-        raise UserInputError(f"Med3DUNet arch_kwargs: decoder_channels must be {N_LEVELS - 1} positive ints "
-                             f"(levels 0..4), got {decoder_channels!r}")
+        raise UserInputError(
+            f"Med3DUNet arch_kwargs: decoder_channels must be {N_LEVELS - 1} positive ints "
+            f"(levels 0..4), got {decoder_channels!r}"
+        )
 
 
 class Med3DUNet(nn.Module):
@@ -69,22 +74,38 @@ class Med3DUNet(nn.Module):
     output logits (B, num_classes, X, Y, Z) (and the lower levels, with deep supervision).
     """
 
-    def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = True, depth: int = 50,
-                 strides: Sequence[Sequence[int]] = DEFAULT_STRIDES, norm: str = DEFAULT_NORM,
-                 decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: bool = True,
+        depth: int = 50,
+        strides: Sequence[Sequence[int]] = DEFAULT_STRIDES,
+        norm: str = DEFAULT_NORM,
+        decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+    ) -> None:
         super().__init__()
         validate_arch_kwargs(depth, strides, norm, decoder_channels)
         self.strides = [tuple(int(v) for v in s) for s in strides]
         self.total_stride = tuple(int(v) for v in np.prod(self.strides, axis=0))
         self.encoder = MedicalNetResNet(depth, input_channels, self.strides[1:], norm)
-        self.decoder = Med3DDecoder(input_channels, self.encoder.stage_channels, [int(c) for c in decoder_channels],
-                                    self.strides, num_classes, norm, deep_supervision)
+        self.decoder = Med3DDecoder(
+            input_channels,
+            self.encoder.stage_channels,
+            [int(c) for c in decoder_channels],
+            self.strides,
+            num_classes,
+            norm,
+            deep_supervision,
+        )
         self.decoder.apply(InitWeights_He(1e-2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if any(n % s for n, s in zip(x.shape[2:], self.total_stride, strict=True)):
-            raise ValueError(f"Med3DUNet: spatial shape {tuple(x.shape[2:])} is not divisible by the total "
-                             f"stride {self.total_stride}")
+            raise ValueError(
+                f"Med3DUNet: spatial shape {tuple(x.shape[2:])} is not divisible by the total "
+                f"stride {self.total_stride}"
+            )
         return self.decoder(x, self.encoder(x))
 
 

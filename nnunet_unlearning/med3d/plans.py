@@ -54,8 +54,7 @@ def derive_strides(spacing: Sequence[float], patch_size: Sequence[int]) -> list[
 
     spacing: voxel spacing in mm, in the plans' (transposed) axis order; patch_size: voxels, same order.
     """
-    _, pool_sizes, _, _, _ = get_pool_and_conv_props(list(spacing), list(patch_size), MIN_FEATURE_MAP_EDGE,
-                                                      999999)
+    _, pool_sizes, _, _, _ = get_pool_and_conv_props(list(spacing), list(patch_size), MIN_FEATURE_MAP_EDGE, 999999)
     strides = [[int(v) for v in s] for s in pool_sizes[:N_LEVELS]]
     return strides + [[1, 1, 1]] * (N_LEVELS - len(strides))
 
@@ -84,8 +83,10 @@ def _find_dataset_folder(dataset_id: int) -> Path:
     matches = sorted(Path(root).glob(f"Dataset{int(dataset_id):03d}_*"))
     if len(matches) != 1:
         found = "none" if not matches else ", ".join(m.name for m in matches)
-        raise UserInputError(f"{root}: expected one folder Dataset{int(dataset_id):03d}_* for dataset "
-                             f"{dataset_id}, found {found} (run nnUNetv2_plan_and_preprocess first)")
+        raise UserInputError(
+            f"{root}: expected one folder Dataset{int(dataset_id):03d}_* for dataset "
+            f"{dataset_id}, found {found} (run nnUNetv2_plan_and_preprocess first)"
+        )
     return matches[0]
 
 
@@ -98,10 +99,16 @@ def _load_json(path: Path, what: str) -> dict:
         raise UserInputError(f"{path}: {what} is not valid JSON ({e})") from None
 
 
-def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 50,
-               source_plans: str = "nnUNetPlans", name: str = "nnUNetMed3DPlans", gpu_memory_gb: float = 8.0,
-               norm: str = DEFAULT_NORM,
-               decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS) -> Path:
+def plan_med3d(
+    dataset_id: int,
+    configuration: str = "3d_fullres",
+    depth: int = 50,
+    source_plans: str = "nnUNetPlans",
+    name: str = "nnUNetMed3DPlans",
+    gpu_memory_gb: float = 8.0,
+    norm: str = DEFAULT_NORM,
+    decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+) -> Path:
     """Write `<name>.json` beside `<source_plans>.json` for Med3DUNet; return its path (see module doc).
 
     gpu_memory_gb: the GPU memory budget in GB, as nnU-Net's `-gpu_memory_target` (default 8).
@@ -117,15 +124,18 @@ def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 
     plans = _load_json(source_path, "source plans")
     dataset_json = _load_json(folder / "dataset.json", "dataset.json")
     if configuration not in plans.get("configurations", {}):
-        raise UserInputError(f"{source_path}: no configuration {configuration!r} (has "
-                             f"{sorted(plans.get('configurations', {}))})")
+        raise UserInputError(
+            f"{source_path}: no configuration {configuration!r} (has {sorted(plans.get('configurations', {}))})"
+        )
     config = dict(PlansManager(plans).get_configuration(configuration).configuration)
     config.pop("inherits_from", None)
     if len(config["patch_size"]) != 3:
         raise UserInputError(f"{source_path}: configuration {configuration!r} is 2D; Med3DUNet is 3D only")
     if config.get("previous_stage"):
-        raise UserInputError(f"{source_path}: configuration {configuration!r} is a cascade stage; "
-                             f"plan-med3d supports single-stage 3D configurations (e.g. 3d_fullres)")
+        raise UserInputError(
+            f"{source_path}: configuration {configuration!r} is a cascade stage; "
+            f"plan-med3d supports single-stage 3D configurations (e.g. 3d_fullres)"
+        )
     config.pop("next_stage", None)
 
     spacing = [float(s) for s in config["spacing"]]
@@ -135,14 +145,18 @@ def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 
     budget = budget_bytes(gpu_memory_gb)
 
     def arch_kwargs(strides: list[list[int]]) -> dict:
-        return {"depth": depth, "strides": strides, "norm": norm,
-                "decoder_channels": [int(c) for c in decoder_channels]}
+        return {
+            "depth": depth,
+            "strides": strides,
+            "norm": norm,
+            "decoder_channels": [int(c) for c in decoder_channels],
+        }
 
     def cost(patch: list[int], strides: list[list[int]]) -> tuple[int, int]:
         """(activation bytes per sample, parameter bytes) at this patch."""
         per_sample, n_params = activation_bytes(
-            lambda: Med3DUNet(input_channels, num_classes, True, **arch_kwargs(strides)),
-            (1, input_channels, *patch))
+            lambda: Med3DUNet(input_channels, num_classes, True, **arch_kwargs(strides)), (1, input_channels, *patch)
+        )
         return per_sample, PARAM_BYTES * n_params
 
     patch, strides = fit_patch(spacing, config["patch_size"])
@@ -151,8 +165,10 @@ def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 
         # as nnU-Net's feature maps, a patch edge stays at least MIN_FEATURE_MAP_EDGE voxels
         shrinkable = [i for i in range(3) if patch[i] - divisor[i] >= MIN_FEATURE_MAP_EDGE]
         if not shrinkable:
-            raise UserInputError(f"--gpu-memory-gb {gpu_memory_gb}: too small for Med3D ResNet-{depth} even at "
-                                 f"patch {patch} with batch size {MIN_BATCH_SIZE}")
+            raise UserInputError(
+                f"--gpu-memory-gb {gpu_memory_gb}: too small for Med3D ResNet-{depth} even at "
+                f"patch {patch} with batch size {MIN_BATCH_SIZE}"
+            )
         # nnU-Net's choice: shrink the axis that is largest relative to the median image
         axis = max(shrinkable, key=lambda i: patch[i] / median_shape[i])
         patch[axis] -= divisor[axis]
@@ -163,12 +179,17 @@ def plan_med3d(dataset_id: int, configuration: str = "3d_fullres", depth: int = 
     cap = round(n_voxels_dataset * MAX_DATASET_COVERED / float(np.prod(patch)))
     batch_size = max(min((budget - fixed) // per_sample, cap), MIN_BATCH_SIZE)
 
-    config.update({
-        "patch_size": patch,
-        "batch_size": int(batch_size),
-        "architecture": {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": arch_kwargs(strides),
-                         "_kw_requires_import": []},
-    })
+    config.update(
+        {
+            "patch_size": patch,
+            "batch_size": int(batch_size),
+            "architecture": {
+                "network_class_name": NETWORK_CLASS_NAME,
+                "arch_kwargs": arch_kwargs(strides),
+                "_kw_requires_import": [],
+            },
+        }
+    )
     new_plans = deepcopy(plans)
     new_plans["plans_name"] = name
     new_plans["configurations"] = {configuration: config}

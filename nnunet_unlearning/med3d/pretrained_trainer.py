@@ -21,12 +21,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import torch
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
+from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.unlearning.nnunet_glue import bare_network, exit_on_user_error
 
 MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
@@ -42,24 +40,18 @@ def med3d_weights_path() -> Path:
     """The MedicalNet checkpoint named by `nnUNet_med3d_weights`; UserInputError when unset or missing."""
     value = os.environ.get(MED3D_WEIGHTS_ENV)
     if not value:
-        raise UserInputError(f"{MED3D_WEIGHTS_ENV} is not set: nnUNetTrainerMed3D initialises its encoder from a "
-                             f"MedicalNet checkpoint (export {MED3D_WEIGHTS_ENV}=/path/to/resnet_50_23dataset.pth); "
-                             f"to train from random initialisation use -tr {SCRATCH_TRAINER}")
+        raise UserInputError(
+            f"{MED3D_WEIGHTS_ENV} is not set: nnUNetTrainerMed3D initialises its encoder from a "
+            f"MedicalNet checkpoint (export {MED3D_WEIGHTS_ENV}=/path/to/resnet_50_23dataset.pth); "
+            f"to train from random initialisation use -tr {SCRATCH_TRAINER}"
+        )
     path = Path(value)
     if not path.is_file():
-        raise UserInputError(f"{path}: no such file ({MED3D_WEIGHTS_ENV}); set it to a MedicalNet checkpoint "
-                             f"or train from random initialisation with -tr {SCRATCH_TRAINER}")
+        raise UserInputError(
+            f"{path}: no such file ({MED3D_WEIGHTS_ENV}); set it to a MedicalNet checkpoint "
+            f"or train from random initialisation with -tr {SCRATCH_TRAINER}"
+        )
     return path
-
-
-class ScaledPolyLRScheduler(PolyLRScheduler):
-    """nnU-Net's poly schedule, multiplied per parameter group by the group's `lr_scale` (default 1)."""
-
-    def step(self, current_step: int | None = None) -> None:
-        super().step(current_step)
-        for group in self.optimizer.param_groups:
-            group["lr"] *= group.get("lr_scale", 1.0)
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 class Med3DTrainerMixin(_TrainerBase):
@@ -83,9 +75,11 @@ class Med3DTrainerMixin(_TrainerBase):
         with exit_on_user_error(type(self).__name__):
             class_name = self.configuration_manager.network_arch_class_name
             if class_name != NETWORK_CLASS_NAME:
-                raise UserInputError(f"plans {self.plans_manager.plans_name!r}: network {class_name} is not "
-                                     f"Med3DUNet; {type(self).__name__} needs plans from `nnunet-unlearning "
-                                     f"plan-med3d` (-p nnUNetMed3DPlans)")
+                raise UserInputError(
+                    f"plans {self.plans_manager.plans_name!r}: network {class_name} is not "
+                    f"Med3DUNet; {type(self).__name__} needs plans from `nnunet-unlearning "
+                    f"plan-med3d` (-p nnUNetMed3DPlans)"
+                )
             load = self.med3d_pretrained and not self._encoder_from_nnunet_checkpoint
             weights = med3d_weights_path() if load else None
         super().initialize()
@@ -99,12 +93,7 @@ class Med3DTrainerMixin(_TrainerBase):
         return cast(Med3DUNet, bare_network(self.network))
 
     def configure_optimizers(self):
-        network = self._med3d_network()
-        encoder = list(network.encoder.parameters())
-        encoder_ids = {id(p) for p in encoder}
-        rest = [p for p in network.parameters() if id(p) not in encoder_ids]
-        # decoder first: nnU-Net logs param_groups[0]'s learning rate
-        groups = [{"params": rest, "lr_scale": 1.0}, {"params": encoder, "lr_scale": self.encoder_lr_scale}]
-        optimizer = torch.optim.SGD(groups, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
-                                    nesterov=True)
-        return optimizer, ScaledPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+        groups = [{"prefix": "encoder.", "lr_scale": self.encoder_lr_scale}]
+        return grouped_sgd(
+            bare_network(self.network).named_parameters(), groups, self.initial_lr, self.weight_decay, self.num_epochs
+        )

@@ -92,9 +92,13 @@ class MedicalNetResNet(nn.Module):
     layer3: nn.Sequential
     layer4: nn.Sequential
 
-    def __init__(self, depth: int = 50, in_channels: int = 1,
-                 strides: Sequence[Stride] = ((2, 2, 2),) * 3 + ((1, 1, 1),) * 2,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self,
+        depth: int = 50,
+        in_channels: int = 1,
+        strides: Sequence[Stride] = ((2, 2, 2),) * 3 + ((1, 1, 1),) * 2,
+        norm: str = "batch",
+    ) -> None:
         super().__init__()
         if depth not in RESNET_CONFIGS:
             raise ValueError(f"depth must be one of {sorted(RESNET_CONFIGS)}, got {depth!r}")
@@ -106,8 +110,7 @@ class MedicalNetResNet(nn.Module):
         self.shortcut_type = shortcut
         triples = [as_triple(s) for s in strides]
 
-        self.conv1 = nn.Conv3d(in_channels, STEM_CHANNELS, kernel_size=7, stride=triples[0], padding=3,
-                               bias=False)
+        self.conv1 = nn.Conv3d(in_channels, STEM_CHANNELS, kernel_size=7, stride=triples[0], padding=3, bias=False)
         self.bn1 = make_norm(norm, STEM_CHANNELS)
         self.relu = nn.ReLU(inplace=True)
         # a kernel of 3 where MedicalNet pools, 1 on axes the plans keep (no smoothing across thick slices)
@@ -116,16 +119,16 @@ class MedicalNetResNet(nn.Module):
 
         in_planes = STEM_CHANNELS
         layer_strides = [(1, 1, 1), triples[2], triples[3], triples[4]]
-        for i, (planes, n_blocks, stride) in enumerate(zip(STAGE_PLANES, blocks_per_stage, layer_strides,
-                                                           strict=True)):
+        for i, (planes, n_blocks, stride) in enumerate(zip(STAGE_PLANES, blocks_per_stage, layer_strides, strict=True)):
             layer, in_planes = self._make_layer(block, in_planes, planes, n_blocks, stride, shortcut, norm)
             setattr(self, f"layer{i + 1}", layer)
         self.stage_channels = (STEM_CHANNELS, *(p * block.expansion for p in STAGE_PLANES))
         self.reset_medicalnet_init()
 
     @staticmethod
-    def _make_layer(block: Block, in_planes: int, planes: int, n_blocks: int, stride: Stride3,
-                    shortcut: str, norm: str) -> tuple[nn.Sequential, int]:
+    def _make_layer(
+        block: Block, in_planes: int, planes: int, n_blocks: int, stride: Stride3, shortcut: str, norm: str
+    ) -> tuple[nn.Sequential, int]:
         out_planes = planes * block.expansion
         downsample: nn.Module | None = None
         # MedicalNet's rule; layer1 always has stride 1 here, so which layers own a shortcut module
@@ -140,8 +143,16 @@ class MedicalNetResNet(nn.Module):
                 )
         mnorm = monai_norm(norm)
         # MONAI annotates `stride` as int but hands it to nn.Conv3d, which takes a per-axis triple
-        layers = [block(in_planes, planes, spatial_dims=3, stride=stride,  # type: ignore[arg-type]
-                        downsample=downsample, norm=mnorm)]
+        layers = [
+            block(
+                in_planes,
+                planes,
+                spatial_dims=3,
+                stride=stride,  # type: ignore[arg-type]
+                downsample=downsample,
+                norm=mnorm,
+            )
+        ]
         layers += [block(out_planes, planes, spatial_dims=3, norm=mnorm) for _ in range(1, n_blocks)]
         return nn.Sequential(*layers), out_planes
 

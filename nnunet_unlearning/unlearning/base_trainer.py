@@ -13,12 +13,11 @@ import copy
 import os
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
-from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
@@ -27,8 +26,10 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.certificate import write_certificate
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.unlearning import distributed
 from nnunet_unlearning.unlearning.nnunet_glue import (
+    CUDA,
     bare_network,
     case_dataset,
     exit_on_user_error,
@@ -39,6 +40,7 @@ from nnunet_unlearning.unlearning.nnunet_glue import (
     validation_loader,
 )
 from nnunet_unlearning.unlearning.original_model import load_original_weights
+from nnunet_unlearning.unlearning.original_recipe import recipe_of
 from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
 from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest, load_request
 from nnunet_unlearning.unlearning.resume_state import (
@@ -68,9 +70,15 @@ def make_hook(trainer) -> EvaluationHook:
     cases = sorted(set(request.forget) | set(request.retain) | set(request.heldout))
     dataset = case_dataset(trainer, cases)
     labels = [int(c) for c in trainer.label_manager.foreground_labels]
-    return EvaluationHook(dataset, {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
-                          labels, trainer.label_manager.ignore_label, trainer.configuration_manager.spacing,
-                          critical_classes(trainer.dataset_json), lambda net: make_predictor(trainer, net))
+    return EvaluationHook(
+        dataset,
+        {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
+        labels,
+        trainer.label_manager.ignore_label,
+        trainer.configuration_manager.spacing,
+        critical_classes(trainer.dataset_json),
+        lambda net: make_predictor(trainer, net),
+    )
 
 
 class RequestSplitMixin:
@@ -81,6 +89,8 @@ class RequestSplitMixin:
     """
 
     request: UnlearningRequest
+    plans_manager: Any  # the nnU-Net trainer's, which this class is mixed into
+    output_folder: str
 
     def _attach_request(self, continue_training: bool) -> None:
         """Read the run's request (exit 2 on a user error) and refuse a folder holding another request's run."""
@@ -100,8 +110,14 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
     #: Retain batches the running statistics of changed normalisation layers are recomputed from at the end.
     recalibration_batches: ClassVar[int] = 20
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = CUDA,
+    ):
         continue_training = bool(plans.get("continue_training", False))
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._attach_request(continue_training)
@@ -114,10 +130,11 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
                 guard_settings(self.output_folder, self.settings)
         self.strategy = self.settings.make_strategy(self.strategy_class)
         self._apply_settings()
-        self.dataloader_forget = None
-        self.context: StrategyContext | None = None
+        self.dataloader_forget: Any = None  # nnU-Net's augmenter, built in get_dataloaders
+        # set by on_train_start, before any step, checkpoint or evaluation reads them
+        self.context: StrategyContext
         self.guard: ParameterGuard | None = None
-        self.hook: EvaluationHook | None = None
+        self.hook: EvaluationHook
         self.record = RunRecord(self.request, self.__class__.__name__, self.strategy, self.settings)
 
     def _apply_settings(self) -> None:
@@ -131,11 +148,18 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
 
     # --- set-up -------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        """nnU-Net's optimizer and schedule, over the parameters the strategy lets change."""
-        params = trainable_parameters(bare_network(self.network), self.strategy)
-        optimizer = torch.optim.SGD(params, self.initial_lr, weight_decay=self.weight_decay, momentum=0.99,
-                                    nesterov=True)
-        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, max(self.num_epochs, 1))
+        """nnU-Net's optimizer and schedule over the parameters the strategy lets change, in the original's
+        parameter groups (a Med3D original's pretrained encoder keeps its slower rate)."""
+        network = bare_network(self.network)
+        trainable = {id(p) for p in trainable_parameters(network, self.strategy)}
+        named = [(name, p) for name, p in network.named_parameters() if id(p) in trainable]
+        return grouped_sgd(
+            named,
+            recipe_of(self.request.original)["parameter_groups"],
+            self.initial_lr,
+            self.weight_decay,
+            self.num_epochs,
+        )
 
     def get_dataloaders(self):
         """(primary stream, held-out validation stream); the forget stream goes to ``dataloader_forget``.
@@ -150,9 +174,14 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             # other-subject draws of its first epochs
             seed = np.random.SeedSequence([self.settings.trainer.seed, self.local_rank, self.current_epoch])
             forget = OtherSubjectLabels(forget, retain, seed=int(seed.generate_state(1)[0]))
-        streams = {name: train_loader(self, dataset) for name, dataset, used in
-                   (("retain", retain, self.strategy.uses_retain), ("forget", forget, self.strategy.uses_forget))
-                   if used}
+        streams = {
+            name: train_loader(self, dataset)
+            for name, dataset, used in (
+                ("retain", retain, self.strategy.uses_retain),
+                ("forget", forget, self.strategy.uses_forget),
+            )
+            if used
+        }
         self.dataloader_forget = streams.get("forget") if "retain" in streams else None
         primary = streams["retain"] if "retain" in streams else streams["forget"]
         _, heldout = self.do_split()
@@ -162,8 +191,9 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         resumed = self.current_epoch > 0
         super().on_train_start()
         with exit_on_user_error(self.__class__.__name__):
-            original_weights = load_original_weights(self.request, self.plans_manager.plans,
-                                                     self.configuration_name, self.fold, bare_network(self.network))
+            original_weights = load_original_weights(
+                self.request, self.plans_manager.plans, self.configuration_name, self.fold, bare_network(self.network)
+            )
         if resumed:
             self.record.resume(self.output_folder, self.current_epoch)
         else:
@@ -206,8 +236,10 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         """Endless batches of the forget or retain stream, for statistics a strategy computes in prepare."""
         declared = self.strategy.uses_forget if name == "forget" else self.strategy.uses_retain
         if not declared:
-            raise RuntimeError(f"strategy {self.strategy.name} asked for {name} batches it does not declare "
-                               f"(uses_{name} is False), so no {name} stream was built")
+            raise RuntimeError(
+                f"strategy {self.strategy.name} asked for {name} batches it does not declare "
+                f"(uses_{name} is False), so no {name} stream was built"
+            )
         primary_is_forget = not self.strategy.uses_retain
         loader = self.dataloader_train if (name == "forget") == primary_is_forget else self.dataloader_forget
         while True:
@@ -258,16 +290,21 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
 
     def _resume_state(self) -> ResumeState:
         """What an uninterrupted run carries from one epoch into the next, besides nnU-Net's checkpoint."""
-        generator = self.context.generator if self.context is not None else None
-        return ResumeState(epoch=self.current_epoch + 1, steps_taken=self._steps_taken,
-                           generator=generator.get_state() if generator is not None else None,
-                           strategy=self.strategy.resumable_state_dict())
+        generator = self.context.generator
+        return ResumeState(
+            epoch=self.current_epoch + 1,
+            steps_taken=self._steps_taken,
+            generator=generator.get_state() if generator is not None else None,
+            strategy=self.strategy.resumable_state_dict(),
+        )
 
     def _restore_resume_state(self) -> None:
         state = self._saved_resume_state
         if state is None:
-            raise UserInputError(f"{self.output_folder}: resuming needs {LATEST_CHECKPOINT} and its "
-                                 f"{RESUME_STATE_FILE}; restart the run without --c")
+            raise UserInputError(
+                f"{self.output_folder}: resuming needs {LATEST_CHECKPOINT} and its "
+                f"{RESUME_STATE_FILE}; restart the run without --c"
+            )
         self._steps_taken = state.steps_taken
         if state.generator is not None and self.context.generator is not None:
             self.context.generator.set_state(state.generator)
@@ -286,8 +323,9 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             retain, forget = None, primary
         steps = self.num_epochs * self.num_iterations_per_epoch
         self.context.progress = min(1.0, self._steps_taken / max(steps - 1, 1))
-        loss = unlearning_step(self.network, self.strategy, self.optimizer, retain, forget, self.context,
-                               self.guard, self.grad_scaler)
+        loss = unlearning_step(
+            self.network, self.strategy, self.optimizer, retain, forget, self.context, self.guard, self.grad_scaler
+        )
         self._steps_taken += 1
         return {"loss": np.array(loss)}
 
@@ -297,13 +335,17 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         One larger batch rather than several steps' worth keeps every strategy's loss as it is: a mean over
         the forget patches, from more of them.
         """
-        batches = [to_batch(next(self.dataloader_forget), self.device)
-                   for _ in range(self.settings.trainer.forget_batches_per_step)]
+        batches = [
+            to_batch(next(self.dataloader_forget), self.device)
+            for _ in range(self.settings.trainer.forget_batches_per_step)
+        ]
         if len(batches) == 1:
             return batches[0]
-        return Batch(data=torch.cat([b.data for b in batches]),
-                     target=[torch.cat(scale) for scale in zip(*(b.target for b in batches), strict=True)],
-                     keys=[key for b in batches for key in b.keys])
+        return Batch(
+            data=torch.cat([b.data for b in batches]),
+            target=[torch.cat(scale) for scale in zip(*(b.target for b in batches), strict=True)],
+            keys=[key for b in batches for key in b.keys],
+        )
 
     def on_epoch_end(self):
         self.record.train_seconds += time.perf_counter() - self._epoch_started
@@ -339,18 +381,23 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         used = 0
         if layers:
             own_loader = not self.strategy.uses_retain
-            loader = train_loader(self, case_dataset(self, self.request.retain)) if own_loader \
-                else self.dataloader_train
-            used = recalibrate(network, layers, (to_batch(batch, self.device).data for batch in loader),
-                               self.recalibration_batches)
+            loader = (
+                train_loader(self, case_dataset(self, self.request.retain)) if own_loader else self.dataloader_train
+            )
+            used = recalibrate(
+                network, layers, (to_batch(batch, self.device).data for batch in loader), self.recalibration_batches
+            )
             if own_loader and hasattr(loader, "_finish"):
                 loader._finish()  # its augmentation workers, as nnU-Net shuts down its own loaders
             if self.is_ddp:
                 average_running_statistics(network, layers)
         self.record.running_statistics = {
             "policy": "unchanged by every step; layers whose parameters changed recalibrated on retain batches",
-            "recalibrated_layers": len(layers), "kept_layers": len(stateful_norms(network)) - len(layers),
-            "batches": used, "seconds": round(time.perf_counter() - start, 3)}
+            "recalibrated_layers": len(layers),
+            "kept_layers": len(stateful_norms(network)) - len(layers),
+            "batches": used,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
 
     def _evaluate(self, tag: str) -> None:
         if self.local_rank == 0:

@@ -38,8 +38,9 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
-def count_distinct(keys: Iterable[str], reduce_sum: Callable[[Tensor], Tensor],
-                   device: torch.device | str = "cpu") -> int:
+def count_distinct(
+    keys: Iterable[str], reduce_sum: Callable[[Tensor], Tensor], device: torch.device | str = "cpu"
+) -> int:
     """The number of distinct identifiers in the union of every rank's ``keys``.
 
     Each rank marks the hash buckets of its identifiers; summing the marks over ranks and counting the

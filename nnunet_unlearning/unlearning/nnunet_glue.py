@@ -24,6 +24,9 @@ from torch._dynamo import OptimizedModule
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.strategy import Batch
 
+#: nnU-Net's default for a trainer's ``device`` argument, which our trainers repeat in their signatures.
+CUDA = torch.device("cuda")
+
 
 @contextmanager
 def exit_on_user_error(program: str) -> Iterator[None]:
@@ -47,31 +50,49 @@ def bare_network(network: nn.Module) -> nn.Module:
 def to_batch(batch: dict, device: torch.device) -> Batch:
     """nnU-Net's batch dict as a :class:`Batch` on ``device`` (targets always a per-scale list)."""
     target = batch["target"] if isinstance(batch["target"], list) else [batch["target"]]
-    return Batch(data=batch["data"].to(device, non_blocking=True),
-                 target=[t.to(device, non_blocking=True) for t in target],
-                 keys=[str(k) for k in batch["keys"]])
+    return Batch(
+        data=batch["data"].to(device, non_blocking=True),
+        target=[t.to(device, non_blocking=True) for t in target],
+        keys=[str(k) for k in batch["keys"]],
+    )
 
 
 def case_dataset(trainer, cases):
     """nnU-Net's dataset object over ``cases`` of the trainer's preprocessed configuration."""
-    return trainer.dataset_class(trainer.preprocessed_dataset_folder, sorted(cases),
-                                 folder_with_segs_from_previous_stage=trainer.folder_with_segs_from_previous_stage)
+    return trainer.dataset_class(
+        trainer.preprocessed_dataset_folder,
+        sorted(cases),
+        folder_with_segs_from_previous_stage=trainer.folder_with_segs_from_previous_stage,
+    )
 
 
 def _stream(trainer, dataset, sampled_patch_size, transforms, processes: int, cached: int):
     """nnU-Net's dataloader over ``dataset`` behind its augmenter; the first batch is drawn at once, as
     nnU-Net does, so that worker start-up is not charged to the first step."""
-    loader = nnUNetDataLoader(dataset, trainer.batch_size, sampled_patch_size,
-                              trainer.configuration_manager.patch_size, trainer.label_manager,
-                              oversample_foreground_percent=trainer.oversample_foreground_percent,
-                              sampling_probabilities=None, pad_sides=None, transforms=transforms,
-                              probabilistic_oversampling=trainer.probabilistic_oversampling)
+    loader = nnUNetDataLoader(
+        dataset,
+        trainer.batch_size,
+        sampled_patch_size,
+        trainer.configuration_manager.patch_size,
+        trainer.label_manager,
+        oversample_foreground_percent=trainer.oversample_foreground_percent,
+        sampling_probabilities=None,
+        pad_sides=None,
+        transforms=transforms,
+        probabilistic_oversampling=trainer.probabilistic_oversampling,
+    )
     if processes == 0:
         stream = SingleThreadedAugmenter(loader, None)
     else:
-        stream = NonDetMultiThreadedAugmenter(data_loader=loader, transform=None, num_processes=processes,
-                                              num_cached=cached, seeds=None,
-                                              pin_memory=trainer.device.type == "cuda", wait_time=0.002)
+        stream = NonDetMultiThreadedAugmenter(
+            data_loader=loader,
+            transform=None,
+            num_processes=processes,
+            num_cached=cached,
+            seeds=None,
+            pin_memory=trainer.device.type == "cuda",
+            wait_time=0.002,
+        )
     next(stream)
     return stream
 
@@ -83,13 +104,21 @@ def _regions(trainer):
 
 def train_loader(trainer, dataset):
     """An endless stream of augmented training batches over ``dataset``, as nnU-Net's training stream."""
-    rotation, dummy_2d, initial_patch_size, mirror_axes = \
+    rotation, dummy_2d, initial_patch_size, mirror_axes = (
         trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    )
     transforms = trainer.get_training_transforms(
-        trainer.configuration_manager.patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes,
-        dummy_2d, use_mask_for_norm=trainer.configuration_manager.use_mask_for_norm, is_cascaded=trainer.is_cascaded,
-        foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
-        ignore_label=trainer.label_manager.ignore_label)
+        trainer.configuration_manager.patch_size,
+        rotation,
+        trainer._get_deep_supervision_scales(),
+        mirror_axes,
+        dummy_2d,
+        use_mask_for_norm=trainer.configuration_manager.use_mask_for_norm,
+        is_cascaded=trainer.is_cascaded,
+        foreground_labels=trainer.label_manager.foreground_labels,
+        regions=_regions(trainer),
+        ignore_label=trainer.label_manager.ignore_label,
+    )
     processes = get_allowed_n_proc_DA()
     return _stream(trainer, dataset, initial_patch_size, transforms, processes, max(6, processes // 2))
 
@@ -97,24 +126,46 @@ def train_loader(trainer, dataset):
 def validation_loader(trainer, dataset):
     """nnU-Net's per-epoch validation stream (no augmentation) over ``dataset``."""
     transforms = trainer.get_validation_transforms(
-        trainer._get_deep_supervision_scales(), is_cascaded=trainer.is_cascaded,
-        foreground_labels=trainer.label_manager.foreground_labels, regions=_regions(trainer),
-        ignore_label=trainer.label_manager.ignore_label)
+        trainer._get_deep_supervision_scales(),
+        is_cascaded=trainer.is_cascaded,
+        foreground_labels=trainer.label_manager.foreground_labels,
+        regions=_regions(trainer),
+        ignore_label=trainer.label_manager.ignore_label,
+    )
     processes = get_allowed_n_proc_DA()
-    return _stream(trainer, dataset, trainer.configuration_manager.patch_size, transforms,
-                   max(1, processes // 2) if processes else 0, max(3, processes // 4))
+    return _stream(
+        trainer,
+        dataset,
+        trainer.configuration_manager.patch_size,
+        transforms,
+        max(1, processes // 2) if processes else 0,
+        max(3, processes // 4),
+    )
 
 
 def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
     """nnU-Net's sliding-window predictor for ``network`` with the trainer's plans, without mirroring."""
     # nnU-Net's constructor prints a notice for every non-CUDA device: once per evaluation, in the training log
     with redirect_stdout(io.StringIO()):
-        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                    perform_everything_on_device=trainer.device.type == "cuda", device=trainer.device,
-                                    verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(network, trainer.plans_manager, trainer.configuration_manager, None,
-                                    trainer.dataset_json, trainer.__class__.__name__,
-                                    trainer.inference_allowed_mirroring_axes)
+        predictor = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=False,
+            perform_everything_on_device=trainer.device.type == "cuda",
+            device=trainer.device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
+    predictor.manual_initialization(
+        network,
+        trainer.plans_manager,
+        trainer.configuration_manager,
+        None,
+        trainer.dataset_json,
+        trainer.__class__.__name__,
+        trainer.inference_allowed_mirroring_axes,
+    )
     return predictor
 
 

@@ -18,16 +18,16 @@ from nnunet_unlearning.files import sha256_file
 from nnunet_unlearning.unlearning.request import UnlearningRequest
 
 #: Configuration entries that must agree between the original model and the run (batch size may differ).
-MUST_MATCH = ("architecture", "patch_size", "spacing", "data_identifier", "normalization_schemes",
-              "use_mask_for_norm")
+MUST_MATCH = ("architecture", "patch_size", "spacing", "data_identifier", "normalization_schemes", "use_mask_for_norm")
 
 
 def _configuration(plans: dict, name: str) -> dict:
     return PlansManager(plans).get_configuration(name).configuration
 
 
-def load_original_weights(request: UnlearningRequest, run_plans: dict, configuration: str, fold,
-                          network: nn.Module) -> dict:
+def load_original_weights(
+    request: UnlearningRequest, run_plans: dict, configuration: str, fold, network: nn.Module
+) -> dict:
     """The original's ``network_weights`` state dict, checked against the run; CPU tensors.
 
     Raises :class:`UserInputError` when the file changed since the request, or the configuration,
@@ -38,8 +38,9 @@ def load_original_weights(request: UnlearningRequest, run_plans: dict, configura
     if str(fold) != original.fold:
         raise UserInputError(f"{path}: the request forgets from fold {original.fold}, this run is fold {fold}")
     if configuration != original.configuration:
-        raise UserInputError(f"{path}: original model is configuration {original.configuration}, "
-                             f"this run is {configuration}")
+        raise UserInputError(
+            f"{path}: original model is configuration {original.configuration}, this run is {configuration}"
+        )
     try:
         if sha256_file(path) != original.checkpoint_sha256:
             raise UserInputError(f"{path}: checkpoint changed since the request was written (SHA-256 differs)")
@@ -52,9 +53,11 @@ def load_original_weights(request: UnlearningRequest, run_plans: dict, configura
     theirs, ours = _configuration(original_plans, configuration), _configuration(run_plans, configuration)
     for key in MUST_MATCH:
         if json.dumps(theirs.get(key), sort_keys=True) != json.dumps(ours.get(key), sort_keys=True):
-            raise UserInputError(f"{path}: original model's plans differ from this run's in '{key}' "
-                                 f"(original plans {original_plans.get('plans_name')}, configuration "
-                                 f"{configuration}); unlearn with the original's plans (-p {original.plans})")
+            raise UserInputError(
+                f"{path}: original model's plans differ from this run's in '{key}' "
+                f"(original plans {original_plans.get('plans_name')}, configuration "
+                f"{configuration}); unlearn with the original's plans (-p {original.plans})"
+            )
 
     weights = {k.removeprefix("module."): v for k, v in checkpoint["network_weights"].items()}
     expected = network.state_dict()
@@ -62,8 +65,10 @@ def load_original_weights(request: UnlearningRequest, run_plans: dict, configura
         if key not in weights:
             raise UserInputError(f"{path}: original model has no tensor {key}; architectures differ")
         if tuple(weights[key].shape) != tuple(value.shape):
-            raise UserInputError(f"{path}: tensor {key} has shape {tuple(weights[key].shape)}, this run's "
-                                 f"network needs {tuple(value.shape)}")
+            raise UserInputError(
+                f"{path}: tensor {key} has shape {tuple(weights[key].shape)}, this run's "
+                f"network needs {tuple(value.shape)}"
+            )
     extra = sorted(set(weights) - set(expected))
     if extra:
         raise UserInputError(f"{path}: original model has tensor {extra[0]} that this run's network lacks")

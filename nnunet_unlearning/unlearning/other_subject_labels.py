@@ -80,8 +80,9 @@ class OtherSubjectLabels:
         return data, seg, seg_prev, properties
 
 
-def place_in_frame(seg: np.ndarray, seg_properties: dict, frame_properties: dict,
-                   frame_shape: Sequence[int]) -> np.ndarray:
+def place_in_frame(
+    seg: np.ndarray, seg_properties: dict, frame_properties: dict, frame_shape: Sequence[int]
+) -> np.ndarray:
     """Move a preprocessed label map ``(1, X, Y, Z)`` into another case's preprocessed frame.
 
     Both cases' ``bbox_used_for_cropping`` are in original-grid voxels; the offset between them is scaled
@@ -89,8 +90,9 @@ def place_in_frame(seg: np.ndarray, seg_properties: dict, frame_properties: dict
     outside the other subject's map are labelled -1, nnU-Net's "outside the crop" value.
     """
     frame_shape = tuple(int(s) for s in frame_shape)
-    scale = (np.asarray(frame_shape, dtype=float)
-             / np.asarray(frame_properties["shape_after_cropping_and_before_resampling"], dtype=float))
+    scale = np.asarray(frame_shape, dtype=float) / np.asarray(
+        frame_properties["shape_after_cropping_and_before_resampling"], dtype=float
+    )
     frame_origin = np.array([b[0] for b in frame_properties["bbox_used_for_cropping"]], dtype=float)
     seg_origin = np.array([b[0] for b in seg_properties["bbox_used_for_cropping"]], dtype=float)
     offset = np.round((seg_origin - frame_origin) * scale).astype(int)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nnunet_unlearning.errors import UserInputError
@@ -25,7 +25,11 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class OriginalModel:
-    """The trained model the request forgets from (absolute paths)."""
+    """The trained model the request forgets from (absolute paths).
+
+    ``recipe``: how it was trained (``original_recipe.py``): its initialisation and parameter groups with
+    their learning-rate scales, which unlearning keeps and the retrain oracle repeats.
+    """
 
     trainer: str
     plans: str
@@ -34,6 +38,7 @@ class OriginalModel:
     results_folder: str
     checkpoint: str
     checkpoint_sha256: str
+    recipe: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,7 @@ class UnlearningRequest:
     @property
     def request_id(self) -> str:
         """A short fingerprint of what is forgotten from which model (not of when it was asked)."""
-        key = json.dumps([self.dataset_name, self.original.checkpoint_sha256, self.original.fold,
-                          list(self.forget)])
+        key = json.dumps([self.dataset_name, self.original.checkpoint_sha256, self.original.fold, list(self.forget)])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -75,8 +79,8 @@ class UnlearningRequest:
             content.pop("format")
             content.pop("request_id")
             original = OriginalModel(**content.pop("original"))
-            lists = {k: tuple(content.pop(k)) for k in ("forget", "retain", "heldout")}
-            return cls(original=original, **lists, **content)
+            forget, retain, heldout = (tuple(content.pop(k)) for k in ("forget", "retain", "heldout"))
+            return cls(original=original, forget=forget, retain=retain, heldout=heldout, **content)
         except OSError as error:
             raise UserInputError(f"{path}: cannot read the unlearning request ({error.strerror})") from None
         except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -89,8 +93,10 @@ def _dataset_name(dataset_id: int) -> str:
     try:
         return convert_id_to_dataset_name(dataset_id)
     except RuntimeError:
-        raise UserInputError(f"dataset {dataset_id}: not found in nnUNet_raw, nnUNet_preprocessed or "
-                             "nnUNet_results (are the nnU-Net environment variables set?)") from None
+        raise UserInputError(
+            f"dataset {dataset_id}: not found in nnUNet_raw, nnUNet_preprocessed or "
+            "nnUNet_results (are the nnU-Net environment variables set?)"
+        ) from None
 
 
 def _env_folder(name: str) -> Path:
@@ -123,15 +129,23 @@ def _fold_split(preprocessed: Path, fold: str) -> tuple[list[str], list[str], li
 def _check_case_ids(cases: list[str]) -> None:
     for case in cases:
         if "/" in case or "\\" in case or case.startswith(".") or case.endswith((".nii.gz", ".nii", ".npz")):
-            raise UserInputError(f"case {case!r}: looks like a path or file name; give the case id "
-                                 "(e.g. MRBrainS18_070)")
+            raise UserInputError(
+                f"case {case!r}: looks like a path or file name; give the case id (e.g. MRBrainS18_070)"
+            )
     duplicates = sorted({c for c in cases if cases.count(c) > 1})
     if duplicates:
         raise UserInputError(f"case {duplicates[0]}: given more than once")
 
 
-def build_request(dataset_id: int, configuration: str, fold: str, plans: str, trainer: str,
-                  cases: list[str], run_config: dict | None = None) -> UnlearningRequest:
+def build_request(
+    dataset_id: int,
+    configuration: str,
+    fold: str,
+    plans: str,
+    trainer: str,
+    cases: list[str],
+    run_config: dict | None = None,
+) -> UnlearningRequest:
     """Resolve the original model and the three case sets; refuse anything that cannot be forgotten.
 
     ``run_config`` (already checked) is embedded as it is.
@@ -143,8 +157,10 @@ def build_request(dataset_id: int, configuration: str, fold: str, plans: str, tr
     if fold == "all":
         # nnU-Net's fold 'all' trains on every case and "validates" on training cases: no subject would be
         # held out, so neither nnU-Net's validation nor our held-out set could say what an unseen subject scores
-        raise UserInputError("fold all: the model trained on every case, so no held-out subjects remain to compare "
-                             "the forgotten ones with; forget from a cross-validation fold model (-f 0 ... 4)")
+        raise UserInputError(
+            "fold all: the model trained on every case, so no held-out subjects remain to compare "
+            "the forgotten ones with; forget from a cross-validation fold model (-f 0 ... 4)"
+        )
     if not fold.isdigit():
         raise UserInputError(f"fold {fold!r}: must be the number of a cross-validation fold")
     all_cases, training, validation = _fold_split(preprocessed, fold)
@@ -152,15 +168,19 @@ def build_request(dataset_id: int, configuration: str, fold: str, plans: str, tr
         if case not in all_cases:
             raise UserInputError(f"case {case}: unknown in {dataset_name} (known: {', '.join(all_cases)})")
         if case not in training:
-            raise UserInputError(f"case {case}: not in the original model's training split of fold {fold}; "
-                                 "nothing to forget")
+            raise UserInputError(
+                f"case {case}: not in the original model's training split of fold {fold}; nothing to forget"
+            )
     retain = sorted(set(training) - set(cases))
     if not retain:
-        raise UserInputError(f"forgetting all {len(training)} training cases of fold {fold} leaves no retain "
-                             "set; retrain from scratch instead")
+        raise UserInputError(
+            f"forgetting all {len(training)} training cases of fold {fold} leaves no retain "
+            "set; retrain from scratch instead"
+        )
 
-    results_folder = (_env_folder("nnUNet_results") / dataset_name / f"{trainer}__{plans}__{configuration}"
-                      / f"fold_{fold}")
+    results_folder = (
+        _env_folder("nnUNet_results") / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
+    )
     checkpoint = results_folder / "checkpoint_final.pth"
     if not checkpoint.is_file():
         raise UserInputError(f"{checkpoint}: original model checkpoint not found (finish training it first)")
@@ -175,17 +195,41 @@ def build_request(dataset_id: int, configuration: str, fold: str, plans: str, tr
         known = json.loads(subjects_file.read_text()).get("cases", {})
         source_files = {case: known[case] for case in sorted(cases) if case in known}
 
-    original = OriginalModel(trainer=trainer, plans=plans, configuration=configuration, fold=fold,
-                             results_folder=str(results_folder.resolve()), checkpoint=str(checkpoint.resolve()),
-                             checkpoint_sha256=checkpoint_sha256)
-    return UnlearningRequest(dataset_id=dataset_id, dataset_name=dataset_name, original=original,
-                             forget=tuple(sorted(cases)), retain=tuple(retain), heldout=tuple(validation),
-                             source_files=source_files,
-                             created=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_config=run_config)
+    from nnunet_unlearning.unlearning.original_recipe import original_recipe  # reads trainer classes: lazily
+
+    original = OriginalModel(
+        trainer=trainer,
+        plans=plans,
+        configuration=configuration,
+        fold=fold,
+        results_folder=str(results_folder.resolve()),
+        checkpoint=str(checkpoint.resolve()),
+        checkpoint_sha256=checkpoint_sha256,
+        recipe=original_recipe(trainer),
+    )
+    return UnlearningRequest(
+        dataset_id=dataset_id,
+        dataset_name=dataset_name,
+        original=original,
+        forget=tuple(sorted(cases)),
+        retain=tuple(retain),
+        heldout=tuple(validation),
+        source_files=source_files,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_config=run_config,
+    )
 
 
-def write_request(dataset_id: int, configuration: str, fold: str, plans: str, trainer: str,
-                  cases: list[str], out: Path | None = None, run_config: dict | None = None) -> Path:
+def write_request(
+    dataset_id: int,
+    configuration: str,
+    fold: str,
+    plans: str,
+    trainer: str,
+    cases: list[str],
+    out: Path | None = None,
+    run_config: dict | None = None,
+) -> Path:
     """Build the request and write it (atomically) to ``out`` or the default location; return the path."""
     request = build_request(dataset_id, configuration, fold, plans, trainer, cases, run_config)
     path = Path(out) if out is not None else default_request_path(request.dataset_name)

@@ -41,12 +41,15 @@ def load_resume_state(output_folder: str | Path, epoch: int) -> ResumeState:
     """The saved state of the run in ``output_folder``, which must belong to ``epoch`` (the checkpoint's)."""
     path = Path(output_folder) / RESUME_STATE_FILE
     if not path.is_file():
-        raise UserInputError(f"{path}: missing, so {LATEST_CHECKPOINT} cannot be resumed exactly; restart the "
-                             "run without --c")
+        raise UserInputError(
+            f"{path}: missing, so {LATEST_CHECKPOINT} cannot be resumed exactly; restart the run without --c"
+        )
     state = ResumeState(**torch.load(path, map_location="cpu", weights_only=True))
     if state.epoch != epoch:
-        raise UserInputError(f"{path}: saved at epoch {state.epoch}, but {LATEST_CHECKPOINT} is of epoch {epoch} "
-                             "(the run was stopped while saving); restart the run without --c")
+        raise UserInputError(
+            f"{path}: saved at epoch {state.epoch}, but {LATEST_CHECKPOINT} is of epoch {epoch} "
+            "(the run was stopped while saving); restart the run without --c"
+        )
     return state
 
 

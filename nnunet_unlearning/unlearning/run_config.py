@@ -97,12 +97,28 @@ _FRACTION = Range(0, 1)
 #: strategies. A setting not listed is checked by its strategy's constructor (NegGradPlus's ``alpha``,
 #: SCRUB's ``max_step_every``: their ValueError becomes the user error) or is only type-checked.
 RANGES: dict[str, Range] = {
-    "seed": _SEED, "epochs": _COUNT, "iterations_per_epoch": _COUNT, "forget_batches_per_step": _COUNT,
-    LR_SCALE: _POSITIVE, "forget_weight": _NON_NEGATIVE, "entropy_weight": _NON_NEGATIVE, "fraction": _FRACTION,
-    "mask_batches": _COUNT, "loss_bound": _BOUND, "divergence_bound": _BOUND, "blob_size": _POSITIVE,
-    "temperature": _POSITIVE, "task_weight": _NON_NEGATIVE, "kl_weight": _NON_NEGATIVE, "max_phase": _FRACTION,
-    "teacher_seed": _SEED, "SSD.alpha": _POSITIVE, "dampening": _NON_NEGATIVE, "forget_batches": _COUNT,
-    "retain_batches": _COUNT, "gamma": _NON_NEGATIVE,
+    "seed": _SEED,
+    "epochs": _COUNT,
+    "iterations_per_epoch": _COUNT,
+    "forget_batches_per_step": _COUNT,
+    LR_SCALE: _POSITIVE,
+    "forget_weight": _NON_NEGATIVE,
+    "entropy_weight": _NON_NEGATIVE,
+    "fraction": _FRACTION,
+    "mask_batches": _COUNT,
+    "loss_bound": _BOUND,
+    "divergence_bound": _BOUND,
+    "blob_size": _POSITIVE,
+    "temperature": _POSITIVE,
+    "task_weight": _NON_NEGATIVE,
+    "kl_weight": _NON_NEGATIVE,
+    "max_phase": _FRACTION,
+    "teacher_seed": _SEED,
+    "SSD.alpha": _POSITIVE,
+    "dampening": _NON_NEGATIVE,
+    "forget_batches": _COUNT,
+    "retain_batches": _COUNT,
+    "gamma": _NON_NEGATIVE,
 }
 
 
@@ -119,8 +135,9 @@ def strategy_parameters(strategy: type[Strategy]) -> dict[str, inspect.Parameter
     """
     parameters = _signature(strategy)
     if LR_SCALE not in parameters:
-        parameters[LR_SCALE] = inspect.Parameter(LR_SCALE, inspect.Parameter.KEYWORD_ONLY, annotation=float,
-                                                 default=1.0)
+        parameters[LR_SCALE] = inspect.Parameter(
+            LR_SCALE, inspect.Parameter.KEYWORD_ONLY, annotation=float, default=1.0
+        )
     return parameters
 
 
@@ -176,16 +193,21 @@ def _object(raw: object, where: str) -> Mapping:
     return raw
 
 
-def _values(raw: Mapping, parameters: Mapping[str, inspect.Parameter], source: str, prefix: str,
-            strategy: str = "") -> dict[str, typing.Any]:
+def _values(
+    raw: Mapping, parameters: Mapping[str, inspect.Parameter], source: str, prefix: str, strategy: str = ""
+) -> dict[str, typing.Any]:
     """Every parameter's value: ``raw``'s, checked, where it has one; the default otherwise."""
     unknown = sorted(set(raw) - set(parameters))
     if unknown:
-        raise UserInputError(f"{source}: {prefix}{unknown[0]}: unknown key (known: "
-                             f"{', '.join(sorted(parameters)) or 'none'})")
-    return {name: _value(raw[name], p, f"{source}: {prefix}{name}", RANGES.get(f"{strategy}.{name}",
-                                                                                RANGES.get(name)))
-            if name in raw else p.default for name, p in parameters.items()}
+        raise UserInputError(
+            f"{source}: {prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(parameters)) or 'none'})"
+        )
+    return {
+        name: _value(raw[name], p, f"{source}: {prefix}{name}", RANGES.get(f"{strategy}.{name}", RANGES.get(name)))
+        if name in raw
+        else p.default
+        for name, p in parameters.items()
+    }
 
 
 def _to_json(value: object) -> object:
@@ -235,8 +257,14 @@ def _check_constructor(strategy: type[Strategy], arguments: Mapping[str, object]
     if error is None:
         return
     defaults = {name: p.default for name, p in _signature(strategy).items()}
-    culprit = next((name for name, value in arguments.items() if value != defaults[name]
-                    and _constructor_error(strategy, {**defaults, name: value}) is not None), None)
+    culprit = next(
+        (
+            name
+            for name, value in arguments.items()
+            if value != defaults[name] and _constructor_error(strategy, {**defaults, name: value}) is not None
+        ),
+        None,
+    )
     key = f"{STRATEGIES_KEY}.{strategy.name}" + (f".{culprit}" if culprit else "")
     raise UserInputError(f"{source}: {key}: {error}")
 
@@ -245,8 +273,9 @@ def _trainer_settings(top: Mapping, source: str) -> TrainerSettings:
     parameters = _signature(TrainerSettings)
     unknown = sorted(set(top) - set(parameters) - {STRATEGIES_KEY})
     if unknown:
-        raise UserInputError(f"{source}: {unknown[0]}: unknown key (known: "
-                             f"{', '.join(sorted([*parameters, STRATEGIES_KEY]))})")
+        raise UserInputError(
+            f"{source}: {unknown[0]}: unknown key (known: {', '.join(sorted([*parameters, STRATEGIES_KEY]))})"
+        )
     return TrainerSettings(**_values({k: v for k, v in top.items() if k != STRATEGIES_KEY}, parameters, source, ""))
 
 
@@ -256,16 +285,21 @@ def _section(top: Mapping, strategy: type[Strategy], source: str) -> Mapping:
     known = {s.name for s in STRATEGIES} | {strategy.name}
     unknown = sorted(set(sections) - known)
     if unknown:
-        raise UserInputError(f"{source}: {STRATEGIES_KEY}.{unknown[0]}: unknown strategy (known: "
-                             f"{', '.join(sorted(known))})")
+        raise UserInputError(
+            f"{source}: {STRATEGIES_KEY}.{unknown[0]}: unknown strategy (known: {', '.join(sorted(known))})"
+        )
     return _object(sections.get(strategy.name, {}), f"{source}: {STRATEGIES_KEY}.{strategy.name}")
 
 
-def _non_default(trainer: TrainerSettings, values: Mapping[str, object],
-                 parameters: Mapping[str, inspect.Parameter]) -> dict[str, object]:
+def _non_default(
+    trainer: TrainerSettings, values: Mapping[str, object], parameters: Mapping[str, inspect.Parameter]
+) -> dict[str, object]:
     defaults = TrainerSettings()
-    changed = {f.name: getattr(trainer, f.name) for f in fields(trainer)
-               if getattr(trainer, f.name) != getattr(defaults, f.name)}
+    changed = {
+        f.name: getattr(trainer, f.name)
+        for f in fields(trainer)
+        if getattr(trainer, f.name) != getattr(defaults, f.name)
+    }
     return changed | {name: _to_json(v) for name, v in values.items() if v != parameters[name].default}
 
 
@@ -275,12 +309,14 @@ def resolve(config: object, strategy: type[Strategy], source: str) -> RunSetting
     top = _object(config, source)
     trainer = _trainer_settings(top, source)
     parameters = strategy_parameters(strategy)
-    values = _values(_section(top, strategy, source), parameters, source, f"{STRATEGIES_KEY}.{strategy.name}.",
-                     strategy.name)
+    values = _values(
+        _section(top, strategy, source), parameters, source, f"{STRATEGIES_KEY}.{strategy.name}.", strategy.name
+    )
     arguments = {name: values[name] for name in _signature(strategy)}
     _check_constructor(strategy, arguments, source)
-    return RunSettings(trainer, typing.cast(float, values[LR_SCALE]), arguments,
-                       _non_default(trainer, values, parameters), source)
+    return RunSettings(
+        trainer, typing.cast(float, values[LR_SCALE]), arguments, _non_default(trainer, values, parameters), source
+    )
 
 
 def check_config(config: object, source: str) -> None:

@@ -38,7 +38,8 @@ def guard_output_folder(output_folder: str | Path, request: UnlearningRequest, c
     if previous.request_id != request.request_id:
         raise UserInputError(
             f"{existing}: this results folder holds a run of another request ({previous.request_id}, "
-            f"forgetting {', '.join(previous.forget)}); move it away or use another -tr/-p/fold")
+            f"forgetting {', '.join(previous.forget)}); move it away or use another -tr/-p/fold"
+        )
 
 
 def guard_settings(output_folder: str | Path, settings: RunSettings) -> None:
@@ -51,9 +52,11 @@ def guard_settings(output_folder: str | Path, settings: RunSettings) -> None:
     changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
     if changed:
         key = changed[0]
-        raise UserInputError(f"{path}: the run started with {key} = {before.get(key, 'its default')}, the run "
-                             f"config now gives {now.get(key, 'its default')}; resume with the same settings or "
-                             "start afresh without --c")
+        raise UserInputError(
+            f"{path}: the run started with {key} = {before.get(key, 'its default')}, the run "
+            f"config now gives {now.get(key, 'its default')}; resume with the same settings or "
+            "start afresh without --c"
+        )
 
 
 def _flat_settings(settings: dict) -> dict:
@@ -65,8 +68,9 @@ def _flat_settings(settings: dict) -> dict:
 class RunRecord:
     """Accumulates one run's evaluations and timings, and writes them into the output folder."""
 
-    def __init__(self, request: UnlearningRequest, trainer: str, strategy: Strategy | None,
-                 settings: RunSettings | None = None) -> None:
+    def __init__(
+        self, request: UnlearningRequest, trainer: str, strategy: Strategy | None, settings: RunSettings | None = None
+    ) -> None:
         self.request = request
         self.trainer = trainer
         self.strategy = strategy
@@ -136,8 +140,9 @@ class RunRecord:
         figures = None
         if len(evaluations) >= 2 and evaluations[0]["tag"] == "start" and evaluations[-1]["tag"] == "end":
             figures = unlearning_figures(evaluations[0]["sets"], evaluations[-1]["sets"])
-            figures["clinical_risk_change"] = risk_change(evaluations[0]["clinical_risk"],
-                                                          evaluations[-1]["clinical_risk"])
+            figures["clinical_risk_change"] = risk_change(
+                evaluations[0]["clinical_risk"], evaluations[-1]["clinical_risk"]
+            )
         evaluation_seconds = sum(e["seconds"] for e in evaluations)
         return {
             "request_id": self.request.request_id,
@@ -145,17 +150,22 @@ class RunRecord:
             "strategy": self.strategy.name if self.strategy else None,
             "hyperparameters": self.hyperparameters(),
             "settings": self.settings.to_json() if self.settings else None,
-            "forget": list(self.request.forget), "retain": list(self.request.retain),
+            "forget": list(self.request.forget),
+            "retain": list(self.request.retain),
             "heldout": list(self.request.heldout),
             "schedule": self.schedule,
             "resumed_at_epochs": list(self.resumed_at_epochs),
             "running_statistics": self.running_statistics,
-            "steps_taken": self.steps_taken, "strategy_state": self.strategy_state,
+            "steps_taken": self.steps_taken,
+            "strategy_state": self.strategy_state,
             "original_checkpoint_sha256": self.request.original.checkpoint_sha256,
             "unlearned_checkpoint_sha256": checkpoint_sha256,
-            "seconds": {"wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),
-                        "prepare": round(self.prepare_seconds, 3), "train": round(self.train_seconds, 3),
-                        "evaluation": round(evaluation_seconds, 3)},
+            "seconds": {
+                "wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),
+                "prepare": round(self.prepare_seconds, 3),
+                "train": round(self.train_seconds, 3),
+                "evaluation": round(evaluation_seconds, 3),
+            },
             "figures": figures,
             "evaluations": evaluations,
         }
@@ -182,15 +192,19 @@ class RunRecord:
         first, last = self.evaluations[0]["sets"], self.evaluations[-1]["sets"]
         for name in SETS:
             if first.get(name, {}).get("n_cases"):
-                lines.append(f"| {name} | {_fmt(first[name]['dice'])} | {_fmt(last[name]['dice'])} | "
-                             f"{_fmt(first[name]['hard_mae'], 5)} | {_fmt(last[name]['hard_mae'], 5)} |")
+                lines.append(
+                    f"| {name} | {_fmt(first[name]['dice'])} | {_fmt(last[name]['dice'])} | "
+                    f"{_fmt(first[name]['hard_mae'], 5)} | {_fmt(last[name]['hard_mae'], 5)} |"
+                )
         figures = self.content()["figures"]
         if figures:
             lines.append("")
-            lines.append(f"forget drop {_fmt(figures['forget_drop_pct'], 1)} %, retain retention "
-                         f"{_fmt(figures['retain_retention_pct'], 1)} %, Dice gap after "
-                         f"{_fmt(figures['after']['dice_gap'])}, MAE gap after "
-                         f"{_fmt(figures['after']['hard_mae_gap'], 5)}")
+            lines.append(
+                f"forget drop {_fmt(figures['forget_drop_pct'], 1)} %, retain retention "
+                f"{_fmt(figures['retain_retention_pct'], 1)} %, Dice gap after "
+                f"{_fmt(figures['after']['dice_gap'])}, MAE gap after "
+                f"{_fmt(figures['after']['hard_mae_gap'], 5)}"
+            )
         return "\n".join(lines)
 
 

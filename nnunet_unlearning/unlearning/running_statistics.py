@@ -34,8 +34,11 @@ def stateful_norms(model: nn.Module) -> dict[str, _NormBase]:
     BatchNorm (1/2/3d, synchronised) and InstanceNorm built with ``track_running_stats=True``; nnU-Net's
     default InstanceNorm keeps none and is not listed.
     """
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, _NormBase) and module.track_running_stats and module.running_mean is not None}
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, _NormBase) and module.track_running_stats and module.running_mean is not None
+    }
 
 
 @contextmanager
@@ -77,8 +80,13 @@ def changed_norms(model: nn.Module, original: Mapping[str, Tensor]) -> list[str]
 
 
 @torch.no_grad()
-def recalibrate(model: nn.Module, layers: Iterable[str], batches: Iterator[Tensor], num_batches: int,
-                forward: Callable[[Tensor], object] | None = None) -> int:
+def recalibrate(
+    model: nn.Module,
+    layers: Iterable[str],
+    batches: Iterator[Tensor],
+    num_batches: int,
+    forward: Callable[[Tensor], object] | None = None,
+) -> int:
     """Recompute the running statistics of ``layers`` from ``num_batches`` batches; return the batches used.
 
     ``batches`` yields image batches ``(B, C, X, Y, Z)`` on the model's device (retain data only). The
@@ -119,4 +127,5 @@ def average_running_statistics(model: nn.Module, layers: Iterable[str]) -> None:
     norms = stateful_norms(model)
     for name in layers:
         for buffer in (norms[name].running_mean, norms[name].running_var):
-            all_reduce_sum(buffer).div_(ranks)
+            if buffer is not None:  # always set for the stateful layers listed
+                all_reduce_sum(buffer).div_(ranks)

@@ -16,13 +16,26 @@ def trainer_family(strategy: type[Strategy], module: str) -> dict[str, type]:
     ``module`` is the ``__module__`` the classes report (the trainers/ module that exposes them).
     """
     name = f"nnUNetTrainerUnlearn{strategy.name}"
-    base = type(name, (nnUNetTrainerUnlearn,), {
-        "strategy_class": strategy, "unlearning_epochs": DEFAULT_EPOCHS, "__module__": module,
-        "__doc__": f"Unlearning with the {strategy.name} strategy, {DEFAULT_EPOCHS} epochs."})
+    base = type(
+        name,
+        (nnUNetTrainerUnlearn,),
+        {
+            "strategy_class": strategy,
+            "unlearning_epochs": DEFAULT_EPOCHS,
+            "__module__": module,
+            "__doc__": f"Unlearning with the {strategy.name} strategy, {DEFAULT_EPOCHS} epochs.",
+        },
+    )
     family = {name: base}
     for epochs in SCHEDULES:
         variant = f"{name}_{epochs}epochs"
-        family[variant] = type(variant, (base,), {
-            "unlearning_epochs": epochs, "__module__": module,
-            "__doc__": f"Unlearning with the {strategy.name} strategy, {epochs} epochs."})
+        family[variant] = type(
+            variant,
+            (base,),
+            {
+                "unlearning_epochs": epochs,
+                "__module__": module,
+                "__doc__": f"Unlearning with the {strategy.name} strategy, {epochs} epochs.",
+            },
+        )
     return family

@@ -40,8 +40,9 @@ class ParameterGuard:
         for name, may_change in (masks or {}).items():
             param = params[name]
             if may_change.shape != param.shape:
-                raise ValueError(f"update mask for {name} has shape {tuple(may_change.shape)}, "
-                                 f"parameter has {tuple(param.shape)}")
+                raise ValueError(
+                    f"update mask for {name} has shape {tuple(may_change.shape)}, parameter has {tuple(param.shape)}"
+                )
             keep = ~may_change.to(device=param.device, dtype=torch.bool)
             if keep.any():
                 self._held.append((param, keep, param.detach()[keep].clone()))
@@ -58,10 +59,16 @@ def prepare_strategy(strategy: Strategy, model: nn.Module, ctx: StrategyContext)
         strategy.prepare(model, ctx)
 
 
-def unlearning_step(model: nn.Module, strategy: Strategy, optimizer: torch.optim.Optimizer,
-                    retain: Batch | None, forget: Batch | None, ctx: StrategyContext,
-                    guard: ParameterGuard | None = None,
-                    grad_scaler: torch.amp.GradScaler | None = None) -> float:
+def unlearning_step(
+    model: nn.Module,
+    strategy: Strategy,
+    optimizer: torch.optim.Optimizer,
+    retain: Batch | None,
+    forget: Batch | None,
+    ctx: StrategyContext,
+    guard: ParameterGuard | None = None,
+    grad_scaler: torch.amp.GradScaler | None = None,
+) -> float:
     """Take one step on ``strategy.loss`` and return the loss value.
 
     The step changes parameters only: every buffer (BatchNorm's running statistics) is the same after it

@@ -73,6 +73,13 @@ class StrategyContext:
     progress: float = 0.0
 
 
+def given(batch: Batch | None, stream: str) -> Batch:
+    """``batch``, which the strategy's declared streams guarantee; a clear error when a caller broke that."""
+    if batch is None:
+        raise ValueError(f"no {stream} batch: the strategy reads the {stream} stream (uses_{stream} is True)")
+    return batch
+
+
 def as_list(outputs: Tensor | list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
     """The model's outputs as a list of per-scale logits, whether deep supervision is on or off."""
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
@@ -131,8 +138,7 @@ class Strategy(ABC):
             setattr(self, name, state[name])
 
     @abstractmethod
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
         """The scalar loss to minimise for one step.
 
         ``retain`` is ``None`` when ``uses_retain`` is false, ``forget`` when ``uses_forget`` is false.

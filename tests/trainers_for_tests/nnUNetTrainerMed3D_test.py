@@ -14,8 +14,7 @@ CUDA = torch.device("cuda")  # nnU-Net's default device argument
 class nnUNetTrainerMed3D_test(Med3DTrainerMixin, nnUNetTrainer):
     """1 epoch of 2 training iterations and 1 validation iteration."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = CUDA):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = CUDA):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
         self.num_iterations_per_epoch = 2

@@ -2,6 +2,7 @@
 
 import torch
 
+from nnunet_unlearning.unlearning.nnunet_glue import CUDA
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import SCRUB, NoisyLabel
@@ -12,8 +13,14 @@ _SCRUB = trainer_family(SCRUB, __name__)["nnUNetTrainerUnlearnSCRUB"]
 
 class _Short:
     # nnU-Net records its trainers' init arguments by name, so the signature must be spelled out
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = CUDA,
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 1
         self.num_iterations_per_epoch = 2
@@ -32,8 +39,14 @@ class nnUNetTrainerUnlearnSCRUB_resume_test(_SCRUB):
     """Two epochs of two steps, to be interrupted in the second; no final validation (the console-script
     test runs nnU-Net's), so that the interrupted, the resumed and the reference run stay short."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 - nnU-Net's signature
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = CUDA,
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 2
         self.num_iterations_per_epoch = 2

@@ -25,10 +25,26 @@ from nnunet_unlearning.unlearning.strategies.ssd import SSD
 
 #: The seed study's mechanics, their fix-decoder variants, the clinical-safety methods, the field's references.
 STRATEGIES = (
-    NoisyLabel, MaxLoss, RandomEncoder, LearnOthers, LearnNoise,
-    NoisyLabelFixDecoder, MaxLossFixDecoder, RandomEncoderFixDecoder, LearnOthersFixDecoder, LearnNoiseFixDecoder,
-    FineTune, RandomLabel, SalUn, SalUnCRA,
-    GradientAscent, NegGradPlus, SCRUB, BadTeacher, SSD, L1Sparse,
+    NoisyLabel,
+    MaxLoss,
+    RandomEncoder,
+    LearnOthers,
+    LearnNoise,
+    NoisyLabelFixDecoder,
+    MaxLossFixDecoder,
+    RandomEncoderFixDecoder,
+    LearnOthersFixDecoder,
+    LearnNoiseFixDecoder,
+    FineTune,
+    RandomLabel,
+    SalUn,
+    SalUnCRA,
+    GradientAscent,
+    NegGradPlus,
+    SCRUB,
+    BadTeacher,
+    SSD,
+    L1Sparse,
 )
 
 __all__ = ["STRATEGIES", *(s.__name__ for s in STRATEGIES)]

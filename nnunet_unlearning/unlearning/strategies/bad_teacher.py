@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list, given
 
 
 def randomly_initialised_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -61,12 +61,22 @@ class BadTeacher(Strategy):
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         self.incompetent = randomly_initialised_copy(model, self.teacher_seed)
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain, forget = given(retain, "retain"), given(forget, "forget")
         if ctx.original is None or self.incompetent is None:
             raise ValueError("BadTeacher needs ctx.original and prepare() to have made the incompetent teacher")
-        retain_kl = distillation_kl(as_list(model(retain.data)), frozen_outputs(ctx.original, retain.data),
-                                    retain.target, ctx.ignore_label, self.temperature)
-        forget_kl = distillation_kl(as_list(model(forget.data)), frozen_outputs(self.incompetent, forget.data),
-                                    forget.target, ctx.ignore_label, self.temperature)
+        retain_kl = distillation_kl(
+            as_list(model(retain.data)),
+            frozen_outputs(ctx.original, retain.data),
+            retain.target,
+            ctx.ignore_label,
+            self.temperature,
+        )
+        forget_kl = distillation_kl(
+            as_list(model(forget.data)),
+            frozen_outputs(self.incompetent, forget.data),
+            forget.target,
+            ctx.ignore_label,
+            self.temperature,
+        )
         return retain_kl + forget_kl

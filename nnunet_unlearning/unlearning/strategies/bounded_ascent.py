@@ -38,8 +38,9 @@ def bound_setting(bound: float | None) -> float | str:
     return "ln(num_classes)" if bound is None else bound
 
 
-def chance_level_divergence(teacher_outputs: list[Tensor], target: list[Tensor], ignore_label: int | None,
-                            temperature: float) -> Tensor:
+def chance_level_divergence(
+    teacher_outputs: list[Tensor], target: list[Tensor], ignore_label: int | None, temperature: float
+) -> Tensor:
     """The distillation divergence of a chance-level student from a teacher: ``KL_T(teacher ‖ uniform)``.
 
     ``teacher_outputs``: the teacher's per-scale logits ``(B, K, x, y, z)``; ``target``: the per-scale label

@@ -8,11 +8,10 @@ from abc import abstractmethod
 
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list, given
 
 
-def task_loss_on(model: nn.Module, batch: Batch, ctx: StrategyContext,
-                 target: list[Tensor] | None = None) -> Tensor:
+def task_loss_on(model: nn.Module, batch: Batch, ctx: StrategyContext, target: list[Tensor] | None = None) -> Tensor:
     """The task loss of ``model`` on ``batch``, toward ``target`` (default: the batch's own labels)."""
     return ctx.task_loss(as_list(model(batch.data)), batch.target if target is None else target)
 
@@ -39,7 +38,7 @@ class RelabelStrategy(Strategy):
         """The forget term of the loss, given the model's per-scale logits on the forget patches."""
         return ctx.task_loss(outputs, self.forget_target(forget, ctx))
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain, forget = given(retain, "retain"), given(forget, "forget")
         forget_term = self.forget_loss(as_list(model(forget.data)), forget, ctx)
         return task_loss_on(model, retain, ctx) + self.forget_weight * forget_term

@@ -48,8 +48,13 @@ def voxelwise_kl(student: Tensor, teacher: Tensor, valid: Tensor | None, tempera
     return mean * temperature**2
 
 
-def distillation_kl(student_outputs: list[Tensor], teacher_outputs: list[Tensor], target: list[Tensor],
-                    ignore_label: int | None, temperature: float) -> Tensor:
+def distillation_kl(
+    student_outputs: list[Tensor],
+    teacher_outputs: list[Tensor],
+    target: list[Tensor],
+    ignore_label: int | None,
+    temperature: float,
+) -> Tensor:
     """Deep-supervision weighted :func:`voxelwise_kl` over all scales; ignore-label voxels excluded.
 
     ``target`` gives, per scale, the label maps whose ignore-label voxels are left out (their labels are

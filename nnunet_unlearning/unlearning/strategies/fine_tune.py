@@ -7,7 +7,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from nnunet_unlearning.unlearning.strategies.common import task_loss_on
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 
 class FineTune(Strategy):
@@ -16,6 +16,6 @@ class FineTune(Strategy):
     name = "FineTune"
     uses_forget: ClassVar[bool] = False
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain = given(retain, "retain")
         return task_loss_on(model, retain, ctx)

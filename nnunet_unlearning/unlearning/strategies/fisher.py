@@ -18,9 +18,13 @@ from torch import Tensor, nn
 from nnunet_unlearning.unlearning.strategy import Batch, as_list
 
 
-def diagonal_fisher(model: nn.Module, batches: Iterator[Batch], num_batches: int,
-                    task_loss: Callable[[list[Tensor], list[Tensor]], Tensor],
-                    all_reduce_sum: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+def diagonal_fisher(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    num_batches: int,
+    task_loss: Callable[[list[Tensor], list[Tensor]], Tensor],
+    all_reduce_sum: Callable[[Tensor], Tensor],
+) -> dict[str, Tensor]:
     """Importances by parameter name (each shaped like its parameter) from ``num_batches`` batches.
 
     Only parameters with ``requires_grad`` are included; a parameter the loss does not reach gets zeros.

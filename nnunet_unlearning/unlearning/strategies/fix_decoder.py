@@ -18,7 +18,7 @@ def fix_decoder(strategy: type[Strategy]) -> type[Strategy]:
     """A subclass of ``strategy`` named ``<Name>FixDecoder`` that freezes every ``decoder.`` parameter
     (segmentation heads included) in addition to what ``strategy`` freezes."""
 
-    class FixDecoder(strategy):
+    class FixDecoder(strategy):  # type: ignore[valid-type,misc]  # a class built from an argument
         name = f"{strategy.name}FixDecoder"
 
         def is_frozen(self, name: str) -> bool:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from nnunet_unlearning.unlearning.strategies.common import task_loss_on
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 
 def l1_norm(model: nn.Module) -> Tensor:
@@ -41,6 +41,6 @@ class L1Sparse(Strategy):
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         return {"gamma": self.gamma}
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain = given(retain, "retain")
         return task_loss_on(model, retain, ctx) + self.gamma * (1.0 - ctx.progress) * l1_norm(model)

@@ -44,17 +44,24 @@ def to_scales(full: Tensor, targets: list[Tensor], ignore_label: int | None) -> 
     return scaled
 
 
-def voxelwise_random_labels(targets: list[Tensor], num_classes: int, ignore_label: int | None,
-                            generator: torch.Generator | None = None) -> list[Tensor]:
+def voxelwise_random_labels(
+    targets: list[Tensor], num_classes: int, ignore_label: int | None, generator: torch.Generator | None = None
+) -> list[Tensor]:
     """Each full-resolution voxel gets a class drawn uniformly and independently from ``0..num_classes-1``."""
     full = targets[0]
-    noise = torch.randint(0, num_classes, full.shape, generator=generator, dtype=full.dtype,
-                          device=_draw_device(generator, full.device))
+    noise = torch.randint(
+        0, num_classes, full.shape, generator=generator, dtype=full.dtype, device=_draw_device(generator, full.device)
+    )
     return to_scales(noise.to(full.device), targets, ignore_label)
 
 
-def smooth_random_labels(targets: list[Tensor], num_classes: int, ignore_label: int | None,
-                         blob_size: Sequence[float], generator: torch.Generator | None = None) -> list[Tensor]:
+def smooth_random_labels(
+    targets: list[Tensor],
+    num_classes: int,
+    ignore_label: int | None,
+    blob_size: Sequence[float],
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
     """Spatially coherent random label maps: blobs of random classes, about ``blob_size`` voxels across.
 
     Per patch and class, a Gaussian noise field is drawn on a coarse grid whose nodes span the patch
@@ -69,8 +76,9 @@ def smooth_random_labels(targets: list[Tensor], num_classes: int, ignore_label: 
     if len(blob_size) != len(spatial):
         raise ValueError(f"blob_size {tuple(blob_size)} has {len(blob_size)} axes, patches have {len(spatial)}")
     grid = [math.ceil((size - 1) / blob) + 1 for size, blob in zip(spatial, blob_size)]
-    fields = torch.randn(full.shape[0], num_classes, *grid, generator=generator,
-                         device=_draw_device(generator, full.device)).to(full.device)
+    fields = torch.randn(
+        full.shape[0], num_classes, *grid, generator=generator, device=_draw_device(generator, full.device)
+    ).to(full.device)
     fields = F.interpolate(fields, size=spatial, mode=_SMOOTH_MODES[len(spatial)], align_corners=True)
     return to_scales(fields.argmax(dim=1, keepdim=True), targets, ignore_label)
 
@@ -94,8 +102,13 @@ def random_derangements(rows: int, n: int, generator: torch.Generator | None = N
     return perms
 
 
-def permute_foreground(targets: list[Tensor], num_classes: int, ignore_label: int | None,
-                       generator: torch.Generator | None = None, fixed: Sequence[int] = ()) -> list[Tensor]:
+def permute_foreground(
+    targets: list[Tensor],
+    num_classes: int,
+    ignore_label: int | None,
+    generator: torch.Generator | None = None,
+    fixed: Sequence[int] = (),
+) -> list[Tensor]:
     """Each patch's labels under its own random derangement of the foreground classes ``1..num_classes-1``
     that are not ``fixed``.
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from nnunet_unlearning.unlearning.strategies.bounded_ascent import bound_setting, bounded_ascent, resolve_bound
 from nnunet_unlearning.unlearning.strategies.common import task_loss_on
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 
 class NegGradPlus(Strategy):
@@ -33,7 +33,7 @@ class NegGradPlus(Strategy):
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         return {"alpha": self.alpha, "loss_bound": bound_setting(self.loss_bound)}
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain, forget = given(retain, "retain"), given(forget, "forget")
         ascent = bounded_ascent(task_loss_on(model, forget, ctx), resolve_bound(self.loss_bound, ctx.num_classes))
         return self.alpha * task_loss_on(model, retain, ctx) + (1.0 - self.alpha) * ascent

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -20,14 +23,17 @@ class RandomEncoder(FineTune):
     name = "RandomEncoder"
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
-        modules = [m for m in model.encoder.modules() if hasattr(m, "reset_parameters")]
+        encoder = model.get_submodule("encoder")
+        resets = [
+            cast(Callable[[], None], m.reset_parameters) for m in encoder.modules() if hasattr(m, "reset_parameters")
+        ]
         if ctx.generator is None:
-            for module in modules:
-                module.reset_parameters()
+            for reset in resets:
+                reset()
             return
         seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator, device=ctx.generator.device))
-        cuda_devices = sorted({p.device.index or 0 for p in model.encoder.parameters() if p.is_cuda})
+        cuda_devices = sorted({p.device.index or 0 for p in encoder.parameters() if p.is_cuda})
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
-            for module in modules:
-                module.reset_parameters()
+            for reset in resets:
+                reset()

@@ -22,8 +22,10 @@ class RandomLabel(RelabelStrategy):
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         if ctx.num_classes < 3:
-            raise UserInputError(f"{self.name} permutes foreground classes, which needs at least two; "
-                                 f"this dataset has {ctx.num_classes - 1}")
+            raise UserInputError(
+                f"{self.name} permutes foreground classes, which needs at least two; "
+                f"this dataset has {ctx.num_classes - 1}"
+            )
 
     def forget_target(self, forget: Batch, ctx: StrategyContext) -> list[Tensor]:
         return permute_foreground(forget.target, ctx.num_classes, ctx.ignore_label, ctx.generator)

@@ -29,8 +29,9 @@ def largest_entries(values: Tensor, count: int) -> Tensor:
     return chosen
 
 
-def saliency_mask(model: nn.Module, batches: Iterable[Batch], ctx: StrategyContext,
-                  fraction: float) -> dict[str, Tensor]:
+def saliency_mask(
+    model: nn.Module, batches: Iterable[Batch], ctx: StrategyContext, fraction: float
+) -> dict[str, Tensor]:
     """Which weights SalUn may change: the ``fraction`` of all weights with the largest forget saliency.
 
     The saliency of a weight is ``|Σ_b ∂ task(b) / ∂w|``, the gradient of the task loss (own labels)
@@ -63,10 +64,11 @@ def saliency_mask(model: nn.Module, batches: Iterable[Batch], ctx: StrategyConte
         raise ValueError("saliency_mask got no forget batches")
     flat = torch.cat([s.flatten() for s in summed])
     ctx.all_reduce_sum(flat)
-    chosen = iter(largest_entries(flat.abs_(), round(fraction * flat.numel())).split(
-        [p.numel() for p in trainable]))
-    return {name: next(chosen).view(p.shape) if p.requires_grad
-            else torch.zeros_like(p, dtype=torch.bool) for name, p in named}
+    chosen = iter(largest_entries(flat.abs_(), round(fraction * flat.numel())).split([p.numel() for p in trainable]))
+    return {
+        name: next(chosen).view(p.shape) if p.requires_grad else torch.zeros_like(p, dtype=torch.bool)
+        for name, p in named
+    }
 
 
 class SalUn(RandomLabel):

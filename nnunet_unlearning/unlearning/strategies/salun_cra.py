@@ -39,8 +39,9 @@ class SalUnCRA(SalUn):
 
     name = "SalUnCRA"
 
-    def __init__(self, forget_weight: float = 1.0, fraction: float = 0.5, mask_batches: int = 4,
-                 entropy_weight: float = 1.0) -> None:
+    def __init__(
+        self, forget_weight: float = 1.0, fraction: float = 0.5, mask_batches: int = 4, entropy_weight: float = 1.0
+    ) -> None:
         super().__init__(forget_weight, fraction, mask_batches)
         self.entropy_weight = entropy_weight
 
@@ -50,15 +51,18 @@ class SalUnCRA(SalUn):
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         healthy = [c for c in range(1, ctx.num_classes) if c not in ctx.critical_classes]
         if len(healthy) < 2:
-            raise UserInputError(f"{self.name} permutes the non-critical foreground classes, which needs at "
-                                 f"least two; this dataset has {len(healthy)} besides the critical classes "
-                                 f"{list(ctx.critical_classes)}")
+            raise UserInputError(
+                f"{self.name} permutes the non-critical foreground classes, which needs at "
+                f"least two; this dataset has {len(healthy)} besides the critical classes "
+                f"{list(ctx.critical_classes)}"
+            )
         super().prepare(model, ctx)
 
     def forget_target(self, forget: Batch, ctx: StrategyContext) -> list[Tensor]:
         """Own labels on critical voxels, a derangement of the non-critical foreground classes elsewhere."""
-        return permute_foreground(forget.target, ctx.num_classes, ctx.ignore_label, ctx.generator,
-                                  fixed=ctx.critical_classes)
+        return permute_foreground(
+            forget.target, ctx.num_classes, ctx.ignore_label, ctx.generator, fixed=ctx.critical_classes
+        )
 
     def forget_loss(self, outputs: list[Tensor], forget: Batch, ctx: StrategyContext) -> Tensor:
         critical = [critical_voxels(t, ctx.critical_classes) for t in forget.target]

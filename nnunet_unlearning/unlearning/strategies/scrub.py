@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from nnunet_unlearning.unlearning.strategies.bounded_ascent import bounded_ascent, chance_level_divergence
 from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list, given
 
 #: How ``hyperparameters()`` reports the default, per-batch bound of the max-step.
 CHANCE_LEVEL_DIVERGENCE = "KL_T(original || uniform)"
@@ -55,9 +55,16 @@ class SCRUB(Strategy):
     needs_original = True
     resumable_state = ("_steps",)
 
-    def __init__(self, temperature: float = 4.0, task_weight: float = 0.99, kl_weight: float = 0.001,
-                 max_phase: float = 2 / 3, max_step_every: int = 2, divergence_bound: float | None = None,
-                 lr_scale: float = 0.05) -> None:
+    def __init__(
+        self,
+        temperature: float = 4.0,
+        task_weight: float = 0.99,
+        kl_weight: float = 0.001,
+        max_phase: float = 2 / 3,
+        max_step_every: int = 2,
+        divergence_bound: float | None = None,
+        lr_scale: float = 0.05,
+    ) -> None:
         if max_step_every < 1:
             raise ValueError(f"SCRUB: max_step_every must be at least 1, got {max_step_every}")
         self.temperature = temperature
@@ -71,20 +78,26 @@ class SCRUB(Strategy):
 
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         bound = CHANCE_LEVEL_DIVERGENCE if self.divergence_bound is None else self.divergence_bound
-        return {"temperature": self.temperature, "task_weight": self.task_weight, "kl_weight": self.kl_weight,
-                "max_phase": self.max_phase, "max_step_every": self.max_step_every, "divergence_bound": bound,
-                "lr_scale": self.lr_scale}
+        return {
+            "temperature": self.temperature,
+            "task_weight": self.task_weight,
+            "kl_weight": self.kl_weight,
+            "max_phase": self.max_phase,
+            "max_step_every": self.max_step_every,
+            "divergence_bound": bound,
+            "lr_scale": self.lr_scale,
+        }
 
     def is_max_step(self, step: int, progress: float) -> bool:
         """Whether step number ``step`` (from 0) at training ``progress`` is a max-step."""
         return progress < self.max_phase and step % self.max_step_every == 0
 
-    def max_step_loss(self, model: nn.Module, forget: Batch, teacher: nn.Module,
-                      ignore_label: int | None) -> Tensor:
+    def max_step_loss(self, model: nn.Module, forget: Batch, teacher: nn.Module, ignore_label: int | None) -> Tensor:
         """The bounded ascent on the student's divergence from ``teacher`` on ``forget``."""
         teacher_outputs = frozen_outputs(teacher, forget.data)
-        divergence = distillation_kl(as_list(model(forget.data)), teacher_outputs, forget.target, ignore_label,
-                                     self.temperature)
+        divergence = distillation_kl(
+            as_list(model(forget.data)), teacher_outputs, forget.target, ignore_label, self.temperature
+        )
         bound: float | Tensor
         if self.divergence_bound is None:
             bound = chance_level_divergence(teacher_outputs, forget.target, ignore_label, self.temperature)
@@ -92,8 +105,8 @@ class SCRUB(Strategy):
             bound = self.divergence_bound
         return bounded_ascent(divergence, bound)
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        retain, forget = given(retain, "retain"), given(forget, "forget")
         teacher = ctx.original
         if teacher is None:
             raise ValueError("SCRUB needs the original model as teacher (ctx.original is None)")
@@ -102,6 +115,7 @@ class SCRUB(Strategy):
         if self.is_max_step(step, ctx.progress):
             return self.max_step_loss(model, forget, teacher, ctx.ignore_label)
         outputs = as_list(model(retain.data))
-        divergence = distillation_kl(outputs, frozen_outputs(teacher, retain.data), retain.target,
-                                     ctx.ignore_label, self.temperature)
+        divergence = distillation_kl(
+            outputs, frozen_outputs(teacher, retain.data), retain.target, ctx.ignore_label, self.temperature
+        )
         return self.task_weight * ctx.task_loss(outputs, retain.target) + self.kl_weight * divergence

@@ -25,8 +25,13 @@ def _noting_keys(batches: Iterator[Batch], seen: set[str]) -> Iterator[Batch]:
 
 
 @torch.no_grad()
-def dampen(model: nn.Module, forget_importance: dict[str, Tensor], full_importance: dict[str, Tensor],
-           alpha: float, dampening: float) -> int:
+def dampen(
+    model: nn.Module,
+    forget_importance: dict[str, Tensor],
+    full_importance: dict[str, Tensor],
+    alpha: float,
+    dampening: float,
+) -> int:
     """θ ← min(λ·I_D / I_Df, 1)·θ for the entries with I_Df > α·I_D; the others are multiplied by exactly
     1 and stay bit-identical. Returns the number of entries dampened.
     """
@@ -73,8 +78,9 @@ class SSD(Strategy):
     #: The reference implementation's selection weighting.
     REFERENCE_ALPHA = 10.0
 
-    def __init__(self, alpha: float | None = None, dampening: float = 1.0, forget_batches: int = 50,
-                 retain_batches: int = 100) -> None:
+    def __init__(
+        self, alpha: float | None = None, dampening: float = 1.0, forget_batches: int = 50, retain_batches: int = 100
+    ) -> None:
         self.alpha = alpha
         self.dampening = dampening
         self.forget_batches = forget_batches
@@ -84,8 +90,12 @@ class SSD(Strategy):
 
     def hyperparameters(self) -> dict[str, float | int | str | list]:
         used = self.summary.get("alpha", self.alpha)
-        return {"alpha": "auto" if used is None else used, "dampening": self.dampening,
-                "forget_batches": self.forget_batches, "retain_batches": self.retain_batches}
+        return {
+            "alpha": "auto" if used is None else used,
+            "dampening": self.dampening,
+            "forget_batches": self.forget_batches,
+            "retain_batches": self.retain_batches,
+        }
 
     def cost_batches(self) -> int:
         """Forward and backward passes :meth:`prepare` takes on each rank."""
@@ -94,10 +104,20 @@ class SSD(Strategy):
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         forget_keys: set[str] = set()
         retain_keys: set[str] = set()
-        forget = diagonal_fisher(model, _noting_keys(ctx.forget_batches(), forget_keys), self.forget_batches,
-                                 ctx.task_loss, ctx.all_reduce_sum)
-        retain = diagonal_fisher(model, _noting_keys(ctx.retain_batches(), retain_keys), self.retain_batches,
-                                 ctx.task_loss, ctx.all_reduce_sum)
+        forget = diagonal_fisher(
+            model,
+            _noting_keys(ctx.forget_batches(), forget_keys),
+            self.forget_batches,
+            ctx.task_loss,
+            ctx.all_reduce_sum,
+        )
+        retain = diagonal_fisher(
+            model,
+            _noting_keys(ctx.retain_batches(), retain_keys),
+            self.retain_batches,
+            ctx.task_loss,
+            ctx.all_reduce_sum,
+        )
         device = next(model.parameters()).device
         forget_cases = count_distinct(forget_keys, ctx.all_reduce_sum, device)
         retain_cases = count_distinct(retain_keys, ctx.all_reduce_sum, device)
@@ -109,14 +129,20 @@ class SSD(Strategy):
             raise UserInputError(
                 f"SSD cannot select any weight: the forget set is {forget_cases} of {forget_cases + retain_cases} "
                 f"training cases ({share:.0%}) and alpha={alpha:g} needs under 1/alpha "
-                f"({1 / alpha:.0%}); forget fewer cases or use a smaller alpha")
+                f"({1 / alpha:.0%}); forget fewer cases or use a smaller alpha"
+            )
         full = {name: share * forget[name] + (1.0 - share) * retain[name] for name in forget}
         dampened = dampen(model, forget, full, alpha, self.dampening)
         entries = sum(t.numel() for t in forget.values())
-        self.summary = {"alpha": alpha, "forget_cases": forget_cases, "retain_cases": retain_cases,
-                        "forget_share": share, "dampened_fraction": dampened / max(entries, 1)}
+        self.summary = {
+            "alpha": alpha,
+            "forget_cases": forget_cases,
+            "retain_cases": retain_cases,
+            "forget_share": share,
+            "dampened_fraction": dampened / max(entries, 1),
+        }
 
-    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None,
-             ctx: StrategyContext) -> Tensor:
-        raise NotImplementedError("SSD edits the weights once in prepare() and trains no epochs "
-                                  "(trains = False); its loss() is never called")
+    def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
+        raise NotImplementedError(
+            "SSD edits the weights once in prepare() and trains no epochs (trains = False); its loss() is never called"
+        )
