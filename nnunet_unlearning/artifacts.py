@@ -8,3 +8,5 @@ LATEST_CHECKPOINT = "checkpoint_latest.pth"
 BEST_CHECKPOINT = "checkpoint_best.pth"
 #: What an unlearning run needs besides the latest checkpoint to resume exactly; removed with it.
 RESUME_STATE_FILE = "unlearning_resume_state.pt"
+#: Written by the Med3D trainer beside its model: the MedicalNet checkpoint its encoder started from, and its SHA-256.
+MED3D_INITIALISATION_FILE = "med3d_initialisation.json"

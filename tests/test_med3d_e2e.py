@@ -17,6 +17,7 @@ import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, load_trainer
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
+from nnunet_unlearning.files import sha256_file
 from nnunet_unlearning.med3d.checkpoint import check_medicalnet_file
 from nnunet_unlearning.med3d.plans import plan_med3d
 from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV, Med3DTrainerMixin
@@ -87,7 +88,7 @@ def test_train_predict_evaluate_with_medicalnet_weights(world, tmp_path, monkeyp
     fresh = MedicalNetResNet(10, 1).state_dict()[key]
     assert (encoder - medicalnet[f"module.{key}"]).norm() < 0.1 * (encoder - fresh).norm()
 
-    _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env, medicalnet)
+    _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env, weights, medicalnet)
 
     # --c / --val path: nnU-Net loads its checkpoint, the MedicalNet file is not needed
     monkeypatch.delenv(MED3D_WEIGHTS_ENV, raising=False)
@@ -157,7 +158,9 @@ def test_train_predict_evaluate_with_medicalnet_weights(world, tmp_path, monkeyp
     assert math.isfinite(dice) and 0.0 <= dice <= 1.0
 
 
-def _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env: dict, medicalnet: dict) -> None:
+def _unlearning_and_oracle_keep_the_recipe(
+    world, tmp_path, monkeypatch, env: dict, weights: Path, medicalnet: dict
+) -> None:
     """The request records the Med3D original's recipe; unlearning keeps its slower encoder, and the oracle
     starts its encoder from the same MedicalNet file and trains it at the same rate."""
     for key in ("nnUNet_extTrainer", MED3D_WEIGHTS_ENV):
@@ -171,6 +174,7 @@ def _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env: di
         "trainer": TRAINER,
         "initialisation": "medicalnet",
         "parameter_groups": [{"prefix": "encoder.", "lr_scale": Med3DTrainerMixin.encoder_lr_scale}],
+        "initialisation_checkpoint": {"checkpoint": str(weights.resolve()), "sha256": sha256_file(weights)},
     }
     monkeypatch.setenv(REQUEST_ENV, str(path))
     unlearn = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
@@ -184,3 +188,10 @@ def _unlearning_and_oracle_keep_the_recipe(world, tmp_path, monkeypatch, env: di
         assert {id(p) for p in rest["params"]} == {id(p) for p in network.decoder.parameters()}
     key = "layer4.0.conv2.weight"  # the oracle's encoder is the MedicalNet file's
     assert torch.equal(network.encoder.state_dict()[key], medicalnet[f"module.{key}"])
+
+    other = tmp_path / "other_resnet_10.pth"  # another MedicalNet file than the original's: refused
+    torch.save({"state_dict": {k: v + 1 if v.is_floating_point() else v for k, v in medicalnet.items()}}, other)
+    monkeypatch.setenv(MED3D_WEIGHTS_ENV, str(other))
+    with pytest.raises(SystemExit) as exit_info:
+        load_trainer(type("nnUNetTrainerRetrain_other", (nnUNetTrainerRetrain,), {}), world, plans=PLANS).initialize()
+    assert exit_info.value.code == 2

@@ -17,11 +17,14 @@ backbone, ×100 for the new segmentation head). Trained from scratch the encoder
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from nnunet_unlearning.artifacts import MED3D_INITIALISATION_FILE
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.files import atomic_write_text, sha256_file
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.optim import grouped_sgd
@@ -87,6 +90,9 @@ class Med3DTrainerMixin(_TrainerBase):
             with exit_on_user_error(type(self).__name__):
                 report = load_medicalnet_weights(self._med3d_network().encoder, weights)
             self.print_to_log_file(report.summary())
+            if self.local_rank == 0:  # so that unlearning and the retrain oracle can name and check the file
+                record = {"checkpoint": str(weights.resolve()), "sha256": sha256_file(weights)}
+                atomic_write_text(Path(self.output_folder) / MED3D_INITIALISATION_FILE, json.dumps(record) + "\n")
 
     def _med3d_network(self) -> Med3DUNet:
         # initialize() refused plans whose network is not Med3DUNet

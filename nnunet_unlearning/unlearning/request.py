@@ -205,7 +205,7 @@ def build_request(
         results_folder=str(results_folder.resolve()),
         checkpoint=str(checkpoint.resolve()),
         checkpoint_sha256=checkpoint_sha256,
-        recipe=original_recipe(trainer),
+        recipe=original_recipe(trainer, results_folder),
     )
     return UnlearningRequest(
         dataset_id=dataset_id,

@@ -23,7 +23,7 @@ from nnunet_unlearning.med3d.pretrained_trainer import med3d_weights_path
 from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.unlearning.base_trainer import RequestSplitMixin, make_hook
 from nnunet_unlearning.unlearning.nnunet_glue import CUDA, bare_network, exit_on_user_error, schedule_of
-from nnunet_unlearning.unlearning.original_recipe import MEDICALNET, recipe_of
+from nnunet_unlearning.unlearning.original_recipe import MEDICALNET, check_same_initialisation, recipe_of
 from nnunet_unlearning.unlearning.request import REQUEST_FILE
 from nnunet_unlearning.unlearning.run_record import RunRecord
 
@@ -64,9 +64,9 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
         recipe = recipe_of(self.request.original)
         if recipe["initialisation"] == MEDICALNET and not self._weights_from_nnunet_checkpoint:
             with exit_on_user_error(self.__class__.__name__):
-                report = load_medicalnet_weights(
-                    cast(Med3DUNet, bare_network(self.network)).encoder, med3d_weights_path()
-                )
+                weights = med3d_weights_path()
+                check_same_initialisation(weights, recipe.get("initialisation_checkpoint"))
+                report = load_medicalnet_weights(cast(Med3DUNet, bare_network(self.network)).encoder, weights)
             self.print_to_log_file(report.summary())
 
     def configure_optimizers(self):
