@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "MRBrainS18"
 
 
 def main() -> None:
@@ -24,17 +21,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from nnunet_unlearning import demo
-    from nnunet_unlearning.med3d.original_trainer import original_trainer
-    from nnunet_unlearning.unlearning.request import write_request
+    from demo_request import demo_request
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hook_overhead_"))
-    real = SHARED if (SHARED / "training").is_dir() else None
-    demo.prepare_dataset(workdir, real)
-    trainer, _ = original_trainer()
-    original = demo.train(trainer, demo.ORIGINAL)
-    forget = sorted(original.do_split()[0])[0]
-    write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", demo.PLANS, trainer, [forget])
+    from nnunet_unlearning import demo
+
+    data, _ = demo_request(args.workdir, "hook_overhead_")
     run = demo.train("nnUNetTrainerUnlearnNoisyLabel", demo.Schedule(args.epochs, args.iterations))
     metrics = json.loads((Path(run.output_folder) / "unlearning_metrics.json").read_text())
     seconds = metrics["seconds"]
@@ -43,7 +34,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "data": "MRBrainS18 (real)" if real else "phantom",
+                "data": data,
                 "schedule": f"{args.epochs} epochs x {args.iterations} iterations",
                 "cases_per_evaluation": cases,
                 **seconds,

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "MRBrainS18"
 SETS = ("forget", "retain", "heldout")
 
 
@@ -30,21 +28,14 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
+    from demo_request import demo_request
+
     from nnunet_unlearning import demo
     from nnunet_unlearning.inprocess import train
-    from nnunet_unlearning.med3d.original_trainer import original_trainer
     from nnunet_unlearning.trainers_dir import find_trainer
     from nnunet_unlearning.unlearning import step
-    from nnunet_unlearning.unlearning.request import write_request
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="running_statistics_"))
-    real = SHARED if (SHARED / "training").is_dir() else None
-    demo.prepare_dataset(workdir, real)
-    trainer, _ = original_trainer()
-    original = demo.train(trainer, demo.ORIGINAL)
-    forget = sorted(original.do_split()[0])[0]
-    write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", demo.PLANS, trainer, [forget])
-
+    data, forget = demo_request(args.workdir, "running_statistics_")
     base = find_trainer("nnUNetTrainerUnlearnNoisyLabel")
     kept_buffers = step.buffers_kept
     rows = {}
@@ -69,7 +60,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "data": "MRBrainS18 (real)" if real else "phantom",
+                "data": data,
                 "forget": forget,
                 "schedule": f"{args.epochs} epochs x {args.iterations} iterations",
                 "runs": rows,

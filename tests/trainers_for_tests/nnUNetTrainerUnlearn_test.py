@@ -12,6 +12,10 @@ _SCRUB = trainer_family(SCRUB, __name__)["nnUNetTrainerUnlearnSCRUB"]
 
 
 class _Short:
+    """A short schedule, set after nnU-Net's own constructor: ``epochs`` × ``iterations``, one validation step."""
+
+    epochs, iterations = 1, 2
+
     # nnU-Net records its trainers' init arguments by name, so the signature must be spelled out
     def __init__(
         self,
@@ -22,8 +26,8 @@ class _Short:
         device: torch.device = CUDA,
     ):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 1
-        self.num_iterations_per_epoch = 2
+        self.num_epochs = self.epochs
+        self.num_iterations_per_epoch = self.iterations
         self.num_val_iterations_per_epoch = 1
 
 
@@ -35,22 +39,11 @@ class nnUNetTrainerRetrain_test(_Short, nnUNetTrainerRetrain):
     pass
 
 
-class nnUNetTrainerUnlearnSCRUB_resume_test(_SCRUB):
+class nnUNetTrainerUnlearnSCRUB_resume_test(_Short, _SCRUB):
     """Two epochs of two steps, to be interrupted in the second; no final validation (the console-script
     test runs nnU-Net's), so that the interrupted, the resumed and the reference run stay short."""
 
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = CUDA,
-    ):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
+    epochs = 2
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("final validation skipped by this test trainer")

@@ -1,0 +1,28 @@
+"""The starting point several benchmarks share: the demo's world, its original model, a forget request.
+
+The demo's CPU profile and Med3D plans, real MRBrainS18 from ../shared/data when present (else the
+phantom), the demo's original Med3D model, and a request forgetting the original's first training case.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "MRBrainS18"
+
+
+def demo_request(workdir: Path | None, prefix: str) -> tuple[str, str]:
+    """Build everything under ``workdir`` (a new temporary folder when None); return (data, forgotten case),
+    ``data`` saying whether the real MRBrainS18 release or the phantom was used."""
+    from nnunet_unlearning import demo
+    from nnunet_unlearning.med3d.original_trainer import original_trainer
+    from nnunet_unlearning.unlearning.request import write_request
+
+    real = SHARED if (SHARED / "training").is_dir() else None
+    demo.prepare_dataset(workdir or Path(tempfile.mkdtemp(prefix=prefix)), real)
+    trainer, _ = original_trainer()
+    original = demo.train(trainer, demo.ORIGINAL)
+    forget = sorted(original.do_split()[0])[0]
+    write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", demo.PLANS, trainer, [forget])
+    return ("MRBrainS18 (real)" if real else "phantom"), forget
