@@ -106,7 +106,8 @@ class Strategy(ABC):
     needs_original: ClassVar[bool] = False
     forget_labels: ClassVar[Literal["own", "other_subject"]] = "own"
     trains: ClassVar[bool] = True
-    #: Attributes that change from step to step and must survive ``--c`` (plain numbers or tensors).
+    #: Attributes that change from step to step and must survive ``--c`` (plain numbers: they are also
+    #: written into unlearning_metrics.json as the run's final ``strategy_state``).
     resumable_state: ClassVar[tuple[str, ...]] = ()
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:  # noqa: B027 - optional hook
