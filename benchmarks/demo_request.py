@@ -6,20 +6,29 @@ phantom), the demo's original Med3D model, and a request forgetting the original
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "MRBrainS18"
 
 
-def demo_request(workdir: Path | None, prefix: str) -> tuple[str, str]:
+def demo_request(workdir: Path | None, prefix: str, reuse: bool = False) -> tuple[str, str]:
     """Build everything under ``workdir`` (a new temporary folder when None); return (data, forgotten case),
-    ``data`` saying whether the real MRBrainS18 release or the phantom was used."""
-    from nnunet_unlearning import demo
+    ``data`` saying whether the real MRBrainS18 release or the phantom was used. With ``reuse``, take the
+    world, original model and request an earlier call left in ``workdir`` (an interrupted benchmark)."""
+    from nnunet_unlearning import cpu_profile, demo
     from nnunet_unlearning.med3d.original_trainer import original_trainer
-    from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.unlearning.request import load_request, write_request
 
     real = SHARED if (SHARED / "training").is_dir() else None
+    if reuse and workdir is not None:
+        os.environ.update(
+            {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+        )
+        os.environ.update({"nnUNet_compile": "false", "nnUNet_n_proc_DA": "0"})
+        cpu_profile.use_cpu_threads()
+        return ("MRBrainS18 (real)" if real else "phantom"), load_request(demo.DATASET_NAME).forget[0]
     demo.prepare_dataset(workdir or Path(tempfile.mkdtemp(prefix=prefix)), real)
     trainer, _ = original_trainer()
     original = demo.train(trainer, demo.ORIGINAL)

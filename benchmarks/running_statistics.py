@@ -8,7 +8,7 @@
 Same original, same request, same seed and schedule, run one after another in one process; Dice per set as
 the evaluation hook scores it at the end. Measures, never asserts.
 
-    .venv/bin/python benchmarks/running_statistics.py [--epochs 5] [--iterations 40] [--workdir DIR]
+    .venv/bin/python benchmarks/running_statistics.py [--epochs 5] [--iterations 40] [--workdir DIR [--reuse]]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="reuse the original model and request in --workdir")
     args = parser.parse_args()
 
     from demo_request import demo_request
@@ -35,7 +36,7 @@ def main() -> None:
     from nnunet_unlearning.trainers_dir import find_trainer
     from nnunet_unlearning.unlearning import step
 
-    data, forget = demo_request(args.workdir, "running_statistics_")
+    data, forget = demo_request(args.workdir, "running_statistics_", reuse=args.reuse)
     base = find_trainer("nnUNetTrainerUnlearnNoisyLabel")
     kept_buffers = step.buffers_kept
     rows = {}
