@@ -106,14 +106,14 @@ class SCRUB(Strategy):
         return bounded_ascent(divergence, bound)
 
     def loss(self, model: nn.Module, retain: Batch | None, forget: Batch | None, ctx: StrategyContext) -> Tensor:
-        retain, forget = given(retain, "retain"), given(forget, "forget")
         teacher = ctx.original
         if teacher is None:
             raise ValueError("SCRUB needs the original model as teacher (ctx.original is None)")
         step = self._steps
         self._steps += 1
         if self.is_max_step(step, ctx.progress):
-            return self.max_step_loss(model, forget, teacher, ctx.ignore_label)
+            return self.max_step_loss(model, given(forget, "forget"), teacher, ctx.ignore_label)
+        retain = given(retain, "retain")  # a step of one kind reads only its own batch
         outputs = as_list(model(retain.data))
         divergence = distillation_kl(
             outputs, frozen_outputs(teacher, retain.data), retain.target, ctx.ignore_label, self.temperature
