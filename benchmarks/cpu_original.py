@@ -19,21 +19,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nnunet_unlearning import cpu_profile
-from nnunet_unlearning.benchmark import design
-from nnunet_unlearning.benchmark.mrbrains18 import DATASET_ID, DATASET_NAME
-from nnunet_unlearning.benchmark.runs import FINAL_CHECKPOINT, FOLD, Run, train_runs
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT
 from nnunet_unlearning.evaluation.evaluate_folders import evaluate_folders
 from nnunet_unlearning.med3d.network import DEFAULT_DECODER_CHANNELS
 from nnunet_unlearning.med3d.plans import plan_med3d
-from nnunet_unlearning.trainers_dir import trainers_dir
+from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+from nnunet_unlearning.workflows import benchmark_design as design
+from nnunet_unlearning.workflows import profiles
+from nnunet_unlearning.workflows.benchmark import DATASET_ID, DATASET_NAME
+from nnunet_unlearning.workflows.benchmark_runs import FOLD, Run, train_runs
 
 TRAINER = "nnUNetTrainerMed3D_scratch"
 ITERATIONS = 40
 #: (plans name, decoder channels, epochs): the CPU profile as it is, twice its schedule, nnU-Net-like widths
 VARIANTS = (
-    ("nnUNetMed3DCpuNarrow20Plans", cpu_profile.MED3D_DECODER_CHANNELS, 20),
-    ("nnUNetMed3DCpuNarrow40Plans", cpu_profile.MED3D_DECODER_CHANNELS, 40),
+    ("nnUNetMed3DCpuNarrow20Plans", profiles.MED3D_DECODER_CHANNELS, 20),
+    ("nnUNetMed3DCpuNarrow40Plans", profiles.MED3D_DECODER_CHANNELS, 40),
     ("nnUNetMed3DCpuMid20Plans", (16, 32, 64, 64, 64), 20),
     ("nnUNetMed3DCpuDefault20Plans", None, 20),  # the network's default decoder (32 … 320)
 )
@@ -105,14 +106,14 @@ def main() -> None:
     for plans, decoder, epochs in VARIANTS:
         plan_med3d(
             DATASET_ID,
-            cpu_profile.CONFIGURATION,
-            depth=cpu_profile.MED3D_DEPTH,
+            profiles.CONFIGURATION,
+            depth=profiles.MED3D_DEPTH,
             name=plans,
             decoder_channels=DEFAULT_DECODER_CHANNELS if decoder is None else decoder,
         )
         # one results folder per variant: each run's console log goes beside it
         results = workdir / "cpu_original" / plans / "nnUNet_results"
-        runs.append(Run(TRAINER, DATASET_NAME, cpu_profile.CONFIGURATION, plans, epochs, ITERATIONS, results))
+        runs.append(Run(TRAINER, DATASET_NAME, profiles.CONFIGURATION, plans, epochs, ITERATIONS, results))
     failures = train_runs(runs, environment, "cpu", args.jobs)
     if failures:
         sys.exit("\n".join(failures))

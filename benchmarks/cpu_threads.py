@@ -16,7 +16,7 @@ import sys
 STEP = """
 import time, torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
-from nnunet_unlearning import cpu_profile as p
+from nnunet_unlearning.workflows import profiles as p
 torch.set_num_threads({threads})
 a = p.TINY_ARCHITECTURE
 net = PlainConvUNet(2, a["n_stages"], a["features_per_stage"], torch.nn.Conv3d, a["kernel_sizes"], a["strides"],

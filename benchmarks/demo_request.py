@@ -17,9 +17,9 @@ def demo_request(workdir: Path | None, prefix: str, reuse: bool = False) -> tupl
     """Build everything under ``workdir`` (a new temporary folder when None); return (data, forgotten case),
     ``data`` saying whether the real MRBrainS18 release or the phantom was used. With ``reuse``, take the
     world, original model and request an earlier call left in ``workdir`` (an interrupted benchmark)."""
-    from nnunet_unlearning import cpu_profile, demo
-    from nnunet_unlearning.med3d.original_trainer import original_trainer
-    from nnunet_unlearning.unlearning.request import load_request, write_request
+    from nnunet_unlearning.request import load_request, write_request
+    from nnunet_unlearning.workflows import demo, profiles
+    from nnunet_unlearning.workflows.original_trainer import original_trainer
 
     real = SHARED if (SHARED / "training").is_dir() else None
     if reuse and workdir is not None:
@@ -27,7 +27,7 @@ def demo_request(workdir: Path | None, prefix: str, reuse: bool = False) -> tupl
             {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
         )
         os.environ.update({"nnUNet_compile": "false", "nnUNet_n_proc_DA": "0"})
-        cpu_profile.use_cpu_threads()
+        profiles.use_cpu_threads()
         return ("MRBrainS18 (real)" if real else "phantom"), load_request(demo.DATASET_NAME).forget[0]
     demo.prepare_dataset(workdir or Path(tempfile.mkdtemp(prefix=prefix)), real)
     trainer, _ = original_trainer()

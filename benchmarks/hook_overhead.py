@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nnunet_unlearning.artifacts import METRICS_FILE, SETS
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -23,14 +25,14 @@ def main() -> None:
 
     from demo_request import demo_request
 
-    from nnunet_unlearning import demo
+    from nnunet_unlearning.workflows import demo
 
     data, _ = demo_request(args.workdir, "hook_overhead_")
     run = demo.train("nnUNetTrainerUnlearnNoisyLabel", demo.Schedule(args.epochs, args.iterations))
-    metrics = json.loads((Path(run.output_folder) / "unlearning_metrics.json").read_text())
+    metrics = json.loads((Path(run.output_folder) / METRICS_FILE).read_text())
     seconds = metrics["seconds"]
     per_evaluation = [e["seconds"] for e in metrics["evaluations"]]
-    cases = sum(metrics["evaluations"][0]["sets"][s]["n_cases"] for s in ("forget", "retain", "heldout"))
+    cases = sum(metrics["evaluations"][0]["sets"][s]["n_cases"] for s in SETS)
     print(
         json.dumps(
             {

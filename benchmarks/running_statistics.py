@@ -18,7 +18,7 @@ import json
 from contextlib import nullcontext
 from pathlib import Path
 
-SETS = ("forget", "retain", "heldout")
+from nnunet_unlearning.artifacts import METRICS_FILE, SETS
 
 
 def main() -> None:
@@ -31,10 +31,10 @@ def main() -> None:
 
     from demo_request import demo_request
 
-    from nnunet_unlearning import demo
-    from nnunet_unlearning.inprocess import train
-    from nnunet_unlearning.trainers_dir import find_trainer
+    from nnunet_unlearning.nnunet.inprocess import train
+    from nnunet_unlearning.nnunet.trainers_dir import find_trainer
     from nnunet_unlearning.unlearning import step
+    from nnunet_unlearning.workflows import demo
 
     data, forget = demo_request(args.workdir, "running_statistics_", reuse=args.reuse)
     base = find_trainer("nnUNetTrainerUnlearnNoisyLabel")
@@ -48,7 +48,7 @@ def main() -> None:
         cls = type(f"{base.__name__}_{variant}", (base,), {"recalibration_batches": recalibration})
         step.buffers_kept = kept_buffers if keep else (lambda model: nullcontext())
         run = train(cls, demo.DATASET_NAME, demo.CONFIGURATION, demo.PLANS, args.epochs, args.iterations)
-        metrics = json.loads((Path(run.output_folder) / "unlearning_metrics.json").read_text())
+        metrics = json.loads((Path(run.output_folder) / METRICS_FILE).read_text())
         start, end = metrics["evaluations"][0]["sets"], metrics["evaluations"][-1]["sets"]
         rows[variant] = {
             "dice_start": {s: round(start[s]["dice"], 4) for s in SETS},

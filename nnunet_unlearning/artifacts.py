@@ -1,4 +1,15 @@
-"""Names of the files nnU-Net and our trainers write into a run folder (``nnUNet_results/.../fold_N``)."""
+"""The contract of a run folder (``nnUNet_results/<dataset>/<Trainer>__<Plans>__<Configuration>/fold_N``): the
+name of every file nnU-Net and our trainers write there, the set names our records use, and :class:`RunFolder`,
+the typed reader of a finished run's records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.files import read_json_object
 
 #: The model nnU-Net writes when training ends: for an unlearning run, the certified model.
 FINAL_CHECKPOINT = "checkpoint_final.pth"
@@ -10,3 +21,77 @@ BEST_CHECKPOINT = "checkpoint_best.pth"
 RESUME_STATE_FILE = "unlearning_resume_state.pt"
 #: Written by the Med3D trainer beside its model: the MedicalNet checkpoint its encoder started from, and its SHA-256.
 MED3D_INITIALISATION_FILE = "med3d_initialisation.json"
+#: The unlearning request a run served (a copy; the request itself lives in nnU-Net's preprocessed folder).
+REQUEST_FILE = "unlearning_request.json"
+#: Every evaluation of a run, its figures, wall times and settings (``run_record.py``).
+METRICS_FILE = "unlearning_metrics.json"
+#: The run's Dice per set over its evaluations, as a plot.
+PROGRESS_FILE = "unlearning_progress.png"
+#: The parameter mask of a masked strategy (SalUn, SalUnCRA): which entries the run could change.
+MASK_FILE = "unlearning_update_mask.pt"
+#: The membership-inference audit (``evaluation/audit.py``), written into every audited run folder, and its table.
+AUDIT_FILE = "unlearning_audit.json"
+AUDIT_TABLE = "unlearning_audit.md"
+#: The certificate of an unlearning run, as JSON and as Markdown (``evaluation/certificate.py``).
+CERTIFICATE_JSON = "unlearning_certificate.json"
+CERTIFICATE_MD = "unlearning_certificate.md"
+
+#: The case sets of a request and of every evaluation: the forgotten cases, the remaining training cases,
+#: and the held-out (validation) cases, in the order tables list them.
+SETS = ("forget", "retain", "heldout")
+#: Trainer names of the retrain oracle's runs start with this.
+RETRAIN_PREFIX = "nnUNetTrainerRetrain"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's output folder: its ``unlearning_metrics.json``, and its request copy and audit when present."""
+
+    folder: Path
+    metrics: dict
+    request: dict | None
+    audit: dict | None
+
+    @property
+    def trainer(self) -> str:
+        return self.metrics["trainer"]
+
+    @property
+    def request_id(self) -> str:
+        return self.metrics["request_id"]
+
+    @property
+    def is_retrain(self) -> bool:
+        return self.trainer.startswith(RETRAIN_PREFIX)
+
+    def evaluation(self, tag: str) -> dict | None:
+        """The first evaluation tagged ``tag`` ("start", "end", "epoch_N"), or None."""
+        return next((e for e in self.metrics["evaluations"] if e["tag"] == tag), None)
+
+    @property
+    def case_sets(self) -> dict[str, list[str]]:
+        return {name: list(self.metrics[name]) for name in SETS}
+
+
+def load_run(folder: Path) -> RunFolder:
+    """Read a finished run's folder (``.../<trainer>__<plans>__<config>/fold_N``); one-line error otherwise."""
+    folder = Path(folder)
+    path = folder / METRICS_FILE
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: not a folder")
+    if not path.is_file():
+        raise UserInputError(f"{folder}: no {METRICS_FILE}; give the fold_N folder of an unlearning or retrain run")
+    metrics = read_json_object(path, "unlearning metrics")
+    required = ("request_id", "trainer", "evaluations", "seconds", *SETS)
+    missing = [key for key in required if key not in metrics]
+    if missing:
+        raise UserInputError(f"{path}: not an unlearning metrics file (no '{missing[0]}')")
+    run = RunFolder(
+        folder,
+        metrics,
+        read_json_object(folder / REQUEST_FILE, "request copy") if (folder / REQUEST_FILE).is_file() else None,
+        read_json_object(folder / AUDIT_FILE, "audit") if (folder / AUDIT_FILE).is_file() else None,
+    )
+    if run.evaluation("end") is None:
+        raise UserInputError(f"{path}: the run has not finished (no 'end' evaluation)")
+    return run

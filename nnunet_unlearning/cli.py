@@ -15,7 +15,7 @@ from nnunet_unlearning.errors import UserInputError
 
 
 def _trainers_dir(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.trainers_dir import trainers_dir
+    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
 
     print(trainers_dir())
 
@@ -63,20 +63,37 @@ def _plan_med3d(args: argparse.Namespace) -> None:
 
 
 def _forget(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.evaluation.certificate import verify_certificate
+    from nnunet_unlearning.files import atomic_write_text
+    from nnunet_unlearning.request import build_request, default_request_path
     from nnunet_unlearning.unlearning.run_config import read_config
 
+    if args.subject_map is not None and args.subjects is None:
+        raise UserInputError(f"{args.subject_map}: --subject-map resolves --subjects; it cannot be used with --cases")
     run_config = read_config(args.config) if args.config is not None else None
-    path = write_request(
+    request = build_request(
         args.dataset_id,
         args.configuration,
         args.fold,
         args.plans,
         args.trainer,
-        args.cases,
-        out=args.out,
-        run_config=run_config,
+        args.cases or [],
+        run_config,
+        subjects=args.subjects,
+        subject_csv=args.subject_map,
     )
+    if request.previous is not None:
+        # a chain is only as good as its last link: the model this request starts from must still be the
+        # certified one, with the evidence it was certified on
+        certificate = Path(request.previous["certificate"])
+        checked = verify_certificate(certificate)
+        if not checked.ok:
+            failed = next((line for line in checked.lines if line.startswith(("MISSING", "CHANGED", "UNREADABLE"))), "")
+            raise UserInputError(f"{certificate}: the previous request's certificate fails verify ({failed.strip()})")
+    path = Path(args.out) if args.out is not None else default_request_path(request.dataset_name)
+    atomic_write_text(path, request.to_json())
+    if request.forgotten_before:
+        print(f"forgotten by earlier requests of this model lineage: {' '.join(request.forgotten_before)}")
     print(f"wrote {path}")
 
 
@@ -88,7 +105,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _audit(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.evaluation.audit import AUDIT_TABLE, run_audit
+    from nnunet_unlearning.artifacts import AUDIT_TABLE
+    from nnunet_unlearning.evaluation.audit import run_audit
 
     path = run_audit(
         args.run_folders,
@@ -116,17 +134,32 @@ def _verify(args: argparse.Namespace) -> int:
 
     result = verify_certificate(args.certificate)
     print("\n".join(result.lines))
+    if args.require_met and result.verdict != "met":
+        print(f"--require-met: the overall verdict is {result.verdict or 'not stated'}, not met")
+        return 1
     return 0 if result.ok else 1
 
 
+def _export(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.workflows.export import export_run
+
+    export = export_run(args.run, args.out)
+    print("\n".join([f"wrote {export.path}", *(f"  {name}" for name in export.members)]))
+    if export.needs_plugin:
+        print(
+            f"note: the network {export.needs_plugin} is not part of nnU-Net; nnUNetv2_predict needs "
+            "nnunet-unlearning installed to run this model"
+        )
+
+
 def _demo(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.demo import run_demo
+    from nnunet_unlearning.workflows.demo import run_demo
 
     run_demo(args.workdir, mrbrains18=args.mrbrains18, overwrite=args.overwrite)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.benchmark.mrbrains18 import run_benchmark
+    from nnunet_unlearning.workflows.benchmark import run_benchmark
 
     run_benchmark(
         args.mrbrains18,
@@ -206,12 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=Path, default=None, help="CSV with columns case,group: adds a per-group table")
     p.add_argument("-o", dest="out", type=Path, required=True, help="output folder")
 
+    p = command("export", _export, "a certified unlearned model as a zip plain nnU-Net installs and serves")
+    p.add_argument("run", type=Path, help="the fold_N folder of a finished, certified unlearning run")
+    p.add_argument("-o", dest="out", type=Path, required=True, help="the zip to write, e.g. model.zip")
+
     p = command(
         "verify",
         _verify,
-        "recompute the SHA-256 of every file an unlearning certificate names (exit 0: all match, 1: something changed)",
+        "recompute the SHA-256 of every file an unlearning certificate names and its verdict "
+        "(exit 0: all match, 1: something changed or, with --require-met, the verdict is not met)",
     )
     p.add_argument("certificate", type=Path, help="unlearning_certificate.json (or its run folder)")
+    p.add_argument(
+        "--require-met", action="store_true", help="exit 1 unless the overall verdict is met (as well as the hashes)"
+    )
 
     p = command(
         "demo",
@@ -285,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels",
         default="challenge",
-        choices=["challenge", "full", "brain"],
-        help="challenge: 1-8 kept, 9/10 ignored (default); full: 0-10; brain: binary mask",
+        help="challenge: 1-8 kept, 9/10 ignored (default); full: 0-10; tissue: MRBrainS13's grey matter (1+2), "
+        "white matter (3+4), CSF (5+6), 7-10 ignored; brain: binary mask",
     )
     p.add_argument("--subjects", nargs="+", help="convert only these subject ids (as published, e.g. 070)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -319,7 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", dest="fold", required=True, help="fold of the original model (0-4 or all)")
     p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans of the original model")
     p.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer of the original model")
-    p.add_argument("--cases", nargs="+", required=True, help="case ids to forget, e.g. MRBrainS18_070")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cases", nargs="+", help="case ids to forget, e.g. MRBrainS18_070")
+    what.add_argument(
+        "--subjects",
+        nargs="+",
+        help="subject (patient) ids to forget with all of their cases, e.g. 070 (resolved through --subject-map "
+        "or the converter's subjects.json)",
+    )
+    p.add_argument(
+        "--subject-map",
+        type=Path,
+        default=None,
+        help="CSV with header case,subject mapping every case to its subject (any nnU-Net dataset)",
+    )
     p.add_argument(
         "-o",
         dest="out",

@@ -1,11 +1,15 @@
-"""Small file helpers: content hashes, and writes that never leave a half-written file behind."""
+"""Small file helpers: content hashes, writes that never leave a half-written file behind, and JSON objects read
+with one-line errors."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+
+from nnunet_unlearning.errors import UserInputError
 
 _CHUNK = 1 << 20
 
@@ -36,3 +40,24 @@ def atomic_write_bytes(path: Path, content: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, content: object) -> None:
+    """:func:`atomic_write_text` of ``content`` as JSON indented by 2, with a final newline."""
+    atomic_write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """The JSON object in ``path``; :class:`UserInputError` naming the file and ``what`` it should hold when it
+    is missing, unreadable, not JSON or not an object."""
+    if not Path(path).is_file():
+        raise UserInputError(f"{path}: {what} not found")
+    try:
+        content = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise UserInputError(f"{path}: cannot read the {what} ({error.strerror})") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise UserInputError(f"{path}: {what} is not valid JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise UserInputError(f"{path}: not a {what} (expected a JSON object)")
+    return content

@@ -14,7 +14,7 @@ TESTS = Path(__file__).resolve().parent
 
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, NnunetWorld, build_world, train_original  # noqa: E402
 
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, write_request  # noqa: E402
+from nnunet_unlearning.request import REQUEST_ENV, write_request  # noqa: E402
 
 # Tests use tiny tensors, for which thread hand-offs cost more than they save (measured: a toy step takes
 # 5 ms on one thread and 120 ms on two when the machine is busy).
@@ -118,3 +118,36 @@ def finished_run_copies(finished_runs, tmp_path) -> dict[str, Path]:
         shutil.copytree(fold.parent, target)
         copies[name] = target / fold.name
     return copies
+
+
+#: The test trainer ``console_script_run`` runs (tests/trainers_for_tests: one epoch of two steps).
+CONSOLE_SCRIPT_TRAINER = "nnUNetTrainerUnlearnNoisyLabel_test"
+
+
+@pytest.fixture(scope="session")
+def console_script_run(nnunet_world, forget_request_file) -> tuple[Path, dict[str, str]]:
+    """(fold folder, environment) of one real ``nnUNetv2_train`` unlearning run of the shared request, with
+    nnU-Net's final validation: the console script finds our trainer through ``nnUNet_extTrainer``."""
+    import subprocess
+    import sys
+
+    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+
+    env = {
+        **os.environ,
+        **nnunet_world.env(),
+        "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
+        "nnUNet_def_n_proc": "1",
+        REQUEST_ENV: str(forget_request_file),
+    }
+    command = [str(Path(sys.executable).parent / "nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0"]
+    done = subprocess.run(
+        [*command, "-tr", CONSOLE_SCRIPT_TRAINER, "-device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = nnunet_world.results / DATASET_NAME / f"{CONSOLE_SCRIPT_TRAINER}__{PLANS}__{CONFIGURATION}" / "fold_0"
+    return folder, env

@@ -3,7 +3,7 @@
 Real MRBrainS18 (IR and FLAIR from ``orig/``) when ``../shared/data/MRBrainS18`` is present, else the
 synthetic phantom, so the suite passes on a fresh clone too. Full-resolution plans are far too slow for
 CPU tests, so the 3d_fullres configuration is planned at a coarse spacing with a small patch and a small
-network (``nnunet_unlearning.cpu_profile``); everything else is nnU-Net's own.
+network (``nnunet_unlearning.workflows.profiles``); everything else is nnU-Net's own.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_unlearning.demo import CONFIGURATION, DATASET_ID, DATASET_NAME, prepare_dataset
-from nnunet_unlearning.inprocess import make_trainer, set_schedule
+from nnunet_unlearning.nnunet.inprocess import make_trainer, set_schedule
+from nnunet_unlearning.workflows.demo import CONFIGURATION, DATASET_ID, DATASET_NAME, prepare_dataset
 
 PLANS = "nnUNetPlans"
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "PLANS",
     "NnunetWorld",
     "build_world",
+    "forget_args",
     "load_trainer",
     "shorten",
     "train_original",
@@ -84,3 +85,9 @@ def train_original(world: NnunetWorld) -> Path:
     shorten(trainer, epochs=2, iterations=4)
     trainer.run_training()
     return Path(trainer.output_folder) / "checkpoint_final.pth"
+
+
+def forget_args(*more: str, trainer: str = "nnUNetTrainer") -> list[str]:
+    """``nnunet-unlearning forget`` arguments for fold 0 of the test dataset's model trained by ``trainer``,
+    followed by ``more`` (``--cases ...``, ``--subjects ...``, ``-o ...``)."""
+    return ["forget", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", "0", "-p", PLANS, "-tr", trainer, *more]

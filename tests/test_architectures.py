@@ -12,8 +12,8 @@ from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_unlearning.med3d.plans import plan_med3d
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, write_request
+from nnunet_unlearning.nnunet.glue import bare_network
+from nnunet_unlearning.request import REQUEST_ENV, write_request
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabelFixDecoder
 

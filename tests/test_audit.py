@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.audit import AUDIT_FILE, AUDIT_TABLE, audit_models, audit_table, run_audit
 from nnunet_unlearning.evaluation.audit_attack import auc, membership_attack, weighted_auc
@@ -25,7 +26,7 @@ from nnunet_unlearning.evaluation.audit_features import (
 )
 from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, verify_certificate
 from nnunet_unlearning.files import sha256_file
-from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+from nnunet_unlearning.request import UnlearningRequest
 
 # --- features ------------------------------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from nnunet_unlearning.benchmark import design, tables
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.workflows import benchmark_design as design
+from nnunet_unlearning.workflows import benchmark_tables as tables
 
 
 def test_forget_sets_are_leave_one_out_plus_nested_sets():
@@ -83,6 +84,33 @@ def test_tables_average_over_forget_sets_per_model_and_horizon():
     assert seed["horizon_epochs"] == "5" and seed["dice_forget"] == pytest.approx(0.1)
     assert seed["oracle_dice_forget"] == pytest.approx(0.6)
     assert "forget Dice −93.0 %" in tables.seed_sentence(seed) and "0.600" in tables.seed_sentence(seed)
+
+
+@pytest.mark.parametrize(
+    ("dice", "oracle", "words"),
+    [
+        (0.171, 0.175, "forgot about as much as retraining would"),  # Δ −0.004: within 5 % of the oracle's
+        (0.058, 0.175, "over-forgot, which marks the forgotten subject"),  # Δ −0.117
+        (0.400, 0.175, "kept more of the forgotten subject than retraining would"),
+        (0.058, None, "no retrain oracle's forget Dice"),
+    ],
+)
+def test_seed_sentence_words_follow_the_gap(dice, oracle, words):
+    comparison = {
+        "strategy": "NoisyLabel",
+        "horizon_epochs": "5",
+        "seed_forget_drop_pct": 93.0,
+        "forget_drop_pct": -5.0,
+        "seed_retain_retention_pct": 84.0,
+        "retain_retention_pct": 99.0,
+        "dice_forget": dice,
+        "oracle_dice_forget": oracle,
+        "gap_dice_forget": None if oracle is None else dice - oracle,
+    }
+    sentence = tables.seed_sentence(comparison)
+    assert words in sentence and "forget Dice +5.0 %" in sentence
+    clauses = ("about as much as retraining", "over-forgot", "kept more of", "no retrain oracle's")
+    assert [c for c in clauses if c in sentence] == [c for c in clauses if c in words]  # only the one chosen
 
 
 def test_benchmark_command_refuses_bad_input_in_one_line(tmp_path, capsys):

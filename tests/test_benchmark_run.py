@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_MRBRAINS18
 
-from nnunet_unlearning.benchmark import mrbrains18
-from nnunet_unlearning.benchmark.profiles import PROFILES
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.conversion.phantom import write_phantom
+from nnunet_unlearning.workflows import benchmark as mrbrains18
+from nnunet_unlearning.workflows.profiles import PROFILES
 
 TINY = dataclasses.replace(
     PROFILES["cpu"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunet_unlearning.benchmark.runs import Run, train_runs
+from nnunet_unlearning.workflows.benchmark_runs import Run, train_runs
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.certificate import (
     CERTIFICATE_JSON,
@@ -23,7 +24,6 @@ from nnunet_unlearning.evaluation.certificate import (
     verify_certificate,
     write_certificate,
 )
-from nnunet_unlearning.evaluation.report import AUDIT_FILE, METRICS_FILE, REQUEST_FILE
 from nnunet_unlearning.files import sha256_file
 
 
@@ -91,11 +91,36 @@ def test_certificate_records_what_when_models_and_evidence(runs):
     markdown = (folder / CERTIFICATE_MD).read_text()
     assert files["unlearned_checkpoint"]["sha256"] in markdown and "What it does not show" in markdown
 
+    verdict = content["verdict"]
+    assert verdict["overall"] in ("met", "not met", "not measured")
+    assert set(verdict["criteria"]) == {"utility_retain", "utility_heldout", "forgetting", "membership_vs_retrain"}
+    assert verdict["acceptance"]["utility_budget"] == 0.98 and verdict["calibration"] is None
+    assert "## Verdict" in markdown and verdict["criteria"]["forgetting"]["text"] in markdown
+
     result = verify_certificate(path)
     assert result.ok, result.lines
+    assert result.verdict == verdict["overall"]
     sources = sum(len(record["files"]) for record in content["forgotten"]["source_files"].values())
     assert sum(line.startswith("ok") for line in result.lines) == len(files) + sources
-    assert result.lines[-1].endswith("match")
+    assert _summary(result.lines, path).endswith("match")
+    assert result.lines[-2:] == [
+        f"verdict  overall: {verdict['overall']}",
+        "verdict  recomputed from the certified metrics: the same",
+    ]
+
+
+def _summary(lines: list[str], path: Path) -> str:
+    return next(line for line in lines if line.startswith(f"{path}: "))
+
+
+def test_verify_recomputes_the_verdict(runs):
+    path = write_certificate(runs["NoisyLabel"])
+    stated = json.loads(path.read_text())["verdict"]["overall"]
+    other = "met" if stated != "met" else "not met"
+    _edit(path, lambda c: c["verdict"].update(overall=other))
+    result = verify_certificate(path)
+    assert not result.ok and result.verdict == other
+    assert result.lines[-1].startswith(f"CHANGED  verdict: the certified metrics give {stated}")
 
 
 def test_verify_reports_a_changed_checkpoint(runs):
@@ -107,7 +132,8 @@ def test_verify_reports_a_changed_checkpoint(runs):
     assert not result.ok
     changed = [line for line in result.lines if line.startswith("CHANGED")]
     assert len(changed) == 1 and "checkpoint_final.pth" in changed[0]
-    assert "1 of" in result.lines[-1]
+    assert "1 of" in _summary(result.lines, path)
+    assert result.lines[-1] == "verdict  not recomputed: the certified files do not all match"
 
 
 def test_verify_missing_files_and_deleted_original(runs, tmp_path):
@@ -227,6 +253,10 @@ def test_cli_verify_exit_codes(runs, tmp_path):
         pytest.skip("the `verify` command is not wired into cli.py yet")
     path = write_certificate(runs["NoisyLabel"])
     assert main(["verify", str(path)]) == 0
+    met = json.loads(path.read_text())["verdict"]["overall"] == "met"
+    assert main(["verify", str(path), "--require-met"]) == (0 if met else 1)
+    _edit(path, lambda c: c.pop("verdict") and c.update(format=1))  # a format-1 certificate states no verdict
+    assert main(["verify", str(path)]) == 0 and main(["verify", str(path), "--require-met"]) == 1
     with open(runs["NoisyLabel"] / "checkpoint_final.pth", "ab") as handle:
         handle.write(b"\0")
     assert main(["verify", str(path)]) == 1

@@ -217,6 +217,11 @@ def test_source_tree_is_never_written(phantom, tmp_path):
     [
         ("challenge", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9], {"ignore": 9}),
         ("full", list(range(11)), {"infarction": 9, "other": 10}),
+        (
+            "tissue",
+            [0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4],
+            {"background": 0, "grey_matter": 1, "white_matter": 2, "csf": 3, "ignore": 4},
+        ),
         ("brain", [0] + [1] * 10, {"background": 0, "brain": 1}),
     ],
 )
@@ -543,6 +548,39 @@ def test_real_conversion_keeps_voxels_geometry_and_sources(mrbrains18_root, tmp_
         np.testing.assert_array_equal(_array(label), np.where(source_labels == 10, 9, source_labels))
         _assert_same_geometry(label, subject / "segm.nii.gz")
     assert _sha256sums_hold(mrbrains18_root)
+
+
+# MRBrainS13's tissue classes, written out from the official label table (README of the release)
+TISSUE_GROUPS = {
+    1: ("cortical_grey_matter", "basal_ganglia"),
+    2: ("white_matter", "white_matter_lesions"),
+    3: ("extracerebral_csf", "ventricles"),
+    4: ("cerebellum", "brain_stem", "infarction", "other"),  # the ignore label
+}
+
+
+def test_real_tissue_labels_group_the_source_labels(mrbrains18_root, tmp_path):
+    from nnunet_unlearning.conversion.mrbrains18 import OFFICIAL_LABELS
+
+    folder = convert_mrbrains18(
+        mrbrains18_root,
+        502,
+        source="orig",
+        modalities=("FLAIR",),
+        labels="tissue",
+        subjects=["1", "148"],
+        raw_root=tmp_path,
+    )
+    for case, subject in (("MRBrainS18_1", "1"), ("MRBrainS18_148", "148")):
+        source = _array(mrbrains18_root / "training" / subject / "segm.nii.gz")
+        tissue = _array(folder / "labelsTr" / f"{case}.nii.gz")
+        np.testing.assert_array_equal(tissue == 0, source == 0)
+        for value, names in TISSUE_GROUPS.items():
+            members = np.isin(source, [OFFICIAL_LABELS[name] for name in names])
+            np.testing.assert_array_equal(tissue == value, members)
+            assert int((tissue == value).sum()) == sum(int((source == OFFICIAL_LABELS[n]).sum()) for n in names)
+    # subject 148 has infarction (9), which must not count as any tissue
+    assert int((_array(mrbrains18_root / "training" / "148" / "segm.nii.gz") == 9).sum()) > 0
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from nnunet_unlearning.cli import main
-from nnunet_unlearning.demo import MARKER, format_headline, headline
+from nnunet_unlearning.workflows.demo import MARKER, format_headline, headline
 
 
 def test_refuses_a_folder_it_did_not_make(tmp_path, capsys):

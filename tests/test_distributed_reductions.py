@@ -17,7 +17,7 @@ from torch import distributed as dist
 from toy import ToyNet, toy_batch, toy_context, toy_task_loss
 
 from nnunet_unlearning.unlearning import distributed
-from nnunet_unlearning.unlearning.strategies.fisher import diagonal_fisher
+from nnunet_unlearning.unlearning.strategies.ops.fisher_importance import diagonal_fisher
 from nnunet_unlearning.unlearning.strategies.salun import saliency_mask
 from nnunet_unlearning.unlearning.strategies.ssd import SSD
 

@@ -161,6 +161,47 @@ def test_mrbrains18_protocol_masks_9_and_10_and_scores_1_to_8(tmp_path):
     assert math.isclose(case["mean"]["dice"], (14 / 15 + 0.0) / 2)
 
 
+def _converted_dataset(tmp_path, label_set: str, labels: dict[str, int]):
+    """gt and prediction folders under a dataset.json as our converter writes it."""
+    gt_dir, pred_dir = tmp_path / "Dataset502_MRBrainS18" / "labelsTr", tmp_path / "pred"
+    gt_dir.mkdir(parents=True)
+    pred_dir.mkdir()
+    content = {"labels": labels, "nnunet_unlearning": {"converter": "mrbrains18", "labels": label_set}}
+    (gt_dir.parent / "dataset.json").write_text(json.dumps(content))
+    return gt_dir, pred_dir
+
+
+def test_mrbrains18_protocol_on_tissue_labels_scores_the_three_tissues(tmp_path):
+    labels = {"background": 0, "grey_matter": 1, "white_matter": 2, "csf": 3, "ignore": 4}
+    gt_dir, pred_dir = _converted_dataset(tmp_path, "tissue", labels)
+    gt = np.zeros(SHAPE, dtype=np.uint8)
+    gt[0, :, :] = 1
+    gt[1, :, :] = 2
+    gt[2, 0:2, :] = 3
+    gt[2, 2:4, :] = 4  # cerebellum, brain stem, 9, 10: masked
+    pred = gt.copy()
+    pred[2, 2:4, :] = 1  # counted as 10 false positives of grey matter if the ignore label were not masked
+    pred[0, 0, 0] = 2
+    write_label_map(gt_dir / "c.nii.gz", gt)
+    write_label_map(pred_dir / "c.nii.gz", pred)
+    report = json.loads(evaluate_folders(gt_dir, pred_dir, protocol="mrbrains18").read_text())
+    assert report["protocol"]["labels"] == [1, 2, 3]
+    assert report["protocol"]["ignore_labels"] == [4]
+    case = report["cases"]["c"]
+    assert case["n_valid_voxels"] == 50
+    assert case["classes"]["1"]["dice"] == pytest.approx(2 * 19 / (20 + 19))
+    assert case["classes"]["2"]["dice"] == pytest.approx(2 * 20 / (20 + 21))
+    assert case["classes"]["3"]["dice"] == pytest.approx(1.0)
+
+
+def test_mrbrains18_protocol_refuses_the_brain_label_set(tmp_path):
+    gt_dir, pred_dir = _converted_dataset(tmp_path, "brain", {"background": 0, "brain": 1})
+    write_label_map(gt_dir / "c.nii.gz", case_b().clip(0, 1))
+    write_label_map(pred_dir / "c.nii.gz", case_b().clip(0, 1))
+    with pytest.raises(UserInputError, match="label set 'brain' has no MRBrainS18 classes"):
+        evaluate_folders(gt_dir, pred_dir, protocol="mrbrains18")
+
+
 def test_cli_evaluate(folders, capsys):
     gt_dir, pred_dir = folders
     assert main(["evaluate", "--gt", str(gt_dir), "--pred", str(pred_dir), "-o", str(pred_dir / "x.json")]) == 0

@@ -22,9 +22,9 @@ from nnunet_unlearning.med3d.checkpoint import check_medicalnet_file
 from nnunet_unlearning.med3d.plans import plan_med3d
 from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV, Med3DTrainerMixin
 from nnunet_unlearning.med3d.resnet import MedicalNetResNet
-from nnunet_unlearning.trainers_dir import trainers_dir
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, UnlearningRequest, write_request
+from nnunet_unlearning.nnunet.glue import bare_network
+from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+from nnunet_unlearning.request import REQUEST_ENV, UnlearningRequest, write_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabel

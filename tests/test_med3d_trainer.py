@@ -16,8 +16,8 @@ from nnunet_unlearning.med3d.pretrained_trainer import (
     Med3DTrainerMixin,
     med3d_weights_path,
 )
+from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
 from nnunet_unlearning.optim import ScaledPolyLRScheduler
-from nnunet_unlearning.trainers_dir import trainers_dir
 
 STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [1, 1, 1], [1, 1, 1]]
 

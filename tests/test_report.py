@@ -10,19 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.report import (
-    AUDIT_FILE,
-    METRICS_FILE,
-    Model,
-    group_rows,
-    mia_result,
-    oracle_gaps,
-    read_groups,
-    restrict_evaluation,
-    table_row,
-    write_report,
-)
+from nnunet_unlearning.evaluation.comparison import Model, mia_result, oracle_gaps, table_row
+from nnunet_unlearning.evaluation.report import write_report
+from nnunet_unlearning.evaluation.subgroups import group_rows, read_groups, restrict_evaluation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS
+from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, forget_args
 
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import sha256_file
-from nnunet_unlearning.unlearning.request import UnlearningRequest, build_request, load_request, write_request
+from nnunet_unlearning.request import UnlearningRequest, build_request, load_request, write_request
 
 
 def _splits(world) -> list[dict]:
@@ -18,21 +18,7 @@ def _splits(world) -> list[dict]:
 
 
 def _forget_args(*cases: str, trainer: str = "nnUNetTrainer") -> list[str]:
-    return [
-        "forget",
-        "-d",
-        str(DATASET_ID),
-        "-c",
-        CONFIGURATION,
-        "-f",
-        "0",
-        "-p",
-        PLANS,
-        "-tr",
-        trainer,
-        "--cases",
-        *cases,
-    ]
+    return forget_args("--cases", *cases, trainer=trainer)
 
 
 def test_request_records_sets_model_hash_and_source_files(world, original_checkpoint, tmp_path):

@@ -16,12 +16,14 @@ import torch
 
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.report import non_default_text
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, OriginalModel, UnlearningRequest
+from nnunet_unlearning.evaluation.comparison import non_default_text
+from nnunet_unlearning.request import REQUEST_ENV, OriginalModel, UnlearningRequest
+from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria, CalibrationSettings
 from nnunet_unlearning.unlearning.run_config import (
     CONFIG_ENV,
     LR_SCALE,
     RANGES,
+    SECTIONS,
     STRATEGIES_KEY,
     TrainerSettings,
     check_config,
@@ -54,9 +56,11 @@ def test_every_strategy_resolves_to_its_defaults(strategy):
 
 def test_every_range_names_a_setting():
     settings = {(s.name, name) for s in STRATEGIES for name in strategy_parameters(s)}
+    sections = {(key, f.name) for key, cls in SECTIONS.items() for f in fields(cls)}
     for key in RANGES:
         strategy, _, name = key.rpartition(".")
-        assert name in TRAINER_KEYS or any(n == name and strategy in ("", s) for s, n in settings), key
+        in_section = (strategy, name) in sections
+        assert in_section or name in TRAINER_KEYS or any(n == name and strategy in ("", s) for s, n in settings), key
 
 
 def test_overrides_are_converted_and_only_changed_values_reported():
@@ -96,7 +100,8 @@ def test_overrides_are_converted_and_only_changed_values_reported():
     [
         (
             {"sed": 1},
-            "c.json: sed: unknown key (known: epochs, forget_batches_per_step, iterations_per_epoch, seed, strategies)",
+            "c.json: sed: unknown key (known: acceptance, calibration, epochs, forget_batches_per_step, "
+            "iterations_per_epoch, seed, strategies)",
         ),
         ({"seed": 1.5}, "c.json: seed: expected an integer, got 1.5"),
         ({"seed": True}, "c.json: seed: expected an integer, got true"),
@@ -141,6 +146,18 @@ def test_overrides_are_converted_and_only_changed_values_reported():
             "c.json: strategies.NegGradPlus.alpha: NegGradPlus: alpha must lie in [0, 1]",
         ),
         ({STRATEGIES_KEY: {"SCRUB": {"max_step_every": 0}}}, "c.json: strategies.SCRUB.max_step_every: SCRUB: "),
+        # the acceptance and calibration sections
+        ({"calibrate": True}, "c.json: calibrate: unknown key (known: acceptance, calibration, epochs, "),
+        ({"calibration": {"every": 2}}, "c.json: calibration.every: unknown key (known: check_every, enabled)"),
+        ({"calibration": {"enabled": "yes"}}, 'c.json: calibration.enabled: expected true or false, got "yes"'),
+        ({"calibration": {"check_every": 0}}, "c.json: calibration.check_every: must be ≥ 1, got 0"),
+        ({"calibration": []}, "c.json: calibration: expected a JSON object, got []"),
+        ({"acceptance": {"utility_budget": 0}}, "c.json: acceptance.utility_budget: must be in (0, 1], got 0"),
+        ({"acceptance": {"z": -1}}, "c.json: acceptance.z: must be ≥ 0, got -1"),
+        (
+            {"acceptance": {"score": "loss"}},
+            "c.json: acceptance.score: must be one of dice, hard_mae, soft_mae, got 'loss'",
+        ),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(config, message):
@@ -148,6 +165,18 @@ def test_mistakes_are_one_line_naming_the_key(config, message):
         check_config(config, "c.json")
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_sections_resolve_record_and_report_their_changes():
+    config = {"acceptance": {"z": 2, "score": "soft_mae"}, "calibration": {"enabled": True}}
+    settings = resolve(config, NoisyLabel, "c.json")
+    assert settings.acceptance == AcceptanceCriteria(score="soft_mae", z=2.0)
+    assert settings.calibration == CalibrationSettings(enabled=True, check_every=1)
+    assert settings.non_default == {"acceptance.score": "soft_mae", "acceptance.z": 2.0, "calibration.enabled": True}
+    recorded = settings.to_json()
+    assert recorded["acceptance"]["utility_budget"] == 0.98 and recorded["calibration"]["enabled"] is True
+    defaults = resolve({}, NoisyLabel, "defaults")
+    assert (defaults.acceptance, defaults.calibration) == (AcceptanceCriteria(), CalibrationSettings())
 
 
 def test_ascent_bounds_take_null_and_infinity():
@@ -260,3 +289,7 @@ def test_docs_give_every_default():
     top = {key.strip("`"): default for key, default, _ in _table(DOCS / "unlearning.md", "The top level applies")}
     assert top.keys() == TRAINER_KEYS
     assert all(_same(top[f.name], f.default) for f in fields(TrainerSettings))
+    sections = {key.strip("`"): default for key, default, _ in _table(DOCS / "unlearning.md", "## Calibrated runs")}
+    expected = {f"{key}.{f.name}": f.default for key, cls in SECTIONS.items() for f in fields(cls)}
+    assert sections.keys() == expected.keys()
+    assert all(_same(sections[key], default) for key, default in expected.items())

@@ -18,13 +18,13 @@ from toy import IGNORE_LABEL, NUM_CLASSES, ToyNet, toy_batch, toy_context, toy_t
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.step import unlearning_step
 from nnunet_unlearning.unlearning.strategies.bad_teacher import BadTeacher
-from nnunet_unlearning.unlearning.strategies.bounded_ascent import chance_level_divergence
-from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs, scale_weights
 from nnunet_unlearning.unlearning.strategies.fine_tune import FineTune
-from nnunet_unlearning.unlearning.strategies.fisher import diagonal_fisher
 from nnunet_unlearning.unlearning.strategies.gradient_ascent import GradientAscent
 from nnunet_unlearning.unlearning.strategies.l1_sparse import L1Sparse, l1_norm
 from nnunet_unlearning.unlearning.strategies.neg_grad_plus import NegGradPlus
+from nnunet_unlearning.unlearning.strategies.ops.bounded_ascent import chance_level_divergence
+from nnunet_unlearning.unlearning.strategies.ops.distillation import distillation_kl, frozen_outputs, scale_weights
+from nnunet_unlearning.unlearning.strategies.ops.fisher_importance import diagonal_fisher
 from nnunet_unlearning.unlearning.strategies.scrub import SCRUB
 from nnunet_unlearning.unlearning.strategies.ssd import SSD
 

@@ -1,4 +1,5 @@
-"""Substitute label maps for forget patches (strategies/labels.py, and SalUnCRA's): what each kind guarantees."""
+"""Substitute label maps for forget patches (strategies/ops/substitute_labels.py, and SalUnCRA's): what each
+kind guarantees."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 from toy import ToyNet, toy_context
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.unlearning.strategies.labels import (
+from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import (
     permute_foreground,
     random_derangements,
     smooth_random_labels,

@@ -21,7 +21,7 @@ from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS
 
 from nnunet_unlearning.artifacts import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT, RESUME_STATE_FILE
 from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON
-from nnunet_unlearning.trainers_dir import trainers_dir
+from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
 from nnunet_unlearning.unlearning.run_record import METRICS_FILE
 
 TESTS = Path(__file__).resolve().parent

@@ -10,7 +10,6 @@ few steps make it measurable (``test_strategies_seed.py``).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +20,8 @@ import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
 
 from nnunet_unlearning.evaluation.hook import SETS
-from nnunet_unlearning.trainers_dir import trainers_dir
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network, make_predictor
-from nnunet_unlearning.unlearning.request import REQUEST_ENV, build_request
+from nnunet_unlearning.nnunet.glue import bare_network, make_predictor
+from nnunet_unlearning.request import REQUEST_ENV, build_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain, original_epochs
 from nnunet_unlearning.unlearning.run_record import MASK_FILE, METRICS_FILE, PROGRESS_FILE
 from nnunet_unlearning.unlearning.schedules import trainer_family
@@ -186,27 +184,14 @@ def test_missing_request_is_one_line_exit_2(world, monkeypatch, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_nnunetv2_train_console_script_finds_and_runs_our_trainer(request_world, forget_request_file):
-    env = {
-        **os.environ,
-        "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
-        "nnUNet_def_n_proc": "1",
-    }
-    train = Path(sys.executable).parent / "nnUNetv2_train"
-    trainer = "nnUNetTrainerUnlearnNoisyLabel_test"
-    done = subprocess.run(
-        [str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = request_world.results / DATASET_NAME / f"{trainer}__{PLANS}__{CONFIGURATION}" / "fold_0"
+def test_nnunetv2_train_console_script_finds_and_runs_our_trainer(request_world, console_script_run):
+    out, env = console_script_run  # nnUNetv2_train -tr nnUNetTrainerUnlearnNoisyLabel_test, exit 0
     assert json.loads((out / METRICS_FILE).read_text())["figures"] is not None
     assert (out / "validation" / "summary.json").is_file()  # nnU-Net's own final validation, on held-out cases
 
-    env[REQUEST_ENV] = str(forget_request_file.parent / "absent.json")
+    train = Path(sys.executable).parent / "nnUNetv2_train"
+    trainer = out.parent.name.split("__")[0]
+    env = {**env, REQUEST_ENV: str(Path(env[REQUEST_ENV]).parent / "absent.json")}
     refused = subprocess.run(
         [str(train), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer, "-device", "cpu"],
         env=env,

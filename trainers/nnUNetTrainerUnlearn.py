@@ -1,29 +1,12 @@
-"""``nnUNetTrainerUnlearn<Strategy>`` and its ``_2epochs`` … ``_50epochs`` variants, one line each.
+"""``nnUNetTrainerUnlearn<Strategy>`` and its ``_2epochs`` … ``_50epochs`` variants, for every strategy in the
+registry (``nnunet_unlearning.unlearning.strategies.STRATEGIES``).
 
 Use with ``nnUNetv2_train ID CONFIG FOLD -p PLANS -tr nnUNetTrainerUnlearnNoisyLabel_50epochs``.
 The unsuffixed trainer runs 20 epochs. ``docs/strategies.md`` defines every strategy.
 """
 
-from nnunet_unlearning.unlearning import strategies as s
 from nnunet_unlearning.unlearning.schedules import trainer_family
+from nnunet_unlearning.unlearning.strategies import STRATEGIES
 
-globals().update(trainer_family(s.NoisyLabel, __name__))
-globals().update(trainer_family(s.MaxLoss, __name__))
-globals().update(trainer_family(s.RandomEncoder, __name__))
-globals().update(trainer_family(s.LearnOthers, __name__))
-globals().update(trainer_family(s.LearnNoise, __name__))
-globals().update(trainer_family(s.NoisyLabelFixDecoder, __name__))
-globals().update(trainer_family(s.MaxLossFixDecoder, __name__))
-globals().update(trainer_family(s.RandomEncoderFixDecoder, __name__))
-globals().update(trainer_family(s.LearnOthersFixDecoder, __name__))
-globals().update(trainer_family(s.LearnNoiseFixDecoder, __name__))
-globals().update(trainer_family(s.FineTune, __name__))
-globals().update(trainer_family(s.RandomLabel, __name__))
-globals().update(trainer_family(s.SalUn, __name__))
-globals().update(trainer_family(s.SalUnCRA, __name__))
-globals().update(trainer_family(s.GradientAscent, __name__))
-globals().update(trainer_family(s.NegGradPlus, __name__))
-globals().update(trainer_family(s.SCRUB, __name__))
-globals().update(trainer_family(s.BadTeacher, __name__))
-globals().update(trainer_family(s.SSD, __name__))
-globals().update(trainer_family(s.L1Sparse, __name__))
+# nnU-Net finds a trainer as an attribute of a module in this folder, so every class is a module global
+globals().update({name: cls for strategy in STRATEGIES for name, cls in trainer_family(strategy, __name__).items()})

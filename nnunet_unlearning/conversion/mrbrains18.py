@@ -43,7 +43,7 @@ from nnunet_unlearning.errors import UserInputError
 
 MODALITIES = ("T1", "IR", "FLAIR")
 SOURCES = ("pre", "orig")
-LABEL_SETS = ("challenge", "full", "brain")
+LABEL_SETS = ("challenge", "full", "tissue", "brain")
 DATASET_NAME = "MRBrainS18"
 CASE_PREFIX = "MRBrainS18_"
 SPLITS = {"training": ("imagesTr", "labelsTr"), "test": ("imagesTs", None)}
@@ -73,6 +73,14 @@ _LABEL_SETS: dict[str, tuple[dict[str, int], np.ndarray]] = {
     # "ignore") does the same in training and evaluation.
     "challenge": ({**_SCORED, "ignore": 9}, np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9], np.uint8)),
     "full": (OFFICIAL_LABELS, np.arange(11, dtype=np.uint8)),
+    # MRBrainS13's three tissue classes, as that challenge groups the labels: grey matter = cortical grey
+    # matter + basal ganglia, white matter = white matter + its lesions, CSF = extracerebral CSF +
+    # ventricles. MRBrainS13 leaves cerebellum and brain stem out of its evaluation, and 9/10 are masked
+    # as in the challenge set, so all four become the ignore label.
+    "tissue": (
+        {"background": 0, "grey_matter": 1, "white_matter": 2, "csf": 3, "ignore": 4},
+        np.array([0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4], np.uint8),
+    ),
     "brain": ({"background": 0, "brain": 1}, np.array([0] + [1] * 10, np.uint8)),
 }
 _SUBJECT_ID = re.compile(r"^[A-Za-z0-9]+$")
@@ -94,8 +102,9 @@ def convert_mrbrains18(
     """Convert an MRBrainS18 release at `src` into nnU-Net raw dataset `dataset_id` (1-999).
 
     `modalities`: channels in order (any subset of MODALITIES); `source`: "pre" or "orig" folder;
-    `labels`: "challenge" (1-8, 9 and 10 → ignore label 9), "full" (0-10 as published) or "brain"
-    (every label > 0 → 1); `subjects`: ids as published (e.g. "070"), default all; `overwrite`:
+    `labels`: "challenge" (1-8, 9 and 10 → ignore label 9), "full" (0-10 as published), "tissue"
+    (MRBrainS13's grey matter 1 = 1+2, white matter 2 = 3+4, CSF 3 = 5+6; 7-10 → ignore label 4) or
+    "brain" (every label > 0 → 1); `subjects`: ids as published (e.g. "070"), default all; `overwrite`:
     replace an existing Dataset<ID>_MRBrainS18. Returns the written dataset folder, which lies in
     `raw_root` (default: environment variable nnUNet_raw). UserInputError on any bad input, with
     nothing written. The source tree is only read.

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.audit_attack import CI_LEVEL, CLASSIFIER, membership_attack
 from nnunet_unlearning.evaluation.audit_features import (
@@ -34,7 +35,7 @@ from nnunet_unlearning.evaluation.audit_features import (
     voxel_maps,
 )
 from nnunet_unlearning.files import atomic_write_text, sha256_file
-from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+from nnunet_unlearning.request import UnlearningRequest
 
 AUDIT_FILE = "unlearning_audit.json"
 AUDIT_TABLE = "unlearning_audit.md"
@@ -236,7 +237,7 @@ def audit_models(
         if run.fold != request.original.fold:
             raise UserInputError(f"{run.path}: fold {run.fold}, the request's split is fold {request.original.fold}")
     if not os.environ.get("nnUNet_extTrainer"):
-        from nnunet_unlearning.trainers_dir import trainers_dir
+        from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
 
         os.environ["nnUNet_extTrainer"] = str(trainers_dir())
 

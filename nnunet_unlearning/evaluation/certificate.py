@@ -3,9 +3,10 @@
 Every unlearning run writes ``unlearning_certificate.json`` and ``unlearning_certificate.md`` into its
 output folder when it ends; the membership-inference audit writes them again with its result. The
 certificate pins files by SHA-256 (the original and the unlearned checkpoint, the request copy, the
-metrics and audit it quotes, the forgotten cases' source files), and `verify_certificate` recomputes those
-hashes. Paths of files in the run folder are stored relative to it, so a moved or copied run folder still
-verifies. What a certificate shows and what it does not: `statement`, and docs/report.md.
+metrics and audit it quotes, the forgotten cases' source files) and states a verdict against acceptance
+criteria (``verdict.py``); `verify_certificate` recomputes those hashes and the verdict. Paths of files
+in the run folder are stored relative to it, so a moved or copied run folder still verifies. What a
+certificate shows and what it does not: `statement`, and docs/report.md.
 """
 
 from __future__ import annotations
@@ -19,18 +20,11 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE, REQUEST_FILE, RETRAIN_PREFIX, load_run
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.report import (
-    AUDIT_FILE,
-    METRICS_FILE,
-    REQUEST_FILE,
-    RETRAIN_PREFIX,
-    TABLES,
-    compare,
-    load_run,
-    markdown_table,
-    non_default_text,
-)
+from nnunet_unlearning.evaluation.comparison import compare, non_default_text
+from nnunet_unlearning.evaluation.table_format import TABLES, markdown_table
+from nnunet_unlearning.evaluation.verdict import verdict
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 
 CERTIFICATE_JSON = "unlearning_certificate.json"
@@ -39,16 +33,21 @@ CHECKPOINT = "checkpoint_final.pth"
 #: Certified files whose absence is not a failure: the original model may be deleted once it is unlearned.
 MAY_BE_DELETED = ("original_checkpoint",)
 KIND = "nnunet-unlearning unlearning certificate"
-FORMAT = 1
+#: 2 adds the verdict; format 1 certificates (no verdict) still verify
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of `verify_certificate`: ``ok`` when every certified file that exists still matches and no
-    required file is missing; ``lines`` says so file by file, then sums up."""
+    """The outcome of `verify_certificate`: ``ok`` when every certified file that exists still matches, no
+    required file is missing and the stated verdict is the one the certified metrics give; ``lines`` says so
+    file by file, then gives the verdict per criterion; ``verdict``: the overall verdict ("met", "not met",
+    "not measured"; None for a format-1 certificate, which states none)."""
 
     ok: bool
     lines: list[str]
+    verdict: str | None = None
 
 
 def find_retrain_run(run_folder: Path, request_id: str) -> Path | None:
@@ -180,7 +179,7 @@ def _file_entry(folder: Path, name: str) -> dict:
 
 def certificate_content(run_folder: Path) -> dict:
     """The certificate of a finished run (see `write_certificate`), without writing anything."""
-    from nnunet_unlearning.unlearning.request import UnlearningRequest
+    from nnunet_unlearning.request import UnlearningRequest
 
     folder = Path(run_folder)
     run = load_run(folder)
@@ -206,6 +205,11 @@ def certificate_content(run_folder: Path) -> dict:
             "model changed after the run, so it cannot be certified"
         )
     files["original_checkpoint"] = {"path": request.original.checkpoint, "sha256": request.original.checkpoint_sha256}
+    if request.previous is not None:  # the chain: this request started from the model of the one before
+        files["previous_certificate"] = {
+            "path": request.previous["certificate"],
+            "sha256": request.previous["certificate_sha256"],
+        }
     if (folder / AUDIT_FILE).is_file():
         files["audit"] = _file_entry(folder, AUDIT_FILE)
 
@@ -230,7 +234,10 @@ def certificate_content(run_folder: Path) -> dict:
             "requested": request.created,
             "source_root": _source_root(request.dataset_name),
             "source_files": request.source_files,
+            "subjects": request.subjects,
+            "forgotten_before": list(request.forgotten_before),
         },
+        "previous": request.previous,
         "model": {
             "trainer": run.trainer,
             "plans": parts[1] if len(parts) == 3 else None,
@@ -263,6 +270,7 @@ def certificate_content(run_folder: Path) -> dict:
             ),
             "audit_settings": (run.audit or {}).get("settings") if this.mia is not None else None,
         },
+        "verdict": verdict(run.metrics, retrain is not None),
         "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
     }
 
@@ -294,6 +302,19 @@ def certificate_markdown(content: Mapping) -> str:
         f"Cases: {', '.join(forgotten['cases'])} (requested {forgotten['requested']}).",
         "",
     ]
+    if forgotten.get("subjects"):
+        subjects = forgotten["subjects"]
+        named = "; ".join(f"{subject}: {', '.join(cases)}" for subject, cases in subjects["cases"].items())
+        lines += [f"Requested by subject ({subjects['source']}): {named}.", ""]
+    if content.get("previous"):
+        previous = content["previous"]
+        lines += [
+            f"This request started from the model of request {previous['request_id']} (certificate "
+            f"{previous['certificate']}, SHA-256 {previous['certificate_sha256'][:16]}…), whose lineage had "
+            f"already forgotten {', '.join(forgotten['forgotten_before'])}; none of them was retained again. "
+            "`verify` checks that certificate too, and the ones before it.",
+            "",
+        ]
     if forgotten["source_files"]:
         lines += [
             f"Source files (relative to {forgotten['source_root'] or 'the converted release'}):",
@@ -339,9 +360,23 @@ def certificate_markdown(content: Mapping) -> str:
     ]
     for title, keys in TABLES.items():
         lines += [f"### {title}", "", markdown_table(evidence["rows"], keys), ""]
+    lines += _verdict_markdown(content["verdict"])
     lines += ["## What this certificate shows", ""] + [f"- {s}" for s in content["statement"]["shows"]]
     lines += ["", "## What it does not show", ""] + [f"- {s}" for s in content["statement"]["does_not_show"]]
     return "\n".join(lines) + "\n"
+
+
+def _verdict_markdown(result: Mapping) -> list[str]:
+    acceptance = ", ".join(f"{k} = {v}" for k, v in result["acceptance"].items())
+    lines = ["## Verdict", "", f"**{result['text']}** Criteria: {acceptance}.", ""]
+    if result["calibration"]:
+        lines += [result["calibration"], ""]
+    lines += ["| criterion | required | verdict | why |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {'yes' if c['required'] else 'no'} | {c['verdict']} | {c['text']} |"
+        for name, c in result["criteria"].items()
+    ]
+    return [*lines, ""]
 
 
 def write_certificate(run_folder: Path) -> Path:
@@ -391,19 +426,21 @@ def read_certificate(path: Path) -> tuple[Path, dict]:
         raise UserInputError(f"{path}: not an unlearning certificate (not JSON)") from None
     if not isinstance(content, dict) or content.get("kind") != KIND or not isinstance(content.get("files"), dict):
         raise UserInputError(f"{path}: not an unlearning certificate")
-    if content.get("format") != FORMAT:
+    if content.get("format") not in READABLE_FORMATS:
         raise UserInputError(f"{path}: unknown certificate format {content.get('format')!r}")
     return path, content
 
 
-def verify_certificate(path: Path) -> VerifyResult:
-    """Recompute the SHA-256 of every file a certificate names and compare.
+def verify_certificate(path: Path, _chain: frozenset[Path] = frozenset()) -> VerifyResult:
+    """Recompute the SHA-256 of every file a certificate names and compare, down the whole request chain.
 
     Checked: the unlearned checkpoint, the request copy, the metrics and audit quoted (missing: a failure),
     the original checkpoint and the forgotten cases' source files under the certificate's source_root
     (missing, or no source_root: skipped, since deleting them may be the point of the request). Relative
-    paths are relative to the certificate's folder. Raises `UserInputError` for a file that is not a
-    readable certificate.
+    paths are relative to the certificate's folder. A certificate of a request that started from an earlier
+    request's model names that request's certificate and its SHA-256: it must match (a missing one fails),
+    and it is verified in turn, so one call checks every link back to the trained original. Raises
+    `UserInputError` for a file that is not a readable certificate.
     """
     path, content = read_certificate(path)
     try:
@@ -443,4 +480,58 @@ def verify_certificate(path: Path) -> VerifyResult:
         if not failed
         else f"{path}: {failed} of {checked} checked files changed or missing"
     )
-    return VerifyResult(ok=not failed, lines=lines)
+    verdict_ok, verdict_lines = _verify_verdict(path, content, metrics_ok=not failed)
+    chain_ok, chain_lines = _verify_previous(path, content, _chain | {path.resolve()})
+    return VerifyResult(
+        ok=not failed and verdict_ok and chain_ok,
+        lines=lines + verdict_lines + chain_lines,
+        verdict=_overall_of(content),
+    )
+
+
+def _verify_previous(path: Path, content: Mapping, chain: frozenset[Path]) -> tuple[bool, list[str]]:
+    """(fine, lines) for the certificate of the previous request in the chain, indented under a header."""
+    previous = content.get("previous")
+    if not previous:
+        return True, []
+    earlier = Path(previous["certificate"])
+    if earlier.resolve() in chain:
+        return False, [f"CHAIN    {path}: names {earlier}, which is already in its own chain"]
+    if not earlier.is_file():  # the file check above already failed for it; nothing more to follow
+        return False, [f"CHAIN    previous request {previous['request_id']}: {earlier} missing, chain broken"]
+    result = verify_certificate(earlier, chain)
+    header = f"previous request {previous['request_id']} ({earlier}):"
+    return result.ok, [header, *(f"  {line}" for line in result.lines)]
+
+
+def _overall_of(content: Mapping) -> str | None:
+    stated = content.get("verdict")
+    return stated.get("overall") if isinstance(stated, Mapping) else None
+
+
+def _verify_verdict(path: Path, content: Mapping, metrics_ok: bool) -> tuple[bool, list[str]]:
+    """(fine, lines): the stated verdict per criterion, and whether the certified metrics still give it.
+
+    Recomputed only when every file matched (the metrics are then the certified ones)."""
+    stated = content.get("verdict")
+    if not isinstance(stated, Mapping):
+        return True, [f"verdict  none stated (a format-{content.get('format')} certificate)"]
+    try:
+        lines = [f"verdict  {name}: {c['verdict']}" for name, c in stated["criteria"].items()]
+        lines.append(f"verdict  overall: {stated['overall']}")
+        entry = content["files"]["metrics"]
+        retrain_found = content["evidence"]["retrain_run"] is not None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise UserInputError(f"{path}: not an unlearning certificate (malformed verdict: {error})") from None
+    if not metrics_ok:
+        return True, [*lines, "verdict  not recomputed: the certified files do not all match"]
+    recomputed = verdict(json.loads((path.parent / entry["path"]).read_text()), retrain_found)
+    changed = [
+        name
+        for name, c in recomputed["criteria"].items()
+        if stated["criteria"].get(name, {}).get("verdict") != c["verdict"]
+    ]
+    if changed or recomputed["overall"] != stated["overall"]:
+        which = ", ".join(f"{name}: {recomputed['criteria'][name]['verdict']}" for name in changed) or "overall"
+        return False, [*lines, f"CHANGED  verdict: the certified metrics give {recomputed['overall']} ({which})"]
+    return True, [*lines, "verdict  recomputed from the certified metrics: the same"]

@@ -23,13 +23,14 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.metrics import METRICS, CaseMetrics, json_number
 from nnunet_unlearning.evaluation.protocol import (
     MRBRAINS18_MASKED_LABELS,
+    MRBRAINS_TISSUE_CLASSES,
     PROTOCOL_NAMES,
     Protocol,
     mrbrains18_protocol,
     plain_protocol,
 )
 from nnunet_unlearning.evaluation.summary import aggregate
-from nnunet_unlearning.files import atomic_write_text
+from nnunet_unlearning.files import atomic_write_json, atomic_write_text
 
 SUFFIX = ".nii.gz"
 CSV_COLUMNS: tuple[str, ...] = (
@@ -95,7 +96,7 @@ def evaluate_folders(
         "mean": aggregate(cases, {"all": list(cases)})["all"],
         "cases": {case: metrics.to_dict() for case, metrics in cases.items()},
     }
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out, report)
     atomic_write_text(out.with_suffix(".csv"), _csv_text(cases))
     return out
 
@@ -116,11 +117,18 @@ def _protocol(
     """The protocol to score with, its classes resolved (see `evaluate_folders`)."""
     if name not in PROTOCOL_NAMES:
         raise UserInputError(f"unknown protocol '{name}' (choose from {', '.join(PROTOCOL_NAMES)})")
-    dataset_labels, ignore_label = _dataset_json_labels(gt_dir.parent / "dataset.json")
+    dataset_json = gt_dir.parent / "dataset.json"
+    dataset_labels, ignore_label, label_set = _dataset_json_labels(dataset_json)
     ignore_labels = () if ignore_label is None else (ignore_label,)
     if name == "mrbrains18":
         if labels is not None:
             raise UserInputError("--labels cannot be combined with --protocol mrbrains18 (it scores labels 1-8)")
+        if label_set == "tissue":
+            return mrbrains18_protocol(ignore_labels, classes=MRBRAINS_TISSUE_CLASSES)
+        if label_set not in (None, "challenge", "full"):
+            raise UserInputError(
+                f"{dataset_json}: label set '{label_set}' has no MRBrainS18 classes; score it with --protocol plain"
+            )
         # A dataset whose labels were converted with the challenge label set marks 9/10 with
         # nnU-Net's ignore label; mask it as well as the official values.
         return mrbrains18_protocol(tuple(sorted({*MRBRAINS18_MASKED_LABELS, *ignore_labels})))
@@ -134,18 +142,22 @@ def _protocol(
     return plain_protocol(labels, ignore_labels)
 
 
-def _dataset_json_labels(path: Path) -> tuple[list[int] | None, int | None]:
-    """(foreground labels, ignore label) from an nnU-Net dataset.json; (None, None) when absent."""
+def _dataset_json_labels(path: Path) -> tuple[list[int] | None, int | None, str | None]:
+    """(foreground labels, ignore label, our converter's label set) from an nnU-Net dataset.json; Nones when
+    absent (the label set is None for a dataset our converter did not write)."""
     if not path.is_file():
-        return None, None
+        return None, None, None
     try:
-        label_map = json.loads(path.read_text())["labels"]
+        content = json.loads(path.read_text())
+        label_map = content["labels"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserInputError(f"{path}: cannot read its 'labels' ({type(e).__name__}: {e})") from None
     if not isinstance(label_map, dict) or not all(isinstance(v, int) for v in label_map.values()):
         raise UserInputError(f"{path}: 'labels' must map names to integer labels (regions are not supported)")
     ignore_label = label_map.get("ignore")
-    return sorted(v for k, v in label_map.items() if k != "ignore" and v > 0), ignore_label
+    converted = content.get("nnunet_unlearning")
+    label_set = converted.get("labels") if isinstance(converted, dict) else None
+    return sorted(v for k, v in label_map.items() if k != "ignore" and v > 0), ignore_label, label_set
 
 
 def _labels_seen(files: Sequence[Path]) -> list[int]:

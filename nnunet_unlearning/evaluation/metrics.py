@@ -125,21 +125,6 @@ class CaseMetrics:
         values = [getattr(m, metric) for m in self.classes.values()]
         return None if any(v is None for v in values) else nanmean(values)
 
-    @property
-    def mean_dice(self) -> float:
-        """Mean Dice over the scored classes present in truth or prediction."""
-        return nanmean([m.dice for m in self.classes.values()])
-
-    @property
-    def mean_hard_mae(self) -> float:
-        """Mean hard MAE over the scored classes."""
-        return nanmean([m.hard_mae for m in self.classes.values()])
-
-    @property
-    def mean_soft_mae(self) -> float | None:
-        """Mean soft MAE over the scored classes; None without probabilities."""
-        return self.mean("soft_mae")
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``{"n_valid_voxels", "mean": {metric: value}, "classes": {label: {...}}}``,
         undefined values (NaN) as None."""

@@ -7,7 +7,8 @@ which boundary HD95 uses.
   truth is 9 (infarction) or 10 (other) are removed from both ground truth and prediction; HD95
   uses the boundary of a 2-D (in-plane) erosion, in world mm. When a dataset was converted with
   the "challenge" label set, nnU-Net's ignore label already stands for 9 and 10: pass that value
-  as ``ignore_labels``.
+  as ``ignore_labels``. For the "tissue" label set the same rules score MRBrainS13's three classes
+  (1-3: grey matter, white matter, CSF), masking the ignore label that stands for 7-10.
 
 Arrays are in SimpleITK's / nnU-Net's axis order (slice axis first: Z, Y, X) with the spacing in
 the same order (nnU-Net's ``properties['spacing']``).
@@ -22,6 +23,8 @@ from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 
 MRBRAINS18_CLASSES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 MRBRAINS18_MASKED_LABELS: tuple[int, ...] = (9, 10)
+#: The tissue label set's classes (converter ``--labels tissue``): grey matter, white matter, CSF.
+MRBRAINS_TISSUE_CLASSES: tuple[int, ...] = (1, 2, 3)
 PROTOCOL_NAMES: tuple[str, ...] = ("plain", "mrbrains18")
 
 
@@ -69,11 +72,15 @@ def plain_protocol(labels: Sequence[int], ignore_labels: Sequence[int] = ()) -> 
     return Protocol("plain", tuple(sorted(int(c) for c in labels)), tuple(int(c) for c in ignore_labels))
 
 
-def mrbrains18_protocol(ignore_labels: Sequence[int] = MRBRAINS18_MASKED_LABELS) -> Protocol:
-    """The MRBrainS18 challenge's protocol: classes 1-8, ``ignore_labels`` masked, in-plane HD95.
+def mrbrains18_protocol(
+    ignore_labels: Sequence[int] = MRBRAINS18_MASKED_LABELS, classes: Sequence[int] = MRBRAINS18_CLASSES
+) -> Protocol:
+    """The MRBrainS18 challenge's protocol: ``classes`` (1-8), ``ignore_labels`` masked, in-plane HD95.
 
     Args:
         ignore_labels: ground-truth values to mask: (9, 10) for the official labels; nnU-Net's
             ignore label (e.g. (9,)) for a dataset converted with the "challenge" label set.
+        classes: the scored classes: 1-8 for the official and challenge label sets,
+            `MRBRAINS_TISSUE_CLASSES` for the tissue label set.
     """
-    return Protocol("mrbrains18", MRBRAINS18_CLASSES, tuple(int(c) for c in ignore_labels), slice_axis=0)
+    return Protocol("mrbrains18", tuple(classes), tuple(int(c) for c in ignore_labels), slice_axis=0)

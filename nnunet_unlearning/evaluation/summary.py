@@ -5,7 +5,7 @@ Every value returned here is JSON-ready: undefined numbers (no defined case, a m
 for every case, a division by zero) are None.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.metrics import METRICS, CaseMetrics, json_number, nanmean
@@ -17,6 +17,12 @@ def _mean_over_cases(values: Sequence[float | None]) -> float | None:
     if not values or len(known) < len(values):
         return None
     return json_number(nanmean(known))
+
+
+def mean_of_defined(values: Iterable[float | None]) -> float | None:
+    """Mean of the defined values (None: undefined, e.g. a case's NaN Dice); None when there are none."""
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]]) -> dict:

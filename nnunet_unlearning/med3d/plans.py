@@ -33,7 +33,7 @@ from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.files import atomic_write_text
+from nnunet_unlearning.files import atomic_write_text, read_json_object
 from nnunet_unlearning.med3d.memory import PARAM_BYTES, activation_bytes, budget_bytes
 from nnunet_unlearning.med3d.network import (
     DEFAULT_DECODER_CHANNELS,
@@ -90,15 +90,6 @@ def _find_dataset_folder(dataset_id: int) -> Path:
     return matches[0]
 
 
-def _load_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise UserInputError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserInputError(f"{path}: {what} is not valid JSON ({e})") from None
-
-
 def plan_med3d(
     dataset_id: int,
     configuration: str = "3d_fullres",
@@ -121,8 +112,8 @@ def plan_med3d(
     validate_arch_kwargs(depth, [[1, 1, 1]] * N_LEVELS, norm, decoder_channels)
     folder = _find_dataset_folder(dataset_id)
     source_path = folder / f"{source_plans}.json"
-    plans = _load_json(source_path, "source plans")
-    dataset_json = _load_json(folder / "dataset.json", "dataset.json")
+    plans = read_json_object(source_path, "source plans")
+    dataset_json = read_json_object(folder / "dataset.json", "dataset.json")
     if configuration not in plans.get("configurations", {}):
         raise UserInputError(
             f"{source_path}: no configuration {configuration!r} (has {sorted(plans.get('configurations', {}))})"

@@ -27,8 +27,8 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
+from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.optim import grouped_sgd
-from nnunet_unlearning.unlearning.nnunet_glue import bare_network, exit_on_user_error
 
 MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
 SCRATCH_TRAINER = "nnUNetTrainerMed3D_scratch"

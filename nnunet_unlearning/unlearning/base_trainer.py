@@ -2,8 +2,9 @@
 
 It owns everything strategies share: the request, the retain and forget streams (nnU-Net's dataloaders
 and augmentation), the optimizer over the parameters the strategy lets change, the guard that keeps
-masked entries bit-identical, checkpoints and resumption, and the evaluation hook. nnU-Net's per-epoch
-validation keeps running on the held-out cases. Thin classes in ``trainers/`` bind a strategy and a
+masked entries bit-identical, checkpoints and resumption, the evaluation hook and, when the run config
+asks for it, calibrated stopping (``calibration.py``). nnU-Net's per-epoch validation keeps running on the
+held-out cases. Thin classes in ``trainers/`` bind a strategy and a
 schedule (``nnUNetTrainerUnlearnNoisyLabel_50epochs``).
 """
 
@@ -21,28 +22,34 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
-from nnunet_unlearning.artifacts import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT, RESUME_STATE_FILE
+from nnunet_unlearning.artifacts import (
+    BEST_CHECKPOINT,
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    REQUEST_FILE,
+    RESUME_STATE_FILE,
+)
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.certificate import write_certificate
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
-from nnunet_unlearning.optim import grouped_sgd
-from nnunet_unlearning.unlearning import distributed
-from nnunet_unlearning.unlearning.nnunet_glue import (
+from nnunet_unlearning.nnunet.glue import (
     CUDA,
     bare_network,
     case_dataset,
     exit_on_user_error,
     make_predictor,
     schedule_of,
-    to_batch,
     train_loader,
     validation_loader,
 )
+from nnunet_unlearning.optim import grouped_sgd
+from nnunet_unlearning.request import UnlearningRequest, load_request
+from nnunet_unlearning.unlearning import distributed
+from nnunet_unlearning.unlearning.calibration import Calibration
 from nnunet_unlearning.unlearning.original_model import load_original_weights
 from nnunet_unlearning.unlearning.original_recipe import recipe_of
 from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
-from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest, load_request
 from nnunet_unlearning.unlearning.resume_state import (
     ResumeState,
     load_resume_state,
@@ -58,10 +65,18 @@ from nnunet_unlearning.unlearning.running_statistics import (
     stateful_norms,
 )
 from nnunet_unlearning.unlearning.step import ParameterGuard, prepare_strategy, trainable_parameters, unlearning_step
-from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
+from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, to_batch
 
 #: Evaluate every N epochs as well as at the start and the end (0: start and end only).
 EVAL_EVERY_ENV = "nnUNet_unlearning_eval_every"
+
+
+class _CalibratedStopError(Exception):
+    """Raised by a check that stops a calibrated run; ``run_training`` ends the run as a finished one."""
+
+
+def _cpu_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
 
 
 def make_hook(trainer) -> EvaluationHook:
@@ -128,6 +143,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             self.settings = run_settings(self.request, self.strategy_class)
             if continue_training:
                 guard_settings(self.output_folder, self.settings)
+            self.calibration = self._make_calibration(continue_training)
         self.strategy = self.settings.make_strategy(self.strategy_class)
         self._apply_settings()
         self.dataloader_forget: Any = None  # nnU-Net's augmenter, built in get_dataloaders
@@ -136,6 +152,23 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         self.guard: ParameterGuard | None = None
         self.hook: EvaluationHook
         self.record = RunRecord(self.request, self.__class__.__name__, self.strategy, self.settings)
+
+    def _make_calibration(self, continue_training: bool) -> Calibration | None:
+        """The calibration's memory when the run config enables it; refuses what it cannot serve."""
+        if not self.settings.calibration.enabled:
+            return None
+        if continue_training:
+            raise UserInputError(
+                f"{self.output_folder}: a calibrated run cannot be resumed with --c (the states it may return "
+                "to are held in memory only); start it afresh without --c"
+            )
+        if not self.request.heldout:
+            raise UserInputError(
+                f"{self.settings.source}: calibration.enabled: the request has no held-out cases to compare "
+                "the forget cases with"
+            )
+        sets = {"forget": self.request.forget, "heldout": self.request.heldout}
+        return Calibration(self.settings.acceptance, self.settings.calibration, sets)
 
     def _apply_settings(self) -> None:
         """The run config's schedule, learning rate and seed; an explicit schedule wins over the class name's."""
@@ -203,8 +236,17 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
         self.hook = make_hook(self)
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
+        self._calibration_stopped = False
         if not resumed:
-            self._evaluate("start")
+            start = self._evaluate("start")
+            if self.calibration is not None:
+                # check 0 is the original: its weights, and its running statistics as they are (none changed)
+                original = (
+                    _cpu_state(bare_network(self.network)),
+                    self._recalibrated(bare_network(self.network), False),
+                )
+                if self._decide(start, original, last=False):
+                    raise _CalibratedStopError  # the original meets the test, or scores the forget cases below it
         self.context = self._make_context(original_weights)
         with exit_on_user_error(self.__class__.__name__):
             self._prepare_strategy(original_weights, resumed)
@@ -352,14 +394,32 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         every = int(os.environ.get(EVAL_EVERY_ENV, "0") or 0)
         finished_epoch = self.current_epoch + 1
         super().on_epoch_end()
-        if every > 0 and finished_epoch % every == 0 and finished_epoch != self.num_epochs:
+        if finished_epoch == self.num_epochs:
+            return  # the last state is evaluated (and, in a calibrated run, checked) in on_train_end
+        if self.calibration is not None:
+            if finished_epoch % self.calibration.settings.check_every == 0 and self._calibration_check(last=False):
+                raise _CalibratedStopError
+        elif every > 0 and finished_epoch % every == 0:
             self._evaluate(f"epoch_{finished_epoch}")
 
+    def run_training(self):
+        """nnU-Net's loop; a calibrated run that stops early leaves it and ends as a finished run does."""
+        try:
+            super().run_training()
+        except _CalibratedStopError:
+            self.on_train_end()
+
     def on_train_end(self):
-        self._recalibrate_running_statistics()
+        if self.calibration is None:
+            self.record.running_statistics = self._recalibrated(bare_network(self.network), across_ranks=True)
+        else:
+            if not self._calibration_stopped:
+                self._calibration_check(last=True)
+            self._restore_kept_state()
         self.record.steps_taken = self._steps_taken
         self.record.strategy_state = self.strategy.resumable_state_dict()
-        self._evaluate("end")
+        kept = self.calibration.kept_check() if self.calibration is not None else None
+        self._evaluate("end", epoch=kept.epoch if kept else None)  # a kept state is recorded at its own epoch
         super().on_train_end()
         remove_resume_state(self.output_folder)
         if self.local_rank == 0:
@@ -369,14 +429,14 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
                 certificate = write_certificate(Path(self.output_folder))
             self.print_to_log_file(f"unlearning certificate: {certificate}")
 
-    def _recalibrate_running_statistics(self) -> None:
-        """Running statistics of the layers the run changed, recomputed from retain batches only.
+    def _recalibrated(self, network: torch.nn.Module, across_ranks: bool) -> dict:
+        """Recompute the running statistics of the layers of ``network`` the run changed from retain batches
+        only; return what was done, for the record. ``across_ranks``: average them over DDP ranks.
 
         See ``running_statistics.py``: no step let any batch into them, so they still hold the original's.
         A strategy that reads no retain batches (GradientAscent) gets a retain stream for this alone.
         """
         start = time.perf_counter()
-        network = bare_network(self.network)
         layers = changed_norms(network, self._original_weights)
         used = 0
         if layers:
@@ -389,9 +449,9 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             )
             if own_loader and hasattr(loader, "_finish"):
                 loader._finish()  # its augmentation workers, as nnU-Net shuts down its own loaders
-            if self.is_ddp:
+            if across_ranks and self.is_ddp:
                 average_running_statistics(network, layers)
-        self.record.running_statistics = {
+        return {
             "policy": "unchanged by every step; layers whose parameters changed recalibrated on retain batches",
             "recalibrated_layers": len(layers),
             "kept_layers": len(stateful_norms(network)) - len(layers),
@@ -399,12 +459,67 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             "seconds": round(time.perf_counter() - start, 3),
         }
 
-    def _evaluate(self, tag: str) -> None:
+    # --- calibrated stopping ------------------------------------------------------------------------
+    def _calibration_check(self, last: bool) -> bool:
+        """Check the model as the run would certify it now (a copy, its changed running statistics
+        recalibrated) and return whether the run stops; evaluated on rank 0, the answer sent to every rank."""
+        evaluation, state = None, None
         if self.local_rank == 0:
             self.set_deep_supervision_enabled(False)
-            evaluation = self.hook.evaluate(bare_network(self.network), tag, self.current_epoch)
+            candidate = copy.deepcopy(bare_network(self.network))
             self.set_deep_supervision_enabled(self.enable_deep_supervision)
-            self.record.add(evaluation, self.output_folder)
-            self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(evaluation))
+            statistics = self._recalibrated(candidate, across_ranks=False)
+            evaluation = self._score(candidate, f"epoch_{self.current_epoch}")
+            state = (_cpu_state(candidate), statistics)
+            del candidate
+        return self._decide(evaluation, state, last)
+
+    def _decide(self, evaluation: dict | None, state: object, last: bool) -> bool:
+        """Add rank 0's check (``state``: what the run returns to if it keeps this check) and decide."""
+        stop = [False]
+        if self.local_rank == 0 and evaluation is not None and self.calibration is not None:
+            decision = self.calibration.add(evaluation, self._steps_taken, lambda: state, last)
+            self.record.calibration = self.calibration.to_json()
+            self.record.save(self.output_folder)
+            newest = self.calibration.checks[-1]
+            self.print_to_log_file(
+                f"calibration check after {newest.steps} steps: forget {newest.test.score} "
+                f"{newest.test.forget_mean:.4f}, held-out band {newest.test.heldout_mean:.4f} ± "
+                f"{newest.test.half_width:.4f} ({newest.test.state.replace('_', ' ')}); retain "
+                f"{100 * newest.utility.retain_ratio:.1f} %, held-out {100 * newest.utility.heldout_ratio:.1f} % "
+                f"of the original's Dice; " + ("stop: " + str(decision.reason) if decision.stop else "go on")
+            )
+            stop = [decision.stop]
+        if self.is_ddp:
+            dist.broadcast_object_list(stop, src=0)
+        self._calibration_stopped = bool(stop[0])
+        return self._calibration_stopped
+
+    def _restore_kept_state(self) -> None:
+        """Load the state the calibration keeps (already recalibrated when it was checked) into the network."""
+        network = bare_network(self.network)
+        if self.local_rank == 0 and self.calibration is not None:
+            weights, statistics = self.calibration.kept_state()
+            network.load_state_dict(weights)
+            self.record.running_statistics = statistics
+            self.record.calibration = self.calibration.to_json()
+        if self.is_ddp:
+            for tensor in network.state_dict().values():
+                dist.broadcast(tensor, src=0)
+
+    def _score(self, network: torch.nn.Module, tag: str, epoch: int | None = None) -> dict:
+        """Evaluate ``network`` with the hook (rank 0 only), record it at ``epoch`` (default: the current one)
+        and return its JSON."""
+        self.set_deep_supervision_enabled(False)
+        evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch)
+        self.set_deep_supervision_enabled(self.enable_deep_supervision)
+        self.record.add(evaluation, self.output_folder)
+        self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(evaluation))
+        return evaluation.to_json()
+
+    def _evaluate(self, tag: str, epoch: int | None = None) -> dict | None:
+        """Evaluate the network as it is (rank 0); return the evaluation's JSON there, None elsewhere."""
+        evaluation = self._score(bare_network(self.network), tag, epoch) if self.local_rank == 0 else None
         if self.is_ddp:
             dist.barrier()
+        return evaluation

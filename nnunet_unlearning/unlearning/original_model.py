@@ -15,7 +15,7 @@ from torch import nn
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import sha256_file
-from nnunet_unlearning.unlearning.request import UnlearningRequest
+from nnunet_unlearning.request import UnlearningRequest
 
 #: Configuration entries that must agree between the original model and the run (batch size may differ).
 MUST_MATCH = ("architecture", "patch_size", "spacing", "data_identifier", "normalization_schemes", "use_mask_for_norm")

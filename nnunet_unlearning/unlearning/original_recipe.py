@@ -17,7 +17,7 @@ from nnunet_unlearning.artifacts import MED3D_INITIALISATION_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import sha256_file
 from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV, Med3DTrainerMixin
-from nnunet_unlearning.trainers_dir import find_trainer
+from nnunet_unlearning.nnunet.trainers_dir import find_trainer
 
 #: Initialisations a recipe names.
 MEDICALNET, NNUNET_DEFAULT = "medicalnet", "nnunet_default"

@@ -17,14 +17,15 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import Med3DUNet
 from nnunet_unlearning.med3d.pretrained_trainer import med3d_weights_path
+from nnunet_unlearning.nnunet.glue import CUDA, bare_network, exit_on_user_error, schedule_of
 from nnunet_unlearning.optim import grouped_sgd
+from nnunet_unlearning.request import lineage_root
 from nnunet_unlearning.unlearning.base_trainer import RequestSplitMixin, make_hook
-from nnunet_unlearning.unlearning.nnunet_glue import CUDA, bare_network, exit_on_user_error, schedule_of
 from nnunet_unlearning.unlearning.original_recipe import MEDICALNET, check_same_initialisation, recipe_of
-from nnunet_unlearning.unlearning.request import REQUEST_FILE
 from nnunet_unlearning.unlearning.run_record import RunRecord
 
 
@@ -51,7 +52,7 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
         self._attach_request(continue_training)
         self._weights_from_nnunet_checkpoint = False
         if self.follow_original_schedule:
-            self.num_epochs = original_epochs(self.request.original.checkpoint)
+            self.num_epochs = original_epochs(lineage_root(self.request).checkpoint)
         self.record = RunRecord(self.request, self.__class__.__name__, None)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:

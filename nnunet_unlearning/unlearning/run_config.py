@@ -1,14 +1,17 @@
 """Seeds, schedules and hyperparameters without editing code: one small JSON file per experiment.
 
     {"seed": 7, "epochs": 5, "iterations_per_epoch": 40, "forget_batches_per_step": 2,
-     "strategies": {"SCRUB": {"kl_weight": 0.01, "lr_scale": 0.1}, "NoisyLabel": {"forget_weight": 0.5}}}
+     "strategies": {"SCRUB": {"kl_weight": 0.01, "lr_scale": 0.1}, "NoisyLabel": {"forget_weight": 0.5}},
+     "acceptance": {"utility_budget": 0.98}, "calibration": {"enabled": true, "check_every": 1}}
 
 Every key is optional. The top level holds the trainer's settings, shared by every strategy
 (:class:`TrainerSettings`); ``strategies`` holds, per strategy name, that strategy's constructor arguments
-and ``lr_scale`` (the factor on nnU-Net's initial learning rate). A run of one strategy reads the top level
-and its own section; the other sections are checked, then ignored. Types and defaults come from signatures
-(of :class:`TrainerSettings` and of each strategy's ``__init__``), so nothing is listed twice; allowed
-ranges are declared once, in :data:`RANGES`, or checked by the strategy's constructor.
+and ``lr_scale`` (the factor on nnU-Net's initial learning rate); ``acceptance`` and ``calibration`` (see
+:data:`SECTIONS`) the criteria a run is judged by and whether it stops when it meets them. A run of one
+strategy reads the top level and its own section; the other strategies' sections are checked, then
+ignored. Types and defaults come from signatures (of :class:`TrainerSettings`, of each section's class
+and of each strategy's ``__init__``), so nothing is listed twice; allowed ranges are declared once, in
+:data:`RANGES`, or checked by the strategy's or section's constructor.
 
 ``nnunet-unlearning forget --config FILE`` checks the file and embeds it in the request; a trainer reads
 the file named by ``$nnUNet_unlearning_config`` if set, else the request's copy, else uses the defaults.
@@ -26,14 +29,15 @@ import random
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.unlearning.request import UnlearningRequest, default_request_path
+from nnunet_unlearning.request import UnlearningRequest, default_request_path
+from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria, CalibrationSettings
 from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.unlearning.strategy import Strategy
 
@@ -41,6 +45,8 @@ CONFIG_ENV = "nnUNet_unlearning_config"
 #: The key of a strategy's section that scales the trainer's learning rate (every strategy has it).
 LR_SCALE = "lr_scale"
 STRATEGIES_KEY = "strategies"
+#: Sections of the top level with settings of their own, by key: the class that holds them.
+SECTIONS: dict[str, type] = {"acceptance": AcceptanceCriteria, "calibration": CalibrationSettings}
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class Range:
 
     def __str__(self) -> str:
         if self.low is not None and self.high is not None and self.high != math.inf:
-            return f"in [{_number(self.low)}, {_number(self.high)}]"
+            return f"in {'(' if self.exclusive_low else '['}{_number(self.low)}, {_number(self.high)}]"
         return f"{'>' if self.exclusive_low else '≥'} {_number(self.low)}" if self.low is not None else "finite"
 
 
@@ -94,8 +100,9 @@ _BOUND = Range(0, math.inf, exclusive_low=True)
 _FRACTION = Range(0, 1)
 
 #: Allowed values by setting name; ``"<Strategy>.<name>"`` where a name means different things in different
-#: strategies. A setting not listed is checked by its strategy's constructor (NegGradPlus's ``alpha``,
-#: SCRUB's ``max_step_every``: their ValueError becomes the user error) or is only type-checked.
+#: strategies, ``"<section>.<name>"`` for a section's settings. A setting not listed is checked by its
+#: strategy's constructor (NegGradPlus's ``alpha``, SCRUB's ``max_step_every``: their ValueError becomes the
+#: user error) or is only type-checked.
 RANGES: dict[str, Range] = {
     "seed": _SEED,
     "epochs": _COUNT,
@@ -119,6 +126,10 @@ RANGES: dict[str, Range] = {
     "forget_batches": _COUNT,
     "retain_batches": _COUNT,
     "gamma": _NON_NEGATIVE,
+    "acceptance.utility_budget": Range(0, 1, exclusive_low=True),
+    "acceptance.z": _NON_NEGATIVE,
+    "acceptance.tolerance": _NON_NEGATIVE,
+    "calibration.check_every": _COUNT,
 }
 
 
@@ -220,8 +231,8 @@ class RunSettings:
 
     ``arguments``: the strategy's constructor arguments (defaults plus the config's values); ``lr_scale``:
     the factor on the trainer's initial learning rate; ``non_default``: every setting whose value differs
-    from its default, by key (``seed``, ``kl_weight``, ...); ``source``: the config file, the request that
-    embeds one, or ``"defaults"``.
+    from its default, by key (``seed``, ``kl_weight``, ``acceptance.z``, ...); ``source``: the config file,
+    the request that embeds one, or ``"defaults"``; ``acceptance`` and ``calibration``: the sections.
     """
 
     trainer: TrainerSettings
@@ -229,6 +240,8 @@ class RunSettings:
     arguments: dict[str, typing.Any]
     non_default: dict[str, typing.Any]
     source: str
+    acceptance: AcceptanceCriteria = field(default_factory=AcceptanceCriteria)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
 
     def make_strategy(self, strategy: type[Strategy]) -> Strategy:
         return strategy(**self.arguments)
@@ -238,8 +251,10 @@ class RunSettings:
         return {**{k: _to_json(v) for k, v in self.arguments.items()}, LR_SCALE: self.lr_scale}
 
     def to_json(self) -> dict[str, object]:
-        """The top level as the run uses it, the settings that differ from their defaults, and the source."""
-        return {**asdict(self.trainer), "non_default": self.non_default, "source": self.source}
+        """The top level as the run uses it (sections included), the settings that differ from their defaults,
+        and the source."""
+        sections = {"acceptance": asdict(self.acceptance), "calibration": asdict(self.calibration)}
+        return {**asdict(self.trainer), **sections, "non_default": self.non_default, "source": self.source}
 
 
 def _constructor_error(strategy: type[Strategy], arguments: Mapping[str, object]) -> ValueError | None:
@@ -271,12 +286,26 @@ def _check_constructor(strategy: type[Strategy], arguments: Mapping[str, object]
 
 def _trainer_settings(top: Mapping, source: str) -> TrainerSettings:
     parameters = _signature(TrainerSettings)
-    unknown = sorted(set(top) - set(parameters) - {STRATEGIES_KEY})
+    nested = {STRATEGIES_KEY, *SECTIONS}
+    unknown = sorted(set(top) - set(parameters) - nested)
     if unknown:
         raise UserInputError(
-            f"{source}: {unknown[0]}: unknown key (known: {', '.join(sorted([*parameters, STRATEGIES_KEY]))})"
+            f"{source}: {unknown[0]}: unknown key (known: {', '.join(sorted([*parameters, *nested]))})"
         )
-    return TrainerSettings(**_values({k: v for k, v in top.items() if k != STRATEGIES_KEY}, parameters, source, ""))
+    return TrainerSettings(**_values({k: v for k, v in top.items() if k not in nested}, parameters, source, ""))
+
+
+def _sections(top: Mapping, source: str) -> dict[str, typing.Any]:
+    """Each section of :data:`SECTIONS`, checked (its class's own checks naming the key); defaults when absent."""
+    result = {}
+    for key, cls in SECTIONS.items():
+        values = _values(_object(top.get(key, {}), f"{source}: {key}"), _signature(cls), source, f"{key}.", key)
+        try:
+            result[key] = cls(**values)
+        except ValueError as error:
+            culprit = next(name for name in values if name in top.get(key, {}))
+            raise UserInputError(f"{source}: {key}.{culprit}: {error}") from None
+    return result
 
 
 def _section(top: Mapping, strategy: type[Strategy], source: str) -> Mapping:
@@ -291,15 +320,25 @@ def _section(top: Mapping, strategy: type[Strategy], source: str) -> Mapping:
     return _object(sections.get(strategy.name, {}), f"{source}: {STRATEGIES_KEY}.{strategy.name}")
 
 
-def _non_default(
-    trainer: TrainerSettings, values: Mapping[str, object], parameters: Mapping[str, inspect.Parameter]
-) -> dict[str, object]:
-    defaults = TrainerSettings()
-    changed = {
-        f.name: getattr(trainer, f.name)
-        for f in fields(trainer)
-        if getattr(trainer, f.name) != getattr(defaults, f.name)
+def _changed(settings: typing.Any, prefix: str = "") -> dict[str, object]:
+    """The fields of a settings dataclass that differ from its class's defaults, keyed ``prefix + name``."""
+    defaults = type(settings)()
+    return {
+        prefix + f.name: getattr(settings, f.name)
+        for f in fields(settings)
+        if getattr(settings, f.name) != getattr(defaults, f.name)
     }
+
+
+def _non_default(
+    trainer: TrainerSettings,
+    sections: Mapping[str, typing.Any],
+    values: Mapping[str, object],
+    parameters: Mapping[str, inspect.Parameter],
+) -> dict[str, object]:
+    changed = _changed(trainer)
+    for key, section in sections.items():
+        changed |= _changed(section, f"{key}.")
     return changed | {name: _to_json(v) for name, v in values.items() if v != parameters[name].default}
 
 
@@ -308,6 +347,7 @@ def resolve(config: object, strategy: type[Strategy], source: str) -> RunSetting
     config in errors. An empty config gives the defaults."""
     top = _object(config, source)
     trainer = _trainer_settings(top, source)
+    sections = _sections(top, source)
     parameters = strategy_parameters(strategy)
     values = _values(
         _section(top, strategy, source), parameters, source, f"{STRATEGIES_KEY}.{strategy.name}.", strategy.name
@@ -315,7 +355,12 @@ def resolve(config: object, strategy: type[Strategy], source: str) -> RunSetting
     arguments = {name: values[name] for name in _signature(strategy)}
     _check_constructor(strategy, arguments, source)
     return RunSettings(
-        trainer, typing.cast(float, values[LR_SCALE]), arguments, _non_default(trainer, values, parameters), source
+        trainer,
+        typing.cast(float, values[LR_SCALE]),
+        arguments,
+        _non_default(trainer, sections, values, parameters),
+        source,
+        **sections,
     )
 
 

@@ -1,9 +1,9 @@
 """What an unlearning run leaves in its output folder besides nnU-Net's own files.
 
 ``unlearning_request.json`` (a copy of the request), ``unlearning_metrics.json`` (every evaluation,
-the seed study's figures, wall times), ``unlearning_progress.png`` and, for masked strategies,
-``unlearning_update_mask.pt``. Metrics are rewritten after every evaluation, so an interrupted run keeps
-what it measured, and a resumed run (``--c``) continues the same record.
+the seed study's figures, wall times, a calibrated run's checks and decision), ``unlearning_progress.png``
+and, for masked strategies, ``unlearning_update_mask.pt``. Metrics are rewritten after every evaluation,
+so an interrupted run keeps what it measured, and a resumed run (``--c``) continues the same record.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from pathlib import Path
 
 import torch
 
+from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.clinical_risk import risk_change
 from nnunet_unlearning.evaluation.hook import SETS, Evaluation
 from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
-from nnunet_unlearning.unlearning.request import REQUEST_FILE, UnlearningRequest
+from nnunet_unlearning.request import UnlearningRequest
 from nnunet_unlearning.unlearning.run_config import RunSettings
 from nnunet_unlearning.unlearning.strategy import Strategy
 
@@ -60,8 +61,9 @@ def guard_settings(output_folder: str | Path, settings: RunSettings) -> None:
 
 
 def _flat_settings(settings: dict) -> dict:
-    """The trainer's settings and every non-default value in one mapping (the source left out)."""
-    top = {k: v for k, v in settings.items() if k not in ("non_default", "source")}
+    """The trainer's settings and every non-default value in one mapping (the source left out; a section's
+    values through their non-default entries, so a record from before a section existed still compares)."""
+    top = {k: v for k, v in settings.items() if k not in ("non_default", "source") and not isinstance(v, dict)}
     return top | settings.get("non_default", {})
 
 
@@ -88,6 +90,8 @@ class RunRecord:
         #: optimizer steps taken and the strategy's resumable state when the run ended
         self.steps_taken: int | None = None
         self.strategy_state: dict = {}
+        #: a calibrated run's trajectory and decision (``Calibration.to_json``); None for other runs
+        self.calibration: dict | None = None
         self._started = time.perf_counter()
         self._earlier_wall_seconds = 0.0
 
@@ -158,6 +162,7 @@ class RunRecord:
             "running_statistics": self.running_statistics,
             "steps_taken": self.steps_taken,
             "strategy_state": self.strategy_state,
+            "calibration": self.calibration,
             "original_checkpoint_sha256": self.request.original.checkpoint_sha256,
             "unlearned_checkpoint_sha256": checkpoint_sha256,
             "seconds": {
@@ -173,7 +178,9 @@ class RunRecord:
     def _write(self, folder: Path, checkpoint_sha256: str | None = None) -> None:
         content = self.content(checkpoint_sha256)
         atomic_write_text(folder / METRICS_FILE, json.dumps(content, indent=2, allow_nan=True) + "\n")
-        atomic_write_bytes(folder / PROGRESS_FILE, plot_progress(content["evaluations"], title=self.trainer))
+        atomic_write_bytes(
+            folder / PROGRESS_FILE, plot_progress(content["evaluations"], self.trainer, content["calibration"])
+        )
 
     @staticmethod
     def brief(evaluation: Evaluation) -> str:

@@ -45,6 +45,17 @@ class Batch:
     keys: list[str]
 
 
+def to_batch(batch: dict, device: torch.device) -> Batch:
+    """A loader's batch dict (``data``, ``target``, ``keys``: nnU-Net's loaders yield it) as a :class:`Batch` on
+    ``device``; a single target becomes a one-scale list."""
+    target = batch["target"] if isinstance(batch["target"], list) else [batch["target"]]
+    return Batch(
+        data=batch["data"].to(device, non_blocking=True),
+        target=[t.to(device, non_blocking=True) for t in target],
+        keys=[str(k) for k in batch["keys"]],
+    )
+
+
 @dataclass
 class StrategyContext:
     """Everything a strategy may use besides the model and the batches of the current step.

@@ -2,7 +2,7 @@
 
 import torch
 
-from nnunet_unlearning.unlearning.nnunet_glue import CUDA
+from nnunet_unlearning.nnunet.glue import CUDA
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import SCRUB, NoisyLabel

@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs
+from nnunet_unlearning.unlearning.strategies.ops.distillation import distillation_kl, frozen_outputs
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list, given
 
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategies.common import task_loss_on
+from nnunet_unlearning.unlearning.strategies.ops.objectives import task_loss_on
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 

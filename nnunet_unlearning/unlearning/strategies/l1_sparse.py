@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategies.common import task_loss_on
+from nnunet_unlearning.unlearning.strategies.ops.objectives import task_loss_on
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from nnunet_unlearning.unlearning.strategies.common import RelabelStrategy
-from nnunet_unlearning.unlearning.strategies.labels import smooth_random_labels
+from nnunet_unlearning.unlearning.strategies.ops.objectives import RelabelStrategy
+from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import smooth_random_labels
 from nnunet_unlearning.unlearning.strategy import Batch, StrategyContext
 
 

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from nnunet_unlearning.unlearning.strategies.common import RelabelStrategy
+from nnunet_unlearning.unlearning.strategies.ops.objectives import RelabelStrategy
 from nnunet_unlearning.unlearning.strategy import Batch, StrategyContext
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategies.bounded_ascent import bound_setting, bounded_ascent, resolve_bound
-from nnunet_unlearning.unlearning.strategies.common import task_loss_on
+from nnunet_unlearning.unlearning.strategies.ops.bounded_ascent import bound_setting, bounded_ascent, resolve_bound
+from nnunet_unlearning.unlearning.strategies.ops.objectives import task_loss_on
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, given
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.unlearning.strategies.common import RelabelStrategy
-from nnunet_unlearning.unlearning.strategies.labels import permute_foreground
+from nnunet_unlearning.unlearning.strategies.ops.objectives import RelabelStrategy
+from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import permute_foreground
 from nnunet_unlearning.unlearning.strategy import Batch, StrategyContext
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.unlearning.strategies.labels import permute_foreground
+from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import permute_foreground
 from nnunet_unlearning.unlearning.strategies.salun import SalUn
 from nnunet_unlearning.unlearning.strategy import Batch, StrategyContext
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from nnunet_unlearning.unlearning.strategies.bounded_ascent import bounded_ascent, chance_level_divergence
-from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl, frozen_outputs
+from nnunet_unlearning.unlearning.strategies.ops.bounded_ascent import bounded_ascent, chance_level_divergence
+from nnunet_unlearning.unlearning.strategies.ops.distillation import distillation_kl, frozen_outputs
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext, as_list, given
 
 #: How ``hyperparameters()`` reports the default, per-batch bound of the max-step.

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.distributed import count_distinct
-from nnunet_unlearning.unlearning.strategies.fisher import diagonal_fisher
+from nnunet_unlearning.unlearning.strategies.ops.fisher_importance import diagonal_fisher
 from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyContext
 
 
@@ -68,8 +68,8 @@ class SSD(Strategy):
     α·w ≥ 1 raises :class:`UserInputError` rather than returning the original model unchanged.
 
     In a multi-GPU run, importances, batch counts and case sets are reduced over ranks before use, so
-    every rank dampens the same entries by the same factors. Cost: :meth:`cost_batches` forward and
-    backward passes per rank (defaults 50 + 100, about 0.6 of nnU-Net's 250-iteration epoch).
+    every rank dampens the same entries by the same factors. Cost: ``forget_batches + retain_batches``
+    forward and backward passes per rank (defaults 50 + 100, about 0.6 of nnU-Net's 250-iteration epoch).
     """
 
     name = "SSD"
@@ -96,10 +96,6 @@ class SSD(Strategy):
             "forget_batches": self.forget_batches,
             "retain_batches": self.retain_batches,
         }
-
-    def cost_batches(self) -> int:
-        """Forward and backward passes :meth:`prepare` takes on each rank."""
-        return self.forget_batches + self.retain_batches
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         forget_keys: set[str] = set()

@@ -8,12 +8,12 @@ the forget-set size.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from nnunet_unlearning.conversion.mrbrains18 import CASE_PREFIX, case_id
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.files import atomic_write_text
+from nnunet_unlearning.files import atomic_write_json
 
 #: Subject ids as published. The held-out pair are the two subjects without a registered T1 that come
 #: last in the release's order; the choice is fixed so that every run of the benchmark is comparable.
@@ -22,14 +22,9 @@ HELDOUT_SUBJECTS = ("070", "148")
 SIZES = (1, 2, 3)
 
 
-def case_id(subject: str) -> str:
-    """nnU-Net case id of a subject (``070`` → ``MRBrainS18_070``)."""
-    return f"MRBrainS18_{subject}"
-
-
 def subject_of(case: str) -> str:
     """The subject id of a case id, or the argument itself when it is already a subject id."""
-    return case.removeprefix("MRBrainS18_")
+    return case.removeprefix(CASE_PREFIX)
 
 
 def forget_sets(sizes: Iterable[int] = SIZES, only: Sequence[str] | None = None) -> list[tuple[str, ...]]:
@@ -74,5 +69,5 @@ def write_split(preprocessed_dataset: Path, cases: Iterable[str]) -> Path:
         )
     split = [{"train": [case_id(s) for s in TRAINING_SUBJECTS], "val": [case_id(s) for s in HELDOUT_SUBJECTS]}]
     path = preprocessed_dataset / "splits_final.json"
-    atomic_write_text(path, json.dumps(split, indent=2) + "\n")
+    atomic_write_json(path, split)
     return path

@@ -18,14 +18,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_unlearning import cpu_profile
+from nnunet_unlearning.artifacts import CERTIFICATE_MD, METRICS_FILE, SETS
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.med3d.original_trainer import original_trainer
+from nnunet_unlearning.evaluation.table_format import markdown_table
+from nnunet_unlearning.files import atomic_write_json
+from nnunet_unlearning.workflows import profiles
+from nnunet_unlearning.workflows.original_trainer import original_trainer
+from nnunet_unlearning.workflows.profiles import PROFILES
 
 DATASET_ID = 501
 DATASET_NAME = "Dataset501_MRBrainS18"
-CONFIGURATION = cpu_profile.CONFIGURATION
-PLANS = cpu_profile.MED3D_PLANS
+CONFIGURATION = profiles.CONFIGURATION
+PLANS = profiles.MED3D_PLANS
 MARKER = ".nnunet-unlearning-demo"
 
 
@@ -40,8 +44,10 @@ class Schedule:
         return f"{self.epochs} epochs × {self.iterations} iterations"
 
 
-ORIGINAL = Schedule(epochs=20, iterations=40)
-UNLEARN = Schedule(epochs=5, iterations=40)
+#: The original and the retrain oracle train on the CPU profile's schedule; unlearning runs its long horizon
+#: at the original's iterations per epoch.
+ORIGINAL = Schedule(epochs=PROFILES["cpu"].original_epochs, iterations=PROFILES["cpu"].original_iterations)
+UNLEARN = Schedule(epochs=PROFILES["cpu"].horizons[1], iterations=PROFILES["cpu"].original_iterations)
 AUDIT_PATCHES = 32
 AUDIT_BOOTSTRAP = 200
 
@@ -69,8 +75,8 @@ def _prepare_workdir(workdir: Path, overwrite: bool) -> None:
 def train(trainer_name: str, schedule: Schedule):
     """Run the trainer ``nnUNetv2_train -tr <trainer_name>`` runs, in-process on fold 0 of the demo dataset
     with the Med3D plans and ``schedule``; return the finished trainer."""
-    from nnunet_unlearning.inprocess import train as train_inprocess
-    from nnunet_unlearning.trainers_dir import find_trainer
+    from nnunet_unlearning.nnunet.inprocess import train as train_inprocess
+    from nnunet_unlearning.nnunet.trainers_dir import find_trainer
 
     return train_inprocess(
         find_trainer(trainer_name), DATASET_NAME, CONFIGURATION, PLANS, schedule.epochs, schedule.iterations
@@ -83,7 +89,7 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
     folders = {name: workdir / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     os.environ.update({k: str(v) for k, v in folders.items()})
     os.environ.setdefault("nnUNet_compile", "false")
-    print(cpu_profile.describe(med3d=True))
+    print(profiles.describe_cpu(med3d=True))
 
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
     from nnunet_unlearning.conversion.phantom import write_phantom
@@ -100,12 +106,12 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
 
     started = _step("nnU-Net fingerprint, planning (CPU profile) and preprocessing")
     os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
-    cpu_profile.plan_and_preprocess(DATASET_ID)
+    profiles.plan_and_preprocess(DATASET_ID)
     os.environ["nnUNet_n_proc_DA"] = "0"
-    cpu_profile.use_cpu_threads()
+    profiles.use_cpu_threads()
     _done(started)
-    started = _step(f"Med3D plans ({PLANS}: ResNet-{cpu_profile.MED3D_DEPTH} encoder, same preprocessed data)")
-    cpu_profile.plan_med3d(DATASET_ID)
+    started = _step(f"Med3D plans ({PLANS}: ResNet-{profiles.MED3D_DEPTH} encoder, same preprocessed data)")
+    profiles.plan_med3d(DATASET_ID)
     _done(started)
 
 
@@ -120,7 +126,7 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     original = train(trainer_name, ORIGINAL)
     _done(started)
 
-    from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.request import write_request
 
     forget = sorted(original.do_split()[0])[0]
     started = _step(f"writing the forget request: forget {forget}")
@@ -151,36 +157,45 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
 
     summary = headline(runs[0], runs[1])
     path = workdir / "demo_summary.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(path, summary)
     print("\n" + format_headline(summary))
-    print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / 'unlearning_certificate.md'}\nsummary: {path}")
+    print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / CERTIFICATE_MD}\nsummary: {path}")
     return path
 
 
 def headline(unlearned_folder: Path, retrained_folder: Path) -> dict:
     """Mean Dice per set of the original, the unlearned and the retrained model, from their metrics files."""
-    unlearned = json.loads((unlearned_folder / "unlearning_metrics.json").read_text())
-    retrained = json.loads((retrained_folder / "unlearning_metrics.json").read_text())
+    unlearned = json.loads((unlearned_folder / METRICS_FILE).read_text())
+    retrained = json.loads((retrained_folder / METRICS_FILE).read_text())
     rows = {
         "original": unlearned["evaluations"][0]["sets"],
         "NoisyLabel": unlearned["evaluations"][-1]["sets"],
         "retrain oracle": retrained["evaluations"][-1]["sets"],
     }
-    dice = {name: {s: sets[s]["dice"] for s in ("forget", "retain", "heldout")} for name, sets in rows.items()}
+    dice = {name: {s: sets[s]["dice"] for s in SETS} for name, sets in rows.items()}
     return {
         "forget": unlearned["forget"],
         "dice": dice,
         "figures": unlearned["figures"],
         "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
         "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
-        "profile": cpu_profile.describe(med3d=True),
+        "profile": profiles.describe_cpu(med3d=True),
     }
 
 
+#: The headline table's columns: key -> (Markdown header, number format), as `table_format` takes them.
+HEADLINE_COLUMNS = {
+    "model": ("model", "s"),
+    "forget": ("forget Dice", ".3f"),
+    "retain": ("retain Dice", ".3f"),
+    "heldout": ("held-out Dice", ".3f"),
+}
+
+
 def format_headline(summary: dict) -> str:
-    lines = ["| model | forget Dice | retain Dice | held-out Dice |", "|---|---|---|---|"]
-    for name, d in summary["dice"].items():
-        lines.append(f"| {name} | {d['forget']:.3f} | {d['retain']:.3f} | {d['heldout']:.3f} |")
+    """The summary as a Markdown table of mean Dice per model and set, then the run's figures and wall times."""
+    rows = [{"model": name, **dice} for name, dice in summary["dice"].items()]
+    lines = [markdown_table(rows, tuple(HEADLINE_COLUMNS), HEADLINE_COLUMNS)]
     figures = summary["figures"]
     lines += [
         "",

@@ -1,12 +1,12 @@
 """``nnunet-unlearning benchmark``: the MRBrainS18 unlearning benchmark, end to end, in one folder.
 
 convert the release (IR, FLAIR; challenge labels) → plan and preprocess (profile) → the benchmark's split
-(`design`) → train the original Med3D model → per forget set: request, retrain oracle, every strategy at
+(`benchmark_design`) → train the original Med3D model → per forget set: request, retrain oracle, every strategy at
 both horizons → per forget set: membership-inference audit and report → ``benchmark.json`` and
-``benchmark.md`` (`tables`). Every number in them is computed from this run's files.
+``benchmark.md`` (`benchmark_tables`). Every number in them is computed from this run's files.
 
 Everything goes under ``workdir`` (nnU-Net's three folders included). Run again with the same arguments,
-it continues: finished trainings are kept (`runs`), audits and reports are redone.
+it continues: finished trainings are kept (`benchmark_runs`), audits and reports are redone.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_unlearning import cpu_profile
-from nnunet_unlearning.benchmark import design, tables
-from nnunet_unlearning.benchmark.profiles import PROFILES
-from nnunet_unlearning.benchmark.runs import Run, train_runs
+from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.files import atomic_write_text
-from nnunet_unlearning.med3d.original_trainer import original_trainer
+from nnunet_unlearning.files import atomic_write_json, atomic_write_text
+from nnunet_unlearning.workflows import benchmark_design as design
+from nnunet_unlearning.workflows import benchmark_tables as tables
+from nnunet_unlearning.workflows import profiles
+from nnunet_unlearning.workflows.benchmark_runs import Run, train_runs
+from nnunet_unlearning.workflows.original_trainer import original_trainer
+from nnunet_unlearning.workflows.profiles import PROFILES
 
 DATASET_ID = 502
 DATASET_NAME = "Dataset502_MRBrainS18"
@@ -137,7 +139,7 @@ def run_benchmark(
     plans = _prepare_data(workdir, mrbrains18, profile)
 
     original_name, encoder = original_trainer()
-    config = cpu_profile.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
+    config = profiles.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
     original = Run(
         original_name,
         DATASET_NAME,
@@ -156,12 +158,12 @@ def run_benchmark(
         raise RuntimeError(f"the original model did not train: {failures[0]}")
     print(f"    done in {time.perf_counter() - started:.0f} s")
 
-    from nnunet_unlearning.unlearning.request import write_request
+    from nnunet_unlearning.request import write_request
 
     runs_by_set: dict[tuple[str, ...], list[Run]] = {}
     for forget_set in forget_sets:
         folder = workdir / design.forget_tag(forget_set)
-        request = folder / "unlearning_request.json"
+        request = folder / REQUEST_FILE
         if not request.is_file():
             write_request(DATASET_ID, config, "0", plans, original_name, list(forget_set), out=request)
         results = folder / "nnUNet_results"
@@ -235,7 +237,7 @@ def run_benchmark(
         "rows": rows,
         "tables": tables.tables(rows, str(profile.horizons[1])),
     }
-    atomic_write_text(workdir / "benchmark.json", json.dumps(content, indent=2) + "\n")
+    atomic_write_json(workdir / "benchmark.json", content)
     path = workdir / "benchmark.md"
     atomic_write_text(path, tables.markdown(content))
     print("\n" + tables.markdown(content))

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from nnunet_unlearning.unlearning.strategies.distillation import distillation_kl
+from nnunet_unlearning.unlearning.strategies.ops.distillation import distillation_kl
 
 
 def chance_level_loss(num_classes: int) -> float:

@@ -1,4 +1,4 @@
-"""The few places where our trainers reach into nnU-Net: loaders, the predictor, batches, error exits.
+"""The few places where our trainers reach into nnU-Net: loaders, the predictor, error exits.
 
 Every function takes the nnU-Net trainer it works for and uses nnU-Net's own pieces (dataloader,
 augmentation pipelines, sliding-window predictor) with the trainer's settings, so an unlearning run sees
@@ -22,7 +22,6 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.unlearning.strategy import Batch
 
 #: nnU-Net's default for a trainer's ``device`` argument, which our trainers repeat in their signatures.
 CUDA = torch.device("cuda")
@@ -45,16 +44,6 @@ def bare_network(network: nn.Module) -> nn.Module:
     if isinstance(network, OptimizedModule):
         network = network._orig_mod
     return network
-
-
-def to_batch(batch: dict, device: torch.device) -> Batch:
-    """nnU-Net's batch dict as a :class:`Batch` on ``device`` (targets always a per-scale list)."""
-    target = batch["target"] if isinstance(batch["target"], list) else [batch["target"]]
-    return Batch(
-        data=batch["data"].to(device, non_blocking=True),
-        target=[t.to(device, non_blocking=True) for t in target],
-        keys=[str(k) for k in batch["keys"]],
-    )
 
 
 def case_dataset(trainer, cases):
@@ -143,20 +132,26 @@ def validation_loader(trainer, dataset):
     )
 
 
-def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
-    """nnU-Net's sliding-window predictor for ``network`` with the trainer's plans, without mirroring."""
+def new_predictor(device: torch.device) -> nnUNetPredictor:
+    """nnU-Net's sliding-window predictor as our evaluations use it: Gaussian-weighted tiles at half-tile steps,
+    no mirroring, no progress bars, everything on the device when it is a GPU."""
     # nnU-Net's constructor prints a notice for every non-CUDA device: once per evaluation, in the training log
     with redirect_stdout(io.StringIO()):
-        predictor = nnUNetPredictor(
+        return nnUNetPredictor(
             tile_step_size=0.5,
             use_gaussian=True,
             use_mirroring=False,
-            perform_everything_on_device=trainer.device.type == "cuda",
-            device=trainer.device,
+            perform_everything_on_device=device.type == "cuda",
+            device=device,
             verbose=False,
             verbose_preprocessing=False,
             allow_tqdm=False,
         )
+
+
+def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
+    """:func:`new_predictor` for ``network`` with the trainer's plans."""
+    predictor = new_predictor(trainer.device)
     predictor.manual_initialization(
         network,
         trainer.plans_manager,

@@ -23,17 +23,23 @@ def trainers_dir() -> Path:
     return Path(nnunet_unlearning_trainers.__file__).resolve().parent
 
 
-def find_trainer(name: str) -> "type[nnUNetTrainer]":
-    """The trainer class ``nnUNetv2_train -tr <name>`` would run, found by nnU-Net's own lookup.
-
-    Our trainers folder is added to ``nnUNet_extTrainer`` (this process only) when it is not there yet, so
-    that run folders written with these classes are found again by ``nnUNetv2_predict`` and the audit.
-    """
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
+def use_our_trainers() -> None:
+    """Add our trainers folder to ``nnUNet_extTrainer`` (this process only) when it is not there yet, after the
+    folders already listed, so that run folders written with our classes are found by nnU-Net's lookup (its
+    predictor, the audit) as ``nnUNetv2_predict`` finds them."""
     folders = [f for f in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if f]
     if str(trainers_dir()) not in folders:
         os.environ["nnUNet_extTrainer"] = os.pathsep.join([*folders, str(trainers_dir())])
+
+
+def find_trainer(name: str) -> "type[nnUNetTrainer]":
+    """The trainer class ``nnUNetv2_train -tr <name>`` would run, found by nnU-Net's own lookup.
+
+    Our trainers folder is added to ``nnUNet_extTrainer`` first (:func:`use_our_trainers`).
+    """
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    use_our_trainers()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints every folder it searches
             return recursive_find_trainer_class_by_name(name)

@@ -4,6 +4,11 @@ Written by ``nnunet-unlearning forget`` into ``$nnUNet_preprocessed/Dataset<ID>_
 (env var ``nnUNet_unlearning_request`` may point a run at another file) and read by every unlearning
 trainer and by the retrain oracle. The request pins the original checkpoint by SHA-256, so a run can prove
 which model it started from.
+
+Requests follow each other: a request may start from the model an earlier request produced (its run folder
+holds that request's copy and certificate). The new request then inherits the lineage: every case forgotten
+so far (``forgotten_before``) stays out of the retain set and out of the oracle's training, and ``previous``
+names the earlier request and the SHA-256 of its certificate, so the chain of certificates can be checked.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, FINAL_CHECKPOINT, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_text, sha256_file
+from nnunet_unlearning.subjects import cases_of, subject_map
 
-REQUEST_FILE = "unlearning_request.json"
 REQUEST_ENV = "nnUNet_unlearning_request"
 FORMAT = 1
 
@@ -48,6 +55,12 @@ class UnlearningRequest:
     ``run_config``: the run config given to ``forget --config`` (seed, schedule, hyperparameters; see
     ``run_config.py``), checked when the request was written, or ``None``. It is not part of
     :attr:`request_id`: it says how to forget, not what.
+
+    ``forgotten_before``: cases earlier requests of this model lineage forgot (never in ``retain``);
+    ``previous``: ``{"request_id", "run_folder", "certificate", "certificate_sha256"}`` of the request whose
+    unlearned model this one starts from, or ``None`` when it starts from a trained original.
+    ``subjects``: for a request by subject (``forget --subjects``), subject id → all of its case ids and
+    where the mapping came from (``{"source": ..., "cases": {...}}``); ``None`` for a request by case.
     """
 
     dataset_id: int
@@ -59,6 +72,9 @@ class UnlearningRequest:
     source_files: dict
     created: str
     run_config: dict | None = None
+    forgotten_before: tuple[str, ...] = ()
+    previous: dict | None = None
+    subjects: dict | None = None
 
     @property
     def request_id(self) -> str:
@@ -80,7 +96,15 @@ class UnlearningRequest:
             content.pop("request_id")
             original = OriginalModel(**content.pop("original"))
             forget, retain, heldout = (tuple(content.pop(k)) for k in ("forget", "retain", "heldout"))
-            return cls(original=original, forget=forget, retain=retain, heldout=heldout, **content)
+            forgotten_before = tuple(content.pop("forgotten_before", ()))
+            return cls(
+                original=original,
+                forget=forget,
+                retain=retain,
+                heldout=heldout,
+                forgotten_before=forgotten_before,
+                **content,
+            )
         except OSError as error:
             raise UserInputError(f"{path}: cannot read the unlearning request ({error.strerror})") from None
         except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -143,13 +167,20 @@ def build_request(
     fold: str,
     plans: str,
     trainer: str,
-    cases: list[str],
+    cases: Sequence[str],
     run_config: dict | None = None,
+    subjects: Sequence[str] | None = None,
+    subject_csv: Path | None = None,
 ) -> UnlearningRequest:
     """Resolve the original model and the three case sets; refuse anything that cannot be forgotten.
 
-    ``run_config`` (already checked) is embedded as it is.
+    ``cases``: case ids to forget; or ``subjects``: subject (patient) ids, each forgotten with all of its
+    cases, resolved through ``subject_csv`` (``case,subject``) or the converter's subjects.json. A subject's
+    cases outside the fold's training split are not forgotten (the model never trained on them) but leave the
+    held-out set, which must hold subjects the model never saw. ``run_config`` (already checked) is embedded
+    as it is.
     """
+    cases = list(cases)
     _check_case_ids(cases)
     dataset_name = _dataset_name(dataset_id)
     preprocessed = _env_folder("nnUNet_preprocessed") / dataset_name
@@ -164,26 +195,47 @@ def build_request(
     if not fold.isdigit():
         raise UserInputError(f"fold {fold!r}: must be the number of a cross-validation fold")
     all_cases, training, validation = _fold_split(preprocessed, fold)
+    by_subject = None
+    if subjects is not None:
+        mapping, source = subject_map(_env_folder("nnUNet_raw") / dataset_name, all_cases, subject_csv)
+        resolved = cases_of(subjects, mapping, source)
+        for subject, subject_cases in resolved.items():
+            if not set(subject_cases) & set(training):
+                raise UserInputError(
+                    f"subject {subject}: none of its cases ({', '.join(subject_cases)}) is in the original "
+                    f"model's training split of fold {fold}; nothing to forget"
+                )
+        by_subject = {"source": source, "cases": resolved}
+        everything = {c for subject_cases in resolved.values() for c in subject_cases}
+        cases = sorted(everything & set(training))
+        validation = sorted(set(validation) - everything)
+    results_folder = (
+        _env_folder("nnUNet_results") / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
+    )
+    checkpoint = results_folder / FINAL_CHECKPOINT
+    if not checkpoint.is_file():
+        raise UserInputError(f"{checkpoint}: original model checkpoint not found (finish training it first)")
+    previous = previous_request(results_folder)
+    forgotten_before = () if previous is None else tuple(sorted({*previous.forget, *previous.forgotten_before}))
     for case in cases:
         if case not in all_cases:
             raise UserInputError(f"case {case}: unknown in {dataset_name} (known: {', '.join(all_cases)})")
+        if case in forgotten_before:
+            raise UserInputError(
+                f"case {case}: already forgotten by an earlier request of this model lineage "
+                f"(request {previous.request_id if previous else ''} in {results_folder})"
+            )
         if case not in training:
             raise UserInputError(
                 f"case {case}: not in the original model's training split of fold {fold}; nothing to forget"
             )
-    retain = sorted(set(training) - set(cases))
+    retain = sorted(set(training) - set(cases) - set(forgotten_before))
     if not retain:
+        left = len(training) - len(forgotten_before)
         raise UserInputError(
-            f"forgetting all {len(training)} training cases of fold {fold} leaves no retain "
-            "set; retrain from scratch instead"
+            f"forgetting all {left} training cases left in fold {fold} leaves no retain set; "
+            "retrain from scratch instead"
         )
-
-    results_folder = (
-        _env_folder("nnUNet_results") / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
-    )
-    checkpoint = results_folder / "checkpoint_final.pth"
-    if not checkpoint.is_file():
-        raise UserInputError(f"{checkpoint}: original model checkpoint not found (finish training it first)")
     try:
         checkpoint_sha256 = sha256_file(checkpoint)
     except OSError as error:
@@ -195,7 +247,7 @@ def build_request(
         known = json.loads(subjects_file.read_text()).get("cases", {})
         source_files = {case: known[case] for case in sorted(cases) if case in known}
 
-    from nnunet_unlearning.unlearning.original_recipe import original_recipe  # reads trainer classes: lazily
+    from nnunet_unlearning.unlearning.original_recipe import original_recipe, recipe_of  # reads trainer classes
 
     original = OriginalModel(
         trainer=trainer,
@@ -205,7 +257,8 @@ def build_request(
         results_folder=str(results_folder.resolve()),
         checkpoint=str(checkpoint.resolve()),
         checkpoint_sha256=checkpoint_sha256,
-        recipe=original_recipe(trainer, results_folder),
+        # an unlearned model keeps the recipe of the trained model at the root of its lineage
+        recipe=original_recipe(trainer, results_folder) if previous is None else recipe_of(previous.original),
     )
     return UnlearningRequest(
         dataset_id=dataset_id,
@@ -217,7 +270,52 @@ def build_request(
         source_files=source_files,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         run_config=run_config,
+        forgotten_before=forgotten_before,
+        previous=None if previous is None else _previous_entry(previous, results_folder),
+        subjects=by_subject,
     )
+
+
+def previous_request(model_folder: Path) -> UnlearningRequest | None:
+    """The request whose run produced the model in ``model_folder`` (a ``fold_N`` folder), or ``None`` for a
+    model trained without one. Refuses an unlearning run that has not finished (no certificate yet)."""
+    copy = Path(model_folder) / REQUEST_FILE
+    if not copy.is_file():
+        return None
+    if not (Path(model_folder) / CERTIFICATE_JSON).is_file():
+        raise UserInputError(
+            f"{model_folder}: an unlearning run without {CERTIFICATE_JSON}; it has not finished, so a new "
+            "request cannot start from its model"
+        )
+    return UnlearningRequest.from_file(copy)
+
+
+def lineage_root(request: UnlearningRequest) -> OriginalModel:
+    """The trained model at the root of a request's lineage: the original that no request produced.
+
+    The retrain oracle repeats that model's schedule (an unlearned model's own schedule is the unlearning's).
+    Follows ``previous`` through the earlier run folders' request copies.
+    """
+    seen = {request.request_id}
+    while request.previous is not None:
+        copy = Path(request.previous["run_folder"]) / REQUEST_FILE
+        if not copy.is_file():
+            raise UserInputError(f"{copy}: missing; the lineage of request {request.request_id} cannot be followed")
+        request = UnlearningRequest.from_file(copy)
+        if request.request_id in seen:
+            raise UserInputError(f"{copy}: request {request.request_id} appears twice in its own lineage")
+        seen.add(request.request_id)
+    return request.original
+
+
+def _previous_entry(previous: UnlearningRequest, model_folder: Path) -> dict:
+    certificate = Path(model_folder).resolve() / CERTIFICATE_JSON
+    return {
+        "request_id": previous.request_id,
+        "run_folder": str(Path(model_folder).resolve()),
+        "certificate": str(certificate),
+        "certificate_sha256": sha256_file(certificate),
+    }
 
 
 def write_request(
@@ -226,7 +324,7 @@ def write_request(
     fold: str,
     plans: str,
     trainer: str,
-    cases: list[str],
+    cases: Sequence[str],
     out: Path | None = None,
     run_config: dict | None = None,
 ) -> Path:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from nnunet_unlearning.unlearning.request import REQUEST_ENV
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT
+from nnunet_unlearning.request import REQUEST_ENV
 
 FOLD = 0
-FINAL_CHECKPOINT = "checkpoint_final.pth"
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,11 @@ def train_run(run: Run, environment: dict[str, str], device: str) -> float:
     os.environ["nnUNet_results"] = str(run.results)
     if run.request is not None:
         os.environ[REQUEST_ENV] = str(run.request)
-    from nnunet_unlearning import cpu_profile
-    from nnunet_unlearning.inprocess import train
-    from nnunet_unlearning.trainers_dir import find_trainer
+    from nnunet_unlearning.nnunet.inprocess import train
+    from nnunet_unlearning.nnunet.trainers_dir import find_trainer
+    from nnunet_unlearning.workflows import profiles
 
-    cpu_profile.use_cpu_threads()
+    profiles.use_cpu_threads()
     if run.folder.exists():
         shutil.rmtree(run.folder)  # an interrupted run of this benchmark: start it again
     log = run.results.parent / "logs" / f"{run.trainer}.txt"

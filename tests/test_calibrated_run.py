@@ -1,0 +1,122 @@
+"""Calibrated runs through nnU-Net's trainer on the shared CPU fixture (in-process, as ``nnUNetv2_train`` runs it).
+
+Two runs of NoisyLabel under the run config's ``calibration`` section: one whose band is so wide that the
+original already meets it (it stops before any step and certifies the original's weights), and one whose
+band is a single point (never met), so the run checks every epoch until over-forgetting, the utility
+budget or the end of its schedule stops it. What each decides depends on the data (real MRBrainS18 or the
+phantom); what is asserted holds whatever it decides: the record, the rollback, the folder, the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from nnunet_fixture import load_trainer
+
+from nnunet_unlearning.cli import main
+from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON
+from nnunet_unlearning.evaluation.report import write_report
+from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
+from nnunet_unlearning.unlearning.run_record import METRICS_FILE
+from nnunet_unlearning.unlearning.schedules import trainer_family
+from nnunet_unlearning.unlearning.strategies import NoisyLabel
+
+_BASE = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
+
+
+def _calibrated_run(name: str, acceptance: dict, world, tmp_path, monkeypatch) -> tuple[Path, dict]:
+    config = {
+        "epochs": 3,
+        "iterations_per_epoch": 2,
+        "acceptance": acceptance,
+        "calibration": {"enabled": True, "check_every": 1},
+    }
+    (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / f"{name}.json"))
+    trainer = load_trainer(type(f"nnUNetTrainerUnlearnNoisyLabel_{name}", (_BASE,), {}), world)
+    trainer.num_val_iterations_per_epoch = 1
+    trainer.run_training()
+    folder = Path(trainer.output_folder)
+    return folder, json.loads((folder / METRICS_FILE).read_text())
+
+
+def _by_tag(metrics: dict, tag: str) -> dict:
+    return next(e for e in metrics["evaluations"] if e["tag"] == tag)
+
+
+def _case_dice(evaluation: dict) -> dict:
+    return {case: values["mean"]["dice"] for case, values in evaluation["cases"].items()}
+
+
+@pytest.mark.slow
+def test_an_original_inside_a_wide_band_is_certified_without_a_step(
+    request_world, original_checkpoint, tmp_path, monkeypatch
+):
+    folder, metrics = _calibrated_run("calwide", {"tolerance": 100.0}, request_world, tmp_path, monkeypatch)
+    decision = metrics["calibration"]["decision"]
+    assert decision["reason"] == "forgotten" and decision["target_reached"]
+    assert (decision["steps_used"], metrics["steps_taken"], len(metrics["calibration"]["checks"])) == (0, 0, 1)
+    final = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    original = torch.load(original_checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    assert all(torch.equal(final[key], original[key]) for key in original)
+    assert _case_dice(_by_tag(metrics, "end")) == _case_dice(_by_tag(metrics, "start"))
+    certificate = json.loads((folder / CERTIFICATE_JSON).read_text())
+    assert certificate["verdict"]["criteria"]["forgetting"]["verdict"] == "met"
+    assert "certifies the state after epoch 0 (0 steps)" in certificate["verdict"]["calibration"]
+
+
+@pytest.mark.slow
+def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
+    request_world, original_checkpoint, tmp_path, monkeypatch, capsys
+):
+    point_band = {"z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
+    folder, metrics = _calibrated_run("calpoint", point_band, request_world, tmp_path, monkeypatch)
+    calibration = metrics["calibration"]
+    checks, decision = calibration["checks"], calibration["decision"]
+    print("calibration decision:", json.dumps(decision), "checks:", json.dumps(checks))
+
+    assert decision["reason"] in ("over_forgotten", "utility_budget", "schedule_end", "forgotten")
+    assert [c["tag"] for c in checks] == ["start"] + [f"epoch_{e}" for e in range(1, len(checks))]
+    assert [c["steps"] for c in checks] == [2 * e for e in range(len(checks))]
+    assert decision["stopped_at_epoch"] == len(checks) - 1 and metrics["steps_taken"] == decision["steps_taken"]
+    if decision["reason"] != "forgotten":  # a point band is met only by an exact tie
+        assert not decision["target_reached"]
+        within = [c for c in checks if c["within_budget"]]
+        assert decision["kept_epoch"] == min(within, key=lambda c: (c["distance"], c["epoch"]))["epoch"]
+
+    # the certified model is the kept state: the end evaluation repeats its check case by case, at its epoch
+    assert _case_dice(_by_tag(metrics, "end")) == _case_dice(_by_tag(metrics, decision["kept_tag"]))
+    assert _by_tag(metrics, "end")["epoch"] == decision["kept_epoch"]
+    assert sorted(p.name for p in folder.glob("*.pth")) == ["checkpoint_final.pth"]
+    assert not (folder / "unlearning_resume_state.json").exists()
+
+    certificate = json.loads((folder / CERTIFICATE_JSON).read_text())
+    verdict = certificate["verdict"]
+    kept_state = next(c for c in checks if c["tag"] == decision["kept_tag"])["state"]
+    assert (verdict["criteria"]["forgetting"]["verdict"] == "met") == (kept_state == "forgotten")
+    assert verdict["acceptance"]["z"] == 0.0 and verdict["calibration"].startswith("Calibrated run: stopped")
+    capsys.readouterr()
+    assert main(["verify", str(folder)]) == 0
+    assert main(["verify", str(folder), "--require-met"]) == (0 if verdict["overall"] == "met" else 1)
+    out = capsys.readouterr().out
+    assert f"verdict  overall: {verdict['overall']}" in out and "recomputed from the certified metrics" in out
+
+    report = write_report([folder], tmp_path / "report").read_text()
+    section = report.split("## Calibrated runs", 1)[1].split("\n## ", 1)[0]
+    assert verdict["calibration"] in section
+    assert sum(line.startswith(("| start |", "| epoch_")) for line in section.splitlines()) == len(checks)
+
+
+def test_a_calibrated_run_refuses_to_resume(request_world, tmp_path, monkeypatch, capsys):
+    (tmp_path / "c.json").write_text(json.dumps({"calibration": {"enabled": True}}))
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "c.json"))
+    cls = type("nnUNetTrainerUnlearnNoisyLabel_calresume", (_BASE,), {})
+    with pytest.raises(SystemExit) as exit_info:
+        load_trainer(cls, request_world, continue_training=True)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("nnUNetTrainerUnlearnNoisyLabel_calresume: error: ")
+    assert "a calibrated run cannot be resumed with --c" in err[-1]

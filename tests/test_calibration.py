@@ -1,0 +1,128 @@
+"""The calibrated stopping rule on synthetic score streams: no nnU-Net, no model.
+
+Held-out subjects score 0.5 and 0.6 Dice throughout (mean 0.55, sd 0.0707): with z = 1 and tolerance 0.05
+the band is 0.55 ± 0.0982, i.e. [0.4518, 0.6482].
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nnunet_unlearning.unlearning.calibration import (
+    AcceptanceCriteria,
+    Calibration,
+    CalibrationSettings,
+    forgetting_test,
+)
+
+SETS = {"forget": ["f1"], "heldout": ["h1", "h2"]}
+CRITERIA = AcceptanceCriteria()
+HALF = 0.1 / math.sqrt(2) + 0.05 * 0.55
+
+
+def _evaluation(epoch: int, forget: float, retain: float = 0.8, heldout: tuple = (0.5, 0.6)) -> dict:
+    """An evaluation as the hook writes it: per-case means, per-set Dice (held-out's = mean of its cases)."""
+    cases = {"f1": forget, "h1": heldout[0], "h2": heldout[1]}
+    return {
+        "tag": "start" if epoch == 0 else f"epoch_{epoch}",
+        "epoch": epoch,
+        "cases": {case: {"mean": {"dice": value, "hard_mae": 1 - value}} for case, value in cases.items()},
+        "sets": {"retain": {"dice": retain}, "heldout": {"dice": sum(heldout) / 2}},
+    }
+
+
+def _run(stream: list[dict], last_is_end: bool = True) -> tuple[Calibration, list]:
+    """Feed ``stream`` (the first: the original) until the rule stops; return the calibration and decisions."""
+    calibration = Calibration(CRITERIA, CalibrationSettings(enabled=True), SETS)
+    decisions = []
+    for i, evaluation in enumerate(stream):
+        decision = calibration.add(
+            evaluation, steps=10 * i, state=lambda i=i: f"state {i}", last=last_is_end and i == len(stream) - 1
+        )
+        decisions.append(decision)
+        assert len(calibration._states) <= 2  # the newest and the closest within budget, no more
+        if decision.stop:
+            break
+    return calibration, decisions
+
+
+def test_band_and_states_for_dice_and_mae():
+    test = forgetting_test([0.7], [0.5, 0.6], CRITERIA)
+    assert test.heldout_sd == pytest.approx(0.1 / math.sqrt(2))
+    assert test.half_width == pytest.approx(HALF)
+    assert (test.gap, test.state) == (pytest.approx(0.15), "remembered")
+    assert test.distance == pytest.approx(0.15 - HALF)
+    assert forgetting_test([0.64], [0.5, 0.6], CRITERIA).state == "forgotten"
+    assert forgetting_test([0.45], [0.5, 0.6], CRITERIA).state == "over_forgotten"
+    # MAE: lower is better, so a low forget MAE is the remembered side
+    mae = AcceptanceCriteria(score="hard_mae", tolerance=0.0)
+    assert forgetting_test([0.1], [0.4, 0.5], mae).state == "remembered"
+    assert forgetting_test([0.8], [0.4, 0.5], mae).state == "over_forgotten"
+    # one held-out subject: the tolerance alone; NaN left out
+    single = forgetting_test([0.52, math.nan], [0.5], CRITERIA)
+    assert (single.heldout_sd, single.half_width, single.state) == (0.0, pytest.approx(0.025), "forgotten")
+    assert forgetting_test([0.53], [0.5], CRITERIA).state == "remembered"
+    with pytest.raises(ValueError, match="no defined dice for the forget subjects"):
+        forgetting_test([math.nan], [0.5], CRITERIA)
+
+
+def test_stops_at_the_first_check_inside_the_band():
+    calibration, decisions = _run([_evaluation(e, f) for e, f in enumerate([0.9, 0.8, 0.7, 0.64, 0.5])])
+    assert [d.reason for d in decisions] == [None, None, None, "forgotten"]
+    assert decisions[-1].keep == 3 and decisions[-1].target_reached
+    assert calibration.kept_state() == "state 3"
+    summary = calibration.to_json()["decision"]
+    assert summary == {
+        "reason": "forgotten",
+        "target_reached": True,
+        "stopped_at_epoch": 3,
+        "kept_epoch": 3,
+        "kept_tag": "epoch_3",
+        "steps_used": 30,
+        "steps_taken": 30,
+        "rolled_back": False,
+    }
+    assert [c["state"] for c in calibration.to_json()["checks"]] == ["remembered"] * 3 + ["forgotten"]
+
+
+def test_utility_budget_wins_and_returns_the_last_state_within_it():
+    # retain Dice 0.8 -> 0.79 (98.75 %) -> 0.78 (97.5 %, below 98 %) while the forget case is inside the band
+    stream = [_evaluation(0, 0.9), _evaluation(1, 0.75, retain=0.79), _evaluation(2, 0.6, retain=0.78)]
+    calibration, decisions = _run(stream)
+    assert decisions[-1].reason == "utility_budget" and not decisions[-1].target_reached
+    assert calibration.kept_state() == "state 1"
+    assert calibration.to_json()["decision"]["rolled_back"] is True
+    # held-out Dice counts as much as retain Dice
+    held = [_evaluation(0, 0.9), _evaluation(1, 0.6, heldout=(0.45, 0.6))]
+    calibration, decisions = _run(held)
+    assert (decisions[-1].reason, calibration.kept_state()) == ("utility_budget", "state 0")
+
+
+def test_over_forgetting_stops_and_rolls_back_to_the_closest_state():
+    calibration, decisions = _run([_evaluation(0, 0.9), _evaluation(1, 0.7), _evaluation(2, 0.2)])
+    assert decisions[-1].reason == "over_forgotten" and not decisions[-1].target_reached
+    assert calibration.kept_state() == "state 1"  # 0.7 lies 0.052 above the band, 0.2 lies 0.252 below it
+    # when the over-forgotten state is the closer one, it is kept
+    calibration, decisions = _run([_evaluation(0, 0.9), _evaluation(1, 0.8), _evaluation(2, 0.44)])
+    assert (decisions[-1].reason, calibration.kept_state()) == ("over_forgotten", "state 2")
+
+
+def test_schedule_end_keeps_the_closest_state_and_says_the_target_was_missed():
+    calibration, decisions = _run([_evaluation(0, 0.9), _evaluation(1, 0.75), _evaluation(2, 0.8)])
+    assert [d.reason for d in decisions] == [None, None, "schedule_end"]
+    assert calibration.kept_state() == "state 1" and not decisions[-1].target_reached
+
+
+def test_an_original_already_inside_the_band_stops_before_any_step():
+    calibration, decisions = _run([_evaluation(0, 0.6), _evaluation(1, 0.5)])
+    assert len(decisions) == 1 and decisions[0].reason == "forgotten"
+    assert calibration.to_json()["decision"]["steps_used"] == 0
+
+
+def test_kept_state_before_a_decision_is_an_error():
+    calibration, _ = _run([_evaluation(0, 0.9), _evaluation(1, 0.8)], last_is_end=False)
+    assert calibration.decision is None and calibration.to_json()["decision"] is None
+    with pytest.raises(RuntimeError, match="not decided"):
+        calibration.kept_state()
