@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +61,29 @@ class Variant:
     bf16: str = "no"
     deep_supervision: bool = True
     augmentation: tuple[str, ...] = ("nnunet",)
+    evaluate: bool = True
     fullres: bool = False
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-BASE = Variant("base")
+#: The recommended recipe: 2x in-plane coarsening, decoder 16-64, lr 0.03, 10 × 80 steps, augmentation in one
+#: worker process, one torch thread, bf16 autocast where the probe finds it faster.
+RECIPE = Variant(
+    "recipe", spacing="2x", lr=0.03, epochs=10, iterations=80, da_workers=1, threads=1, bf16="auto", fullres=True
+)
+#: Short timing rows (100 steps) for the levers: augmentation worker, torch threads, bf16, lighter augmentation.
+TIMING = replace(RECIPE, epochs=2, iterations=50, evaluate=False, fullres=False)
 VARIANTS = (
-    replace(BASE, name="profile-today", decoder=(8, 16, 16, 16, 16), epochs=20, iterations=40),
-    replace(BASE, name="fp32-1thread-inprocess", epochs=2, iterations=50),
-    replace(BASE, name="fp32-1thread-worker", epochs=2, iterations=50, da_workers=1),
-    replace(BASE, name="fp32-2threads-inprocess", epochs=2, iterations=50, threads=2),
-    replace(BASE, name="bf16-1thread-inprocess", epochs=2, iterations=50, bf16="yes"),
-    replace(BASE, name="bf16-1thread-light-aug", epochs=2, iterations=50, bf16="yes", augmentation=LIGHT_AUGMENTATION),
-    replace(BASE, name="recipe", bf16="auto", epochs=10, iterations=80, fullres=True),
-    replace(BASE, name="recipe-repeat", bf16="auto", epochs=10, iterations=80),
+    RECIPE,
+    replace(RECIPE, name="recipe-repeat", fullres=False),
+    replace(TIMING, name="t-fp32-1thread-inprocess", bf16="no", da_workers=0),
+    replace(TIMING, name="t-fp32-1thread-worker", bf16="no"),
+    replace(TIMING, name="t-bf16-1thread-inprocess", bf16="yes", da_workers=0),
+    replace(TIMING, name="t-bf16-1thread-worker", bf16="yes"),
+    replace(TIMING, name="t-bf16-2threads-worker", bf16="yes", threads=2),
+    replace(TIMING, name="t-bf16-2threads-inprocess", bf16="yes", threads=2, da_workers=0),
+    replace(TIMING, name="t-bf16-1thread-worker-light-aug", bf16="yes", augmentation=LIGHT_AUGMENTATION),
+    replace(RECIPE, name="fp32-300", bf16="no", epochs=6, iterations=50, fullres=False),
+    replace(RECIPE, name="bf16-300", bf16="yes", epochs=6, iterations=50, fullres=False),
 )
 
 
@@ -259,6 +267,7 @@ def trainer_class(variant: Variant, use_bf16: bool) -> type:
             self.num_iterations_per_epoch = variant.iterations
             self.num_val_iterations_per_epoch = 1
             self.step_seconds: list[float] = []
+            self.step_ends: list[float] = []
 
         def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):  # noqa: N802 (nnU-Net's name)
             rotation, dummy_2d, initial, mirror = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -290,7 +299,8 @@ def trainer_class(variant: Variant, use_bf16: bool) -> type:
                 torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
                 self.optimizer.step()
                 result = {"loss": loss.detach().cpu().numpy()}
-            self.step_seconds.append(time.perf_counter() - start)
+            self.step_ends.append(time.perf_counter())
+            self.step_seconds.append(self.step_ends[-1] - start)
             return result
 
     return CpuRecipeTrainer
@@ -304,8 +314,10 @@ def predictor_for(trainer):
         tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=False,
         device=torch_device_cpu(), verbose=False, verbose_preprocessing=False, allow_tqdm=False,
     )  # fmt: skip
+    # predict_from_files loads one of these parameter sets into the network per fold
+    parameters = [{k: v.clone() for k, v in trainer.network.state_dict().items()}]
     predictor.manual_initialization(
-        trainer.network, trainer.plans_manager, trainer.configuration_manager, None, trainer.dataset_json,
+        trainer.network, trainer.plans_manager, trainer.configuration_manager, parameters, trainer.dataset_json,
         type(trainer).__name__, trainer.inference_allowed_mirroring_axes,
     )  # fmt: skip
     return predictor
@@ -382,9 +394,11 @@ def train_worker(variant: Variant, out: Path) -> None:
     trainer.run_training()
     wall = time.perf_counter() - start
     load_after = os.getloadavg()
-    dice = hook_dice(trainer)
+    dice = hook_dice(trainer) if variant.evaluate else {}
 
-    def means(subjects: tuple[str, ...]) -> dict[str, float]:
+    def means(subjects: tuple[str, ...]) -> dict[str, float] | None:
+        if not dice:
+            return None
         per_class = {name: float(np.mean([dice[subject_case(s)][c] for s in subjects])) for c, name in CLASSES.items()}
         return {**per_class, "mean": float(np.mean(list(per_class.values())))}
 
@@ -396,6 +410,9 @@ def train_worker(variant: Variant, out: Path) -> None:
         "wall_s": wall,
         "s_per_step": wall / max(len(trainer.step_seconds), 1),
         "median_compute_s": statistics.median(trainer.step_seconds[1:] or trainer.step_seconds),
+        # after the first epoch (start-up, worker spawn): steps plus epoch ends, per step
+        "s_per_step_steady": (trainer.step_ends[-1] - trainer.step_ends[variant.iterations - 1])
+        / max(len(trainer.step_ends) - variant.iterations, 1),
         "load_before": load_before,
         "load_after": load_after,
         "heldout": means(HELDOUT_SUBJECTS),
@@ -410,22 +427,22 @@ def train_worker(variant: Variant, out: Path) -> None:
 def table(records: list[dict]) -> str:
     """The comparison table (markdown): one row per variant."""
     lines = [
-        "| variant | steps | s/step | wall s | load before/after | bf16 | held-out GM / WM / CSF | held-out mean "
-        "| train mean | full-res held-out |",
+        "| variant | steps | s/step (after epoch 1) | wall s | load before/after | bf16 | held-out GM / WM / CSF "
+        "| held-out mean | train mean | full-res held-out |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        held, full = r["heldout"], r.get("fullres_heldout")
+        held, train, full = r["heldout"], r["train"], r.get("fullres_heldout")
         cells = [
             r["variant"]["name"],
             str(r["steps"]),
-            f"{r['s_per_step']:.2f}",
+            f"{r['s_per_step']:.2f} ({r['s_per_step_steady']:.2f})",
             f"{r['wall_s']:.0f}",
             f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}",
             "yes" if r["bf16_used"] else "no",
-            " / ".join(f"{held[c]:.3f}" for c in CLASSES.values()),
-            f"{held['mean']:.3f}",
-            f"{r['train']['mean']:.3f}",
+            " / ".join(f"{held[c]:.3f}" for c in CLASSES.values()) if held else "",
+            f"{held['mean']:.3f}" if held else "",
+            f"{train['mean']:.3f}" if train else "",
             f"{full['dice']:.3f}" if full else "",
         ]
         lines.append("| " + " | ".join(cells) + " |")

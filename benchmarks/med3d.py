@@ -31,7 +31,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -39,7 +38,7 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from scipy.ndimage import zoom
 from torch import nn
 
-from nnunet_unlearning.med3d.memory import PARAM_BYTES, activation_bytes, budget_bytes
+from nnunet_unlearning.med3d.memory import PARAM_BYTES, activation_bytes, budget_bytes, nnunet_default_unet
 from nnunet_unlearning.med3d.network import Med3DUNet
 from nnunet_unlearning.med3d.plans import derive_strides
 from nnunet_unlearning.med3d.resnet import NORMS
@@ -56,26 +55,7 @@ IGNORE = 9
 def plain_conv_unet(patch: list[int]) -> nn.Module:
     """The PlainConvUNet nnU-Net's ExperimentPlanner derives for SPACING and this patch."""
     _, strides, kernels, _, _ = get_pool_and_conv_props(SPACING, patch, 4, 999999)
-    n = len(strides)
-    return PlainConvUNet(
-        CHANNELS,
-        n,
-        [min(32 * 2**i, 320) for i in range(n)],
-        nn.Conv3d,
-        kernels,
-        strides,
-        2,
-        CLASSES,
-        2,
-        True,
-        nn.InstanceNorm3d,
-        {"eps": 1e-5, "affine": True},
-        None,
-        None,
-        nn.LeakyReLU,
-        {"inplace": True},
-        deep_supervision=True,
-    )
+    return nnunet_default_unet(CHANNELS, CLASSES, kernels, strides)
 
 
 def med3d_unet(depth: int, patch: list[int], norm: str) -> nn.Module:

@@ -1,6 +1,7 @@
 """The contract of a run folder (``nnUNet_results/<dataset>/<Trainer>__<Plans>__<Configuration>/fold_N``): the
-name of every file nnU-Net and our trainers write there, the set names our records use, and :class:`RunFolder`,
-the typed reader of a finished run's records.
+name of every file nnU-Net and our trainers write there, the set names our records use, :class:`ModelFolder`
+(a fold folder by its name, holding a trained model) and :class:`RunFolder`, the typed reader of a finished run's
+records.
 """
 
 from __future__ import annotations
@@ -29,18 +30,54 @@ METRICS_FILE = "unlearning_metrics.json"
 PROGRESS_FILE = "unlearning_progress.png"
 #: The parameter mask of a masked strategy (SalUn, SalUnCRA): which entries the run could change.
 MASK_FILE = "unlearning_update_mask.pt"
-#: The membership-inference audit (``evaluation/audit.py``), written into every audited run folder, and its table.
+#: The membership-inference audit (``evaluation/audit.py``), written into every audited run folder, and its table
+#: (``evidence/audit_table.py``).
 AUDIT_FILE = "unlearning_audit.json"
 AUDIT_TABLE = "unlearning_audit.md"
-#: The certificate of an unlearning run, as JSON and as Markdown (``evaluation/certificate.py``).
+#: The certificate of an unlearning run, as JSON and as Markdown (``evidence/certificate.py``).
 CERTIFICATE_JSON = "unlearning_certificate.json"
 CERTIFICATE_MD = "unlearning_certificate.md"
+#: What ``nnunet-unlearning erase`` removed from nnU-Net's folders, written into the accepted run's folder.
+ERASURE_FILE = "unlearning_erasure.json"
 
 #: The case sets of a request and of every evaluation: the forgotten cases, the remaining training cases,
 #: and the held-out (validation) cases, in the order tables list them.
 SETS = ("forget", "retain", "heldout")
 #: Trainer names of the retrain oracle's runs start with this.
 RETRAIN_PREFIX = "nnUNetTrainerRetrain"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """An nnU-Net fold folder ``.../<Trainer>__<Plans>__<Configuration>/fold_<N>`` holding a trained model
+    (``checkpoint_final.pth``, with nnU-Net's plans.json and dataset.json one level up); any trainer's, ours or
+    not, and the original model's too, which has no records of ours."""
+
+    path: Path
+    trainer: str
+    plans: str
+    configuration: str
+    fold: str
+
+    @classmethod
+    def parse(cls, path: Path) -> ModelFolder:
+        """The folder at ``path`` (resolved); one-line error when it is not a finished nnU-Net fold folder."""
+        path = Path(path).resolve()
+        if not path.is_dir():
+            raise UserInputError(f"{path}: run folder not found")
+        parts = path.parent.name.split("__")
+        if len(parts) != 3 or not path.name.startswith("fold_"):
+            raise UserInputError(f"{path}: not an nnU-Net fold folder (<Trainer>__<Plans>__<Configuration>/fold_N)")
+        for needed in (path / FINAL_CHECKPOINT, path.parent / "plans.json", path.parent / "dataset.json"):
+            if not needed.is_file():
+                raise UserInputError(f"{needed}: missing (is the run finished?)")
+        trainer, plans, configuration = parts
+        return cls(path, trainer, plans, configuration, fold=path.name.removeprefix("fold_"))
+
+    @property
+    def name(self) -> str:
+        """``<Trainer>__<Plans>__<Configuration>/fold_<N>``."""
+        return f"{self.path.parent.name}/{self.path.name}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ loading torch. A :class:`~nnunet_unlearning.errors.UserInputError` becomes one l
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ def _plan_med3d(args: argparse.Namespace) -> None:
 
 
 def _forget(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.evaluation.certificate import verify_certificate
+    from nnunet_unlearning.evidence.certificate import verify_certificate
     from nnunet_unlearning.files import atomic_write_text
     from nnunet_unlearning.request import build_request, default_request_path
     from nnunet_unlearning.unlearning.run_config import read_config
@@ -105,8 +106,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _audit(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.artifacts import AUDIT_TABLE
     from nnunet_unlearning.evaluation.audit import run_audit
+    from nnunet_unlearning.evidence.audit_table import write_audit_evidence
 
     path = run_audit(
         args.run_folders,
@@ -118,19 +119,19 @@ def _audit(args: argparse.Namespace) -> None:
         patch_size=args.patch_size,
         device=args.device,
     )
-    print(path.with_name(AUDIT_TABLE).read_text())
+    print(write_audit_evidence(path).read_text())  # the table, and the certificates that pin the audit again
     print(f"wrote {path}")
 
 
 def _report(args: argparse.Namespace) -> None:
-    from nnunet_unlearning.evaluation.report import write_report
+    from nnunet_unlearning.evidence.report import write_report
 
     path = write_report(args.runs, args.out, original=args.original, retrain=args.retrain, groups=args.groups)
     print(f"wrote {path}")
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from nnunet_unlearning.evaluation.certificate import verify_certificate
+    from nnunet_unlearning.evidence.certificate import verify_certificate
 
     result = verify_certificate(args.certificate)
     print("\n".join(result.lines))
@@ -150,6 +151,20 @@ def _export(args: argparse.Namespace) -> None:
             f"note: the network {export.needs_plugin} is not part of nnU-Net; nnUNetv2_predict needs "
             "nnunet-unlearning installed to run this model"
         )
+
+
+def _erase(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.workflows.erase import ErasurePlan, erase
+
+    done = erase(args.run, dry_run=args.dry_run)
+    if isinstance(done, ErasurePlan):
+        print(f"would erase cases {' '.join(done.cases)}:")
+        print("\n".join([*(f"  remove {p}" for p in done.remove), *(f"  edit   {p}" for p in done.edit)]))
+        return
+    record = json.loads(done.read_text())
+    counts = f"{len(record['removed'])} files removed, {len(record['edited'])} edited"
+    print(f"erased cases {' '.join(record['cases'])}: {counts}")
+    print(f"record: {done}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -242,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", _export, "a certified unlearned model as a zip plain nnU-Net installs and serves")
     p.add_argument("run", type=Path, help="the fold_N folder of a finished, certified unlearning run")
     p.add_argument("-o", dest="out", type=Path, required=True, help="the zip to write, e.g. model.zip")
+
+    p = command(
+        "erase",
+        _erase,
+        "after the unlearned model is accepted: remove the forgotten cases' data from nnU-Net's folders",
+    )
+    p.add_argument("run", type=Path, help="the fold_N folder of the accepted (certified) unlearning run")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed and edited, change nothing")
 
     p = command(
         "verify",

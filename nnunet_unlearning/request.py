@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nnunet_unlearning.artifacts import CERTIFICATE_JSON, FINAL_CHECKPOINT, REQUEST_FILE
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, ERASURE_FILE, FINAL_CHECKPOINT, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 from nnunet_unlearning.subjects import cases_of, subject_map
@@ -34,7 +34,7 @@ FORMAT = 1
 class OriginalModel:
     """The trained model the request forgets from (absolute paths).
 
-    ``recipe``: how it was trained (``original_recipe.py``): its initialisation and parameter groups with
+    ``recipe``: how it was trained (``med3d/original_recipe.py``): its initialisation and parameter groups with
     their learning-rate scales, which unlearning keeps and the retrain oracle repeats.
     """
 
@@ -247,7 +247,7 @@ def build_request(
         known = json.loads(subjects_file.read_text()).get("cases", {})
         source_files = {case: known[case] for case in sorted(cases) if case in known}
 
-    from nnunet_unlearning.unlearning.original_recipe import original_recipe, recipe_of  # reads trainer classes
+    from nnunet_unlearning.med3d.original_recipe import original_recipe, recipe_of  # reads trainer classes
 
     original = OriginalModel(
         trainer=trainer,
@@ -309,13 +309,17 @@ def lineage_root(request: UnlearningRequest) -> OriginalModel:
 
 
 def _previous_entry(previous: UnlearningRequest, model_folder: Path) -> dict:
-    certificate = Path(model_folder).resolve() / CERTIFICATE_JSON
-    return {
+    """The link to the earlier request: its certificate and, once its data was erased, the erasure record."""
+    folder = Path(model_folder).resolve()
+    entry = {
         "request_id": previous.request_id,
-        "run_folder": str(Path(model_folder).resolve()),
-        "certificate": str(certificate),
-        "certificate_sha256": sha256_file(certificate),
+        "run_folder": str(folder),
+        "certificate": str(folder / CERTIFICATE_JSON),
+        "certificate_sha256": sha256_file(folder / CERTIFICATE_JSON),
     }
+    if (folder / ERASURE_FILE).is_file():
+        entry |= {"erasure": str(folder / ERASURE_FILE), "erasure_sha256": sha256_file(folder / ERASURE_FILE)}
+    return entry
 
 
 def write_request(

@@ -12,19 +12,20 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from nnunet_unlearning.artifacts import REQUEST_FILE
+from nnunet_unlearning.artifacts import AUDIT_FILE, AUDIT_TABLE, CERTIFICATE_JSON, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.audit import AUDIT_FILE, AUDIT_TABLE, audit_models, audit_table, run_audit
+from nnunet_unlearning.evaluation.audit import audit_models, run_audit
 from nnunet_unlearning.evaluation.audit_attack import auc, membership_attack, weighted_auc
 from nnunet_unlearning.evaluation.audit_features import (
     FEATURES,
-    audit_patch_size,
     case_rng,
+    clip_patch_size,
     patch_features,
     sample_patches,
     voxel_maps,
 )
-from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, verify_certificate
+from nnunet_unlearning.evidence.audit_table import audit_table, write_audit_evidence
+from nnunet_unlearning.evidence.certificate import verify_certificate
 from nnunet_unlearning.files import sha256_file
 from nnunet_unlearning.request import UnlearningRequest
 
@@ -34,8 +35,7 @@ from nnunet_unlearning.request import UnlearningRequest
 def test_patches_are_reproducible_inside_the_volume_and_on_labelled_voxels():
     valid = np.zeros((6, 20, 30), bool)
     valid[2:4, 5:9, 20:28] = True
-    size = audit_patch_size((8, 16, 16), valid.shape)
-    assert size == (4, 8, 8)
+    size = (4, 8, 8)
     origins = sample_patches(valid, size, 50, case_rng(0, "MRBrainS18_1"))
     assert origins.shape == (50, 3)
     assert np.array_equal(origins, sample_patches(valid, size, 50, case_rng(0, "MRBrainS18_1")))
@@ -45,7 +45,7 @@ def test_patches_are_reproducible_inside_the_volume_and_on_labelled_voxels():
     for o in origins:
         assert valid[o[0] : o[0] + 4, o[1] : o[1] + 8, o[2] : o[2] + 8].any()
     # a patch larger than the volume is clipped to it
-    assert audit_patch_size((40, 16, 100), valid.shape) == (6, 8, 30)
+    assert clip_patch_size((20, 8, 50), valid.shape) == (6, 8, 30)
 
 
 def test_voxel_maps_loss_confidence_entropy():
@@ -164,9 +164,13 @@ def test_audit_of_original_unlearned_and_retrained_models(
     before = _folder_digest(original.parent)
     noisy, retrain = finished_run_copies["NoisyLabel"], finished_run_copies["Retrain"]
 
+    certified = sha256_file(noisy / CERTIFICATE_JSON)
     path = run_audit([noisy, retrain], patches_per_case=16, bootstrap=50, seed=0)
 
-    assert path == noisy / AUDIT_FILE and (noisy / AUDIT_TABLE).is_file()
+    # measuring writes the audit only: its table and the certificates that quote it are the evidence's step
+    assert path == noisy / AUDIT_FILE and not (noisy / AUDIT_TABLE).exists()
+    assert sha256_file(noisy / CERTIFICATE_JSON) == certified
+    assert write_audit_evidence(path) == noisy / AUDIT_TABLE and (noisy / AUDIT_TABLE).is_file()
     assert _folder_digest(original.parent) == before  # the original model's files are untouched
     audit = json.loads(path.read_text())
     assert audit["model"] == "nnUNetTrainerUnlearnNoisyLabel"

@@ -16,11 +16,10 @@ import pytest
 import torch
 from nnunet_fixture import load_trainer
 
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, METRICS_FILE
 from nnunet_unlearning.cli import main
-from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON
-from nnunet_unlearning.evaluation.report import write_report
+from nnunet_unlearning.evidence.report import write_report
 from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
-from nnunet_unlearning.unlearning.run_record import METRICS_FILE
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabel
 

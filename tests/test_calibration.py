@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from nnunet_unlearning.unlearning.calibration import (
+from nnunet_unlearning.evaluation.calibration import (
     AcceptanceCriteria,
     Calibration,
     CalibrationSettings,

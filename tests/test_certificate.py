@@ -17,7 +17,7 @@ import torch
 
 from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.certificate import (
+from nnunet_unlearning.evidence.certificate import (
     CERTIFICATE_JSON,
     CERTIFICATE_MD,
     find_retrain_run,

@@ -12,9 +12,9 @@ import pytest
 
 from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.comparison import Model, mia_result, oracle_gaps, table_row
-from nnunet_unlearning.evaluation.report import write_report
-from nnunet_unlearning.evaluation.subgroups import group_rows, read_groups, restrict_evaluation
+from nnunet_unlearning.evidence.comparison import Model, mia_result, oracle_gaps, table_row
+from nnunet_unlearning.evidence.report import write_report
+from nnunet_unlearning.evidence.subgroups import group_rows, read_groups, restrict_evaluation
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

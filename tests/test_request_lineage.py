@@ -118,7 +118,7 @@ def test_an_unfinished_unlearning_run_cannot_start_a_request(lineage, capsys):
 def test_the_second_run_certifies_the_chain_and_verify_follows_it(lineage, world, tmp_path, monkeypatch):
     from nnunet_fixture import load_trainer, shorten
 
-    from nnunet_unlearning.evaluation.certificate import verify_certificate
+    from nnunet_unlearning.evidence.certificate import verify_certificate
     from nnunet_unlearning.request import REQUEST_ENV
     from nnunet_unlearning.unlearning.schedules import trainer_family
     from nnunet_unlearning.unlearning.strategies import NoisyLabel

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnunet_unlearning.artifacts import METRICS_FILE
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.comparison import non_default_text
+from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria, CalibrationSettings
+from nnunet_unlearning.evidence.comparison import non_default_text
 from nnunet_unlearning.request import REQUEST_ENV, OriginalModel, UnlearningRequest
-from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria, CalibrationSettings
 from nnunet_unlearning.unlearning.run_config import (
     CONFIG_ENV,
     LR_SCALE,
@@ -33,7 +34,7 @@ from nnunet_unlearning.unlearning.run_config import (
     seed_global_rngs,
     strategy_parameters,
 )
-from nnunet_unlearning.unlearning.run_record import METRICS_FILE, guard_settings
+from nnunet_unlearning.unlearning.run_record import guard_settings
 from nnunet_unlearning.unlearning.strategies import SCRUB, SSD, STRATEGIES, LearnNoise, NegGradPlus, NoisyLabel
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -10,11 +10,10 @@ import pytest
 import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer
 
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, CERTIFICATE_MD, METRICS_FILE
 from nnunet_unlearning.cli import main
-from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, CERTIFICATE_MD
 from nnunet_unlearning.request import REQUEST_ENV
 from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
-from nnunet_unlearning.unlearning.run_record import METRICS_FILE
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabel
 from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import voxelwise_random_labels

@@ -261,11 +261,12 @@ def test_subject_score_of_a_trained_nnunet_model_matches_the_audit_loss(world, o
     """End to end with nnU-Net's predictor, loaded as the audit loads it, on a real preprocessed case."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    from nnunet_unlearning.evaluation.audit import RunFolder, _load_predictor
+    from nnunet_unlearning.artifacts import ModelFolder
     from nnunet_unlearning.evaluation.audit_features import voxel_maps
     from nnunet_unlearning.evaluation.subject_scores import scored_voxels
+    from nnunet_unlearning.nnunet.glue import trained_predictor
 
-    predictor = _load_predictor(RunFolder.parse(original_checkpoint.parent), torch.device("cpu"))
+    predictor = trained_predictor(ModelFolder.parse(original_checkpoint.parent), torch.device("cpu"))
     folder = world.preprocessed / "Dataset501_MRBrainS18" / predictor.configuration_manager.data_identifier
     dataset_class = infer_dataset_class(str(folder))
     case = sorted(dataset_class.get_identifiers(str(folder)))[0]

@@ -19,10 +19,15 @@ import pytest
 import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS
 
-from nnunet_unlearning.artifacts import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT, RESUME_STATE_FILE
-from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON
+from nnunet_unlearning.artifacts import (
+    BEST_CHECKPOINT,
+    CERTIFICATE_JSON,
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    METRICS_FILE,
+    RESUME_STATE_FILE,
+)
 from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
-from nnunet_unlearning.unlearning.run_record import METRICS_FILE
 
 TESTS = Path(__file__).resolve().parent
 TRAINER = "nnUNetTrainerUnlearnSCRUB_resume_test"  # 2 epochs × 2 steps (tests/trainers_for_tests)

@@ -19,11 +19,10 @@ import pytest
 import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
 
-from nnunet_unlearning.evaluation.hook import SETS
+from nnunet_unlearning.artifacts import MASK_FILE, METRICS_FILE, PROGRESS_FILE, SETS
 from nnunet_unlearning.nnunet.glue import bare_network, make_predictor
 from nnunet_unlearning.request import REQUEST_ENV, build_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain, original_epochs
-from nnunet_unlearning.unlearning.run_record import MASK_FILE, METRICS_FILE, PROGRESS_FILE
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.unlearning.strategy import DECODER_PREFIX, ENCODER_PREFIX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnunet_unlearning.evaluation.verdict import MET, NOT_MEASURED, NOT_MET, calibration_text, verdict
+from nnunet_unlearning.evidence.verdict import MET, NOT_MEASURED, NOT_MET, calibration_text, verdict
 
 
 def _evaluation(tag: str, forget: float, retain: float, heldout: tuple = (0.5, 0.6)) -> dict:

@@ -125,18 +125,21 @@ def convert_mrbrains18(
         label_dict, lut = _LABEL_SETS[labels]
         records = {case: _convert_case(src, tmp, case, *cases[case], plan[case], modalities, lut) for case in cases}
         n_training = sum(split == "training" for split, _ in cases.values())
-        _write_json(tmp / "dataset.json", _dataset_json(modalities, label_dict, n_training, source, labels))
-        _write_json(
-            tmp / "subjects.json",
-            {
-                "format": 1,
-                "source_root": str(src),
-                "source": source,
-                "labels": labels,
-                "modalities": list(modalities),
-                "cases": records,
-            },
-        )
+        provenance = {
+            "format": 1,
+            "source_root": str(src),
+            "source": source,
+            "labels": labels,
+            "modalities": list(modalities),
+            "cases": records,
+        }
+        # plain writes: the whole folder is published by one rename (`_publish`), and its files keep ordinary
+        # permissions (an atomic write's temporary file is private to its owner)
+        for name, content in (
+            ("dataset.json", _dataset_json(modalities, label_dict, n_training, source, labels)),
+            ("subjects.json", provenance),
+        ):
+            (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
         _publish(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -343,10 +346,6 @@ def _dataset_json(
             "subjects_file": "subjects.json",
         },
     }
-
-
-def _write_json(path: Path, content: dict) -> None:
-    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 def _publish(tmp: Path, target: Path) -> None:

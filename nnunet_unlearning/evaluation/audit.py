@@ -5,26 +5,24 @@ predictor (no mirroring, as the evaluation hook), sample the same patches for ev
 case), summarise the model's per-voxel loss, confidence and entropy per patch (`audit_features`), train an
 attack to tell retain patches (members) from held-out patches (non-members) of THAT model, and judge the
 forget patches (`audit_attack`). A perfect unlearner's forget patches look like the retrain oracle's.
-Interpretation and formulas: docs/audit.md.
+Interpretation and formulas: docs/audit.md. Its table and the certificates that quote it are written by
+``evidence/audit_table.py``.
 
 Nothing here writes into the original model's folder; every file is written atomically.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nnunet_unlearning.artifacts import REQUEST_FILE
+from nnunet_unlearning.artifacts import AUDIT_FILE, FINAL_CHECKPOINT, REQUEST_FILE, RETRAIN_PREFIX, SETS, ModelFolder
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.audit_attack import CI_LEVEL, CLASSIFIER, membership_attack
 from nnunet_unlearning.evaluation.audit_features import (
@@ -34,49 +32,21 @@ from nnunet_unlearning.evaluation.audit_features import (
     sample_patches,
     voxel_maps,
 )
-from nnunet_unlearning.files import atomic_write_text, sha256_file
+from nnunet_unlearning.evaluation.subject_scores import scored_voxels
+from nnunet_unlearning.files import atomic_write_json, sha256_file
+from nnunet_unlearning.nnunet.glue import trained_predictor
 from nnunet_unlearning.request import UnlearningRequest
 
-AUDIT_FILE = "unlearning_audit.json"
-AUDIT_TABLE = "unlearning_audit.md"
-CHECKPOINT = "checkpoint_final.pth"
-RETRAIN_TRAINER = "nnUNetTrainerRetrain"
 FORMAT = 1
-SETS = ("retain", "heldout", "forget")
+#: The sets in the order the audit measures them: the attack's members (retain) and non-members (held-out),
+#: then the forget cases it judges.
+AUDIT_SETS = (*(name for name in SETS if name != "forget"), "forget")
 
 
-@dataclass(frozen=True)
-class RunFolder:
-    """An nnU-Net fold folder ``.../<Trainer>__<Plans>__<Configuration>/fold_<N>`` with a final checkpoint."""
-
-    path: Path
-    trainer: str
-    plans: str
-    configuration: str
-    fold: str
-
-    @classmethod
-    def parse(cls, path: Path) -> RunFolder:
-        path = Path(path).resolve()
-        if not path.is_dir():
-            raise UserInputError(f"{path}: run folder not found")
-        parts = path.parent.name.split("__")
-        if len(parts) != 3 or not path.name.startswith("fold_"):
-            raise UserInputError(f"{path}: not an nnU-Net fold folder (<Trainer>__<Plans>__<Configuration>/fold_N)")
-        for needed in (path / CHECKPOINT, path.parent / "plans.json", path.parent / "dataset.json"):
-            if not needed.is_file():
-                raise UserInputError(f"{needed}: missing (is the run finished?)")
-        trainer, plans, configuration = parts
-        return cls(path, trainer, plans, configuration, fold=path.name.removeprefix("fold_"))
-
-    @property
-    def name(self) -> str:
-        return f"{self.path.parent.name}/{self.path.name}"
-
-
-def _labels(runs: Sequence[RunFolder]) -> list[str]:
-    """ "retrain" for the oracle, else the trainer name; the full folder name where that is ambiguous."""
-    short = ["retrain" if r.trainer == RETRAIN_TRAINER else r.trainer for r in runs]
+def _labels(runs: Sequence[ModelFolder]) -> list[str]:
+    """ "retrain" for the oracle (the plain ``nnUNetTrainerRetrain``), else the trainer name; the full folder
+    name where that is ambiguous."""
+    short = ["retrain" if r.trainer == RETRAIN_PREFIX else r.trainer for r in runs]
     return [s if short.count(s) == 1 else r.name for s, r in zip(short, runs)]
 
 
@@ -89,38 +59,6 @@ def _check_request(request: UnlearningRequest) -> None:
                 f"request {request.request_id}: the audit needs at least 2 {name} cases "
                 f"(members and non-members), it has {len(getattr(request, name))}"
             )
-
-
-def _load_predictor(run: RunFolder, device: torch.device):
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
-    fold = run.fold if run.fold == "all" else int(run.fold)
-    try:
-        # nnU-Net prints a notice for non-CUDA devices and where it looks for trainer classes; the audit's
-        # output is its table
-        with contextlib.redirect_stdout(io.StringIO()):
-            predictor = nnUNetPredictor(
-                tile_step_size=0.5,
-                use_gaussian=True,
-                use_mirroring=False,
-                perform_everything_on_device=device.type == "cuda",
-                device=device,
-                verbose=False,
-                verbose_preprocessing=False,
-                allow_tqdm=False,
-            )
-            predictor.initialize_from_trained_model_folder(
-                str(run.path.parent), use_folds=(fold,), checkpoint_name=CHECKPOINT
-            )
-    except RuntimeError as error:
-        if "Could not find requested nnunet trainer" not in str(error):
-            raise
-        raise UserInputError(
-            f"{run.path}: nnU-Net cannot find trainer class {run.trainer} (is nnUNet_extTrainer set?)"
-        ) from None
-    if predictor.label_manager.has_regions:
-        raise UserInputError(f"{run.path}: region-based model; the audit supports label (softmax) models only")
-    return predictor
 
 
 def _preprocessed_folder(request: UnlearningRequest, predictor) -> Path:
@@ -165,10 +103,7 @@ class _Cases:
         """(image (C, x, y, z), truth (x, y, z), valid mask (x, y, z), patch origins (n, 3)) of a case."""
         data, seg, _, _ = self._dataset.load_case(case)
         truth = np.asarray(seg)[0].astype(np.int16)
-        # -1 marks voxels outside nnU-Net's crop; the ignore label has no ground truth
-        valid = truth >= 0
-        if self._ignore_label is not None:
-            valid &= truth != self._ignore_label
+        valid = scored_voxels(truth, self._ignore_label)
         if not valid.any():
             raise UserInputError(f"case {case}: no labelled voxel in the preprocessed data {self.folder}")
         if case not in self._origins:
@@ -219,15 +154,15 @@ def audit_models(
     Returns:
         The audit (JSON-ready): request, settings, and per model its folder, checkpoint SHA-256, the attack's
         estimates (see `audit_attack.membership_attack`), per-set feature means and, when a "retrain" model is
-        given, the differences to it. Requires ``nnUNet_preprocessed``; sets ``nnUNet_extTrainer`` to our
-        trainers when unset, so nnU-Net finds our trainer classes.
+        given, the differences to it. Requires ``nnUNet_preprocessed``; adds our trainers to
+        ``nnUNet_extTrainer`` (``nnunet/glue.trained_predictor``), so nnU-Net finds our trainer classes.
     """
     if patches_per_case < 1 or bootstrap < 0:
         raise UserInputError(
             f"patches per case must be >= 1 and bootstrap >= 0, got {patches_per_case} and {bootstrap}"
         )
     _check_request(request)
-    runs = {label: RunFolder.parse(path) for label, path in models.items()}
+    runs = {label: ModelFolder.parse(path) for label, path in models.items()}
     for run in runs.values():
         plans = json.loads((run.path.parent / "plans.json").read_text())
         if plans.get("dataset_name") != request.dataset_name:
@@ -236,18 +171,14 @@ def audit_models(
             )
         if run.fold != request.original.fold:
             raise UserInputError(f"{run.path}: fold {run.fold}, the request's split is fold {request.original.fold}")
-    if not os.environ.get("nnUNet_extTrainer"):
-        from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
-
-        os.environ["nnUNet_extTrainer"] = str(trainers_dir())
 
     torch_device = torch.device(device)
-    sets = {name: sorted(getattr(request, name)) for name in SETS}
+    sets = {name: sorted(getattr(request, name)) for name in AUDIT_SETS}
     cases: _Cases | None = None
     results = {}
     for label, run in runs.items():
         started = time.perf_counter()
-        predictor = _load_predictor(run, torch_device)
+        predictor = trained_predictor(run, torch_device)
         folder = _preprocessed_folder(request, predictor)
         if cases is None:
             size = patch_size or [max(1, int(p) // 2) for p in predictor.configuration_manager.patch_size]
@@ -278,8 +209,8 @@ def audit_models(
             "plans": run.plans,
             "configuration": run.configuration,
             "fold": run.fold,
-            "checkpoint_sha256": sha256_file(run.path / CHECKPOINT),
-            "n_patches": {name: int(sum(len(f) for f in features[name].values())) for name in SETS},
+            "checkpoint_sha256": sha256_file(run.path / FINAL_CHECKPOINT),
+            "n_patches": {name: int(sum(len(f) for f in features[name].values())) for name in AUDIT_SETS},
             **attack,
             "feature_means": _feature_means(features),
             "seconds": round(time.perf_counter() - started, 3),
@@ -292,7 +223,7 @@ def audit_models(
         "format": FORMAT,
         "request_id": request.request_id,
         "dataset": request.dataset_name,
-        **{name: sets[name] for name in ("forget", "retain", "heldout")},
+        **{name: sets[name] for name in SETS},
         "settings": {
             "patch_size": list(cases.patch_size),
             "patches_per_case": patches_per_case,
@@ -314,7 +245,7 @@ def _gap(entry: dict, retrain: dict | None) -> dict | None:
     return {key: entry[key]["value"] - retrain[key]["value"] for key in ("mia_efficacy", "auc_forget_vs_heldout")}
 
 
-def _find_request(runs: Sequence[RunFolder], request_file: Path | None) -> UnlearningRequest:
+def _find_request(runs: Sequence[ModelFolder], request_file: Path | None) -> UnlearningRequest:
     if request_file is None:
         request_file = next((r.path / REQUEST_FILE for r in runs if (r.path / REQUEST_FILE).is_file()), None)
         if request_file is None:
@@ -329,17 +260,17 @@ def _find_request(runs: Sequence[RunFolder], request_file: Path | None) -> Unlea
     return request
 
 
-def _original(request: UnlearningRequest) -> RunFolder:
+def _original(request: UnlearningRequest) -> ModelFolder:
     if not Path(request.original.results_folder).is_dir():
         raise UserInputError(f"{request.original.results_folder}: the request's original model folder is missing")
-    original = RunFolder.parse(Path(request.original.results_folder))
+    original = ModelFolder.parse(Path(request.original.results_folder))
     try:
-        unchanged = sha256_file(original.path / CHECKPOINT) == request.original.checkpoint_sha256
+        unchanged = sha256_file(original.path / FINAL_CHECKPOINT) == request.original.checkpoint_sha256
     except OSError as error:
-        raise UserInputError(f"{original.path / CHECKPOINT}: unreadable ({error.strerror})") from None
+        raise UserInputError(f"{original.path / FINAL_CHECKPOINT}: unreadable ({error.strerror})") from None
     if not unchanged:
         raise UserInputError(
-            f"{original.path / CHECKPOINT}: checkpoint changed since the request was written (SHA-256 differs)"
+            f"{original.path / FINAL_CHECKPOINT}: checkpoint changed since the request was written (SHA-256 differs)"
         )
     return original
 
@@ -361,10 +292,10 @@ def run_audit(
 ) -> Path:
     """Audit the original model of the request and the given runs; write the audit; return its JSON path.
 
-    Writes ``unlearning_audit.json`` and ``unlearning_audit.md`` into ``out`` (default: the first run folder
-    that is not the original model's), and a copy of the JSON into every run folder, with ``"model"`` naming
-    that folder's entry; a run folder's unlearning certificate, when it has one, is written again so that it
-    quotes and pins the new audit. The original model's folder is never written to.
+    Writes ``unlearning_audit.json`` into ``out`` (default: the first run folder that is not the original
+    model's) and a copy into every run folder, with ``"model"`` naming that folder's entry. The original
+    model's folder is never written to. Its table, and the certificates that quote it, are the evidence's:
+    ``evidence.audit_table.write_audit_evidence``.
 
     Args:
         run_folders: nnU-Net fold folders of unlearned or retrained models (``nnUNetTrainerRetrain`` is
@@ -374,7 +305,7 @@ def run_audit(
             that has one. Every run folder's own request copy must be the same request.
         patches_per_case, bootstrap, seed, patch_size, device: see `audit_models`.
     """
-    runs = [RunFolder.parse(p) for p in run_folders]
+    runs = [ModelFolder.parse(p) for p in run_folders]
     if not runs:
         raise UserInputError("no run folder given")
     paths = [r.path for r in runs]
@@ -408,53 +339,7 @@ def run_audit(
         device=device,
     )
     for label, run in zip(labels, runs):
-        _write_json(run.path / AUDIT_FILE, {**content, "model": label})
+        atomic_write_json(run.path / AUDIT_FILE, {**content, "model": label})
     if out not in [r.path for r in runs]:
-        _write_json(out / AUDIT_FILE, {**content, "model": None})
-    atomic_write_text(out / AUDIT_TABLE, audit_table(content))
-
-    from nnunet_unlearning.evaluation.certificate import CERTIFICATE_JSON, write_certificate
-
-    for run in runs:
-        # a certificate pins the run's audit file by its hash, so it is rewritten with the new result
-        if (run.path / CERTIFICATE_JSON).is_file():
-            write_certificate(run.path)
+        atomic_write_json(out / AUDIT_FILE, {**content, "model": None})
     return out / AUDIT_FILE
-
-
-def _write_json(path: Path, content: dict) -> None:
-    atomic_write_text(path, json.dumps(content, indent=2) + "\n")
-
-
-def _ci(estimate: dict) -> str:
-    low_high = estimate["ci95"]
-    interval = "" if low_high is None else f" [{low_high[0]:.3f}, {low_high[1]:.3f}]"
-    return f"{estimate['value']:.3f}{interval}"
-
-
-def audit_table(content: Mapping) -> str:
-    """The audit as a Markdown table (one row per model) with the settings beneath it."""
-    lines = [
-        "| model | MIA efficacy | AUC forget vs held-out | attack AUC (retain vs held-out) | "
-        "held-out non-member rate | efficacy − retrain | loss forget / retain / held-out |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label, m in content["models"].items():
-        gap = m["gap_to_retrain"]
-        losses = " / ".join(f"{m['feature_means'][s]['loss_mean']:.4f}" for s in ("forget", "retain", "heldout"))
-        lines.append(
-            f"| {label} | {_ci(m['mia_efficacy'])} | {_ci(m['auc_forget_vs_heldout'])} | "
-            f"{_ci(m['attack_auc'])} | {_ci(m['heldout_nonmember_rate'])} | "
-            f"{'n/a' if gap is None else format(gap['mia_efficacy'], '+.3f')} | {losses} |"
-        )
-    s = content["settings"]
-    lines += [
-        "",
-        f"Request {content['request_id']} ({content['dataset']}): forget {', '.join(content['forget'])}; "
-        f"{len(content['retain'])} retain (members), {len(content['heldout'])} held-out (non-members) cases.",
-        f"{s['patches_per_case']} patches per case of {'×'.join(map(str, s['patch_size']))} voxels, "
-        f"seed {s['seed']}; {int(100 * s['ci_level'])} % percentile-bootstrap intervals over patches "
-        f"({s['bootstrap']} draws). A perfect unlearner matches the retrain oracle's efficacy; see "
-        "docs/audit.md.",
-    ]
-    return "\n".join(lines) + "\n"

@@ -26,11 +26,6 @@ FEATURES: tuple[str, ...] = (
 )
 
 
-def audit_patch_size(configuration_patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
-    """The default audit patch: the configuration's patch size halved (at least 1), clipped to ``shape``."""
-    return clip_patch_size([max(1, int(p) // 2) for p in configuration_patch_size], shape)
-
-
 def clip_patch_size(patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
     """``patch_size`` clipped to the volume ``shape`` (both spatial, same length)."""
     if len(patch_size) != len(shape):

@@ -21,8 +21,6 @@ from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 from nnunet_unlearning.evaluation.summary import aggregate
 
-SETS = ("forget", "retain", "heldout")
-
 
 @dataclass
 class Evaluation:

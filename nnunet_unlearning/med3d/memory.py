@@ -52,6 +52,33 @@ def activation_bytes(build: Callable[[], nn.Module], input_shape: Sequence[int])
     return total, n_params
 
 
+def nnunet_default_unet(
+    in_channels: int, num_classes: int, kernels: int | Sequence, strides: Sequence[Sequence[int]]
+) -> PlainConvUNet:
+    """nnU-Net's default 3D PlainConvUNet for these kernel sizes and strides (one entry per stage): min(32 · 2^i,
+    320) features at stage i, two 3D convolutions per stage, instance norm, leaky ReLU, deep supervision."""
+    n = len(strides)
+    return PlainConvUNet(
+        in_channels,
+        n,
+        [min(32 * 2**i, 320) for i in range(n)],
+        nn.Conv3d,
+        kernels,
+        strides,
+        2,
+        num_classes,
+        2,
+        True,
+        nn.InstanceNorm3d,
+        {"eps": 1e-5, "affine": True},
+        None,
+        None,
+        nn.LeakyReLU,
+        {"inplace": True},
+        deep_supervision=True,
+    )
+
+
 def nnunet_reference_bytes() -> int:
     """Our estimate for the network nnU-Net's planner puts into its 8 GB reference (batch 2, 560 M maps).
 
@@ -62,25 +89,7 @@ def nnunet_reference_bytes() -> int:
     strides = [[1, 1, 1]] + [[2, 2, 2]] * 5
 
     def build() -> PlainConvUNet:
-        return PlainConvUNet(
-            1,
-            6,
-            [32, 64, 128, 256, 320, 320],
-            nn.Conv3d,
-            3,
-            strides,
-            2,
-            4,
-            2,
-            True,
-            nn.InstanceNorm3d,
-            {"eps": 1e-5, "affine": True},
-            None,
-            None,
-            nn.LeakyReLU,
-            {"inplace": True},
-            deep_supervision=True,
-        )
+        return nnunet_default_unet(1, 4, 3, strides)
 
     per_sample, n_params = activation_bytes(build, (1, 1, *patch))
     with torch.device("meta"):

@@ -21,7 +21,9 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from torch import nn
 from torch._dynamo import OptimizedModule
 
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, ModelFolder
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.nnunet.trainers_dir import use_our_trainers
 
 #: nnU-Net's default for a trainer's ``device`` argument, which our trainers repeat in their signatures.
 CUDA = torch.device("cuda")
@@ -161,6 +163,33 @@ def make_predictor(trainer, network: nn.Module) -> nnUNetPredictor:
         trainer.__class__.__name__,
         trainer.inference_allowed_mirroring_axes,
     )
+    return predictor
+
+
+def trained_predictor(model: ModelFolder, device: torch.device) -> nnUNetPredictor:
+    """:func:`new_predictor` loaded by nnU-Net from a trained model's fold folder (its final checkpoint, the
+    network its plans name), as ``nnUNetv2_predict`` loads it; our trainers folder is added to
+    ``nnUNet_extTrainer`` first (:func:`use_our_trainers`) so that nnU-Net finds our trainer classes.
+
+    Raises :class:`UserInputError` when nnU-Net cannot find the run's trainer class, or for a region-based
+    model: the audit and the membership scores read softmax probabilities per label.
+    """
+    use_our_trainers()
+    fold = model.fold if model.fold == "all" else int(model.fold)
+    predictor = new_predictor(device)
+    try:
+        with redirect_stdout(io.StringIO()):  # nnU-Net prints every folder it searches for the trainer class
+            predictor.initialize_from_trained_model_folder(
+                str(model.path.parent), use_folds=(fold,), checkpoint_name=FINAL_CHECKPOINT
+            )
+    except RuntimeError as error:
+        if "Could not find requested nnunet trainer" not in str(error):
+            raise
+        raise UserInputError(
+            f"{model.path}: nnU-Net cannot find trainer class {model.trainer} (is nnUNet_extTrainer set?)"
+        ) from None
+    if predictor.label_manager.has_regions:
+        raise UserInputError(f"{model.path}: region-based model; the audit supports label (softmax) models only")
     return predictor
 
 

@@ -3,9 +3,9 @@
 It owns everything strategies share: the request, the retain and forget streams (nnU-Net's dataloaders
 and augmentation), the optimizer over the parameters the strategy lets change, the guard that keeps
 masked entries bit-identical, checkpoints and resumption, the evaluation hook and, when the run config
-asks for it, calibrated stopping (``calibration.py``). nnU-Net's per-epoch validation keeps running on the
-held-out cases. Thin classes in ``trainers/`` bind a strategy and a
-schedule (``nnUNetTrainerUnlearnNoisyLabel_50epochs``).
+asks for it, calibrated stopping (``evaluation/calibration.py``). nnU-Net's per-epoch validation keeps
+running on the held-out cases. Thin classes in ``trainers/`` bind a strategy and a schedule
+(``nnUNetTrainerUnlearnNoisyLabel_50epochs``).
 """
 
 from __future__ import annotations
@@ -18,38 +18,27 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import distributed as dist
 
-from nnunet_unlearning.artifacts import (
-    BEST_CHECKPOINT,
-    FINAL_CHECKPOINT,
-    LATEST_CHECKPOINT,
-    REQUEST_FILE,
-    RESUME_STATE_FILE,
-)
+from nnunet_unlearning.artifacts import BEST_CHECKPOINT, LATEST_CHECKPOINT, RESUME_STATE_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.certificate import write_certificate
+from nnunet_unlearning.evaluation.calibration import Calibration
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.med3d.original_recipe import recipe_of
 from nnunet_unlearning.nnunet.glue import (
-    CUDA,
     bare_network,
     case_dataset,
     exit_on_user_error,
-    make_predictor,
-    schedule_of,
     train_loader,
     validation_loader,
 )
 from nnunet_unlearning.optim import grouped_sgd
-from nnunet_unlearning.request import UnlearningRequest, load_request
 from nnunet_unlearning.unlearning import distributed
-from nnunet_unlearning.unlearning.calibration import Calibration
 from nnunet_unlearning.unlearning.original_model import load_original_weights
-from nnunet_unlearning.unlearning.original_recipe import recipe_of
 from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
+from nnunet_unlearning.unlearning.request_run import RequestRunMixin
 from nnunet_unlearning.unlearning.resume_state import (
     ResumeState,
     load_resume_state,
@@ -57,7 +46,7 @@ from nnunet_unlearning.unlearning.resume_state import (
     save_resume_state,
 )
 from nnunet_unlearning.unlearning.run_config import run_settings, seed_global_rngs
-from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder, guard_settings
+from nnunet_unlearning.unlearning.run_record import RunRecord, guard_settings
 from nnunet_unlearning.unlearning.running_statistics import (
     average_running_statistics,
     changed_norms,
@@ -79,45 +68,7 @@ def _cpu_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
 
 
-def make_hook(trainer) -> EvaluationHook:
-    """The evaluation hook over the request's forget, retain and held-out cases of ``trainer``'s data."""
-    request = trainer.request
-    cases = sorted(set(request.forget) | set(request.retain) | set(request.heldout))
-    dataset = case_dataset(trainer, cases)
-    labels = [int(c) for c in trainer.label_manager.foreground_labels]
-    return EvaluationHook(
-        dataset,
-        {"forget": request.forget, "retain": request.retain, "heldout": request.heldout},
-        labels,
-        trainer.label_manager.ignore_label,
-        trainer.configuration_manager.spacing,
-        critical_classes(trainer.dataset_json),
-        lambda net: make_predictor(trainer, net),
-    )
-
-
-class RequestSplitMixin:
-    """Takes nnU-Net's split from the unlearning request instead of splits_final.json.
-
-    Training cases are the request's retain set, validation cases its held-out set (the original's
-    validation split), so nnU-Net's own validation reports the held-out subjects.
-    """
-
-    request: UnlearningRequest
-    plans_manager: Any  # the nnU-Net trainer's, which this class is mixed into
-    output_folder: str
-
-    def _attach_request(self, continue_training: bool) -> None:
-        """Read the run's request (exit 2 on a user error) and refuse a folder holding another request's run."""
-        with exit_on_user_error(self.__class__.__name__):
-            self.request = load_request(self.plans_manager.dataset_name)
-            guard_output_folder(self.output_folder, self.request, continue_training)
-
-    def do_split(self):
-        return list(self.request.retain), list(self.request.heldout)
-
-
-class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
+class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
     """Base class of every unlearning trainer; subclasses set ``strategy_class`` (and the schedule)."""
 
     strategy_class: ClassVar[type[Strategy]]
@@ -125,25 +76,15 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
     #: Retain batches the running statistics of changed normalisation layers are recomputed from at the end.
     recalibration_batches: ClassVar[int] = 20
 
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = CUDA,
-    ):
-        continue_training = bool(plans.get("continue_training", False))
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._attach_request(continue_training)
+    def _set_up_run(self) -> RunRecord:
         # a checkpoint_latest every epoch: nnU-Net's default (every 50) leaves short runs nothing to resume
         self.save_every = 1
         self._saved_resume_state: ResumeState | None = None
         with exit_on_user_error(self.__class__.__name__):
             self.settings = run_settings(self.request, self.strategy_class)
-            if continue_training:
+            if self.continue_training:
                 guard_settings(self.output_folder, self.settings)
-            self.calibration = self._make_calibration(continue_training)
+            self.calibration = self._make_calibration(self.continue_training)
         self.strategy = self.settings.make_strategy(self.strategy_class)
         self._apply_settings()
         self.dataloader_forget: Any = None  # nnU-Net's augmenter, built in get_dataloaders
@@ -151,7 +92,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         self.context: StrategyContext
         self.guard: ParameterGuard | None = None
         self.hook: EvaluationHook
-        self.record = RunRecord(self.request, self.__class__.__name__, self.strategy, self.settings)
+        return RunRecord(self.request, self.__class__.__name__, self.strategy, self.settings)
 
     def _make_calibration(self, continue_training: bool) -> Calibration | None:
         """The calibration's memory when the run config enables it; refuses what it cannot serve."""
@@ -227,14 +168,11 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
             original_weights = load_original_weights(
                 self.request, self.plans_manager.plans, self.configuration_name, self.fold, bare_network(self.network)
             )
-        if resumed:
-            self.record.resume(self.output_folder, self.current_epoch)
-        else:
+        if not resumed:
             bare_network(self.network).load_state_dict(original_weights)
         self._original_weights = original_weights
-        self.record.schedule = schedule_of(self)
-        self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
-        self.hook = make_hook(self)
+        self._open_record()
+        self.hook = self._make_hook()
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
         self._calibration_stopped = False
         if not resumed:
@@ -422,12 +360,7 @@ class nnUNetTrainerUnlearn(RequestSplitMixin, nnUNetTrainer):
         self._evaluate("end", epoch=kept.epoch if kept else None)  # a kept state is recorded at its own epoch
         super().on_train_end()
         remove_resume_state(self.output_folder)
-        if self.local_rank == 0:
-            self.record.finish(self.output_folder, join(self.output_folder, FINAL_CHECKPOINT))
-            self.print_to_log_file("\n" + self.record.table())
-            with exit_on_user_error(self.__class__.__name__):
-                certificate = write_certificate(Path(self.output_folder))
-            self.print_to_log_file(f"unlearning certificate: {certificate}")
+        self._close_record()
 
     def _recalibrated(self, network: torch.nn.Module, across_ranks: bool) -> dict:
         """Recompute the running statistics of the layers of ``network`` the run changed from retain batches

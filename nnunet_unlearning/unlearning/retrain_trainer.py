@@ -1,7 +1,7 @@
 """The exact-unlearning oracle: nnU-Net training from scratch on the retain set only.
 
 It reads the request for its split (retain for training, the original's held-out cases for validation)
-but never the original weights. It repeats the original's recipe (``original_recipe.py``): as many
+but never the original weights. It repeats the original's recipe (``med3d/original_recipe.py``): as many
 epochs as the original checkpoint records, the same parameter groups and learning-rate scales, and, for
 a Med3D original started from MedicalNet weights, the encoder loaded from the MedicalNet checkpoint in
 ``nnUNet_med3d_weights``. At the end, the evaluation hook scores it on the forget, retain and held-out cases,
@@ -14,18 +14,16 @@ import time
 from typing import cast
 
 import torch
-from batchgenerators.utilities.file_and_folder_operations import join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import Med3DUNet
+from nnunet_unlearning.med3d.original_recipe import MEDICALNET, check_same_initialisation, recipe_of
 from nnunet_unlearning.med3d.pretrained_trainer import med3d_weights_path
-from nnunet_unlearning.nnunet.glue import CUDA, bare_network, exit_on_user_error, schedule_of
+from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.request import lineage_root
-from nnunet_unlearning.unlearning.base_trainer import RequestSplitMixin, make_hook
-from nnunet_unlearning.unlearning.original_recipe import MEDICALNET, check_same_initialisation, recipe_of
+from nnunet_unlearning.unlearning.request_run import RequestRunMixin
 from nnunet_unlearning.unlearning.run_record import RunRecord
 
 
@@ -34,26 +32,17 @@ def original_epochs(checkpoint: str) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"])
 
 
-class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
+class nnUNetTrainerRetrain(RequestRunMixin, nnUNetTrainer):
     """Retrain from scratch without the forget cases; ``num_epochs`` follows the original model."""
 
     follow_original_schedule = True
+    certified = False
 
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = CUDA,
-    ):
-        continue_training = bool(plans.get("continue_training", False))
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self._attach_request(continue_training)
+    def _set_up_run(self) -> RunRecord:
         self._weights_from_nnunet_checkpoint = False
         if self.follow_original_schedule:
             self.num_epochs = original_epochs(lineage_root(self.request).checkpoint)
-        self.record = RunRecord(self.request, self.__class__.__name__, None)
+        return RunRecord(self.request, self.__class__.__name__, None)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         # --c / --val: the checkpoint holds every weight, the MedicalNet file is not read again
@@ -78,11 +67,8 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
         )
 
     def on_train_start(self):
-        if self.current_epoch > 0:
-            self.record.resume(self.output_folder, self.current_epoch)
         super().on_train_start()
-        self.record.schedule = schedule_of(self)
-        self.record.write_request_copy(join(self.output_folder, REQUEST_FILE))
+        self._open_record()
         self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self):
@@ -93,9 +79,7 @@ class nnUNetTrainerRetrain(RequestSplitMixin, nnUNetTrainer):
     def on_train_end(self):
         if self.local_rank == 0:
             self.set_deep_supervision_enabled(False)
-            hook = make_hook(self)
+            hook = self._make_hook()
             self.record.add(hook.evaluate(bare_network(self.network), "end", self.current_epoch), self.output_folder)
         super().on_train_end()
-        if self.local_rank == 0:
-            self.record.finish(self.output_folder, join(self.output_folder, "checkpoint_final.pth"))
-            self.print_to_log_file("\n" + self.record.table())
+        self._close_record()

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria, CalibrationSettings
 from nnunet_unlearning.request import UnlearningRequest, default_request_path
-from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria, CalibrationSettings
 from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.unlearning.strategy import Strategy
 

@@ -14,20 +14,16 @@ from pathlib import Path
 
 import torch
 
-from nnunet_unlearning.artifacts import REQUEST_FILE
+from nnunet_unlearning.artifacts import MASK_FILE, METRICS_FILE, PROGRESS_FILE, REQUEST_FILE, SETS
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.clinical_risk import risk_change
-from nnunet_unlearning.evaluation.hook import SETS, Evaluation
+from nnunet_unlearning.evaluation.hook import Evaluation
 from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
 from nnunet_unlearning.request import UnlearningRequest
 from nnunet_unlearning.unlearning.run_config import RunSettings
 from nnunet_unlearning.unlearning.strategy import Strategy
-
-METRICS_FILE = "unlearning_metrics.json"
-PROGRESS_FILE = "unlearning_progress.png"
-MASK_FILE = "unlearning_update_mask.pt"
 
 
 def guard_output_folder(output_folder: str | Path, request: UnlearningRequest, continue_training: bool) -> None:

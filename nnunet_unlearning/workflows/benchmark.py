@@ -203,20 +203,22 @@ def run_benchmark(
     print(f"    done in {time.perf_counter() - started:.0f} s")
 
     from nnunet_unlearning.evaluation.audit import run_audit
-    from nnunet_unlearning.evaluation.report import write_report
+    from nnunet_unlearning.evidence.audit_table import write_audit_evidence
+    from nnunet_unlearning.evidence.report import write_report
 
     reports = {}
     for forget_set, runs in runs_by_set.items():
         runs = [run for run in runs if run.finished]
         folder = workdir / design.forget_tag(forget_set)
         started = _step(f"audit and report for {design.forget_tag(forget_set)}")
-        run_audit(
+        audit = run_audit(
             [r.folder for r in runs],
             out=folder / "audit",
             patches_per_case=profile.audit_patches,
             bootstrap=profile.audit_bootstrap,
             device=profile.device,
         )
+        write_audit_evidence(audit)
         report = write_report([r.folder for r in runs], folder / "report")
         reports[forget_set] = json.loads((report.parent / "report.json").read_text())
         print(f"    {report} ({time.perf_counter() - started:.0f} s)")

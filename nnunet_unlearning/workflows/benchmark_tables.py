@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria
 from nnunet_unlearning.evaluation.summary import mean_of_defined
-from nnunet_unlearning.evaluation.table_format import format_value, markdown_table
-from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria
+from nnunet_unlearning.evidence.table_format import format_value, markdown_table
 
 #: The seed study's headline (Singh, Singh, Arora 2026): Noisy Label after 50 epochs.
 SEED_FORGET_DROP_PCT = 93.0

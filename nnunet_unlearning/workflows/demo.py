@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nnunet_unlearning.artifacts import CERTIFICATE_MD, METRICS_FILE, SETS
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.table_format import markdown_table
+from nnunet_unlearning.evidence.table_format import markdown_table
 from nnunet_unlearning.files import atomic_write_json
 from nnunet_unlearning.workflows import profiles
 from nnunet_unlearning.workflows.original_trainer import original_trainer
@@ -142,7 +142,8 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     _done(started)
 
     from nnunet_unlearning.evaluation.audit import run_audit
-    from nnunet_unlearning.evaluation.report import write_report
+    from nnunet_unlearning.evidence.audit_table import write_audit_evidence
+    from nnunet_unlearning.evidence.report import write_report
 
     runs = [Path(unlearned.output_folder), Path(retrained.output_folder)]
     started = _step(
@@ -150,6 +151,7 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
         f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)"
     )
     audit = run_audit(runs, out=workdir / "audit", patches_per_case=AUDIT_PATCHES, bootstrap=AUDIT_BOOTSTRAP)
+    write_audit_evidence(audit)
     _done(started)
     started = _step("comparison report and certificate")
     report = write_report(runs, workdir / "report")

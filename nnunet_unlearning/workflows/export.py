@@ -126,7 +126,7 @@ def _stripped_checkpoint(path: Path, trainer_name: str) -> bytes:
 def _certified_run(run_folder: Path) -> tuple[UnlearningRequest, str | None]:
     """The run's request and its certificate's overall verdict, refusing a run that is not certified or whose
     certificate fails verify."""
-    from nnunet_unlearning.evaluation.certificate import verify_certificate
+    from nnunet_unlearning.evidence.certificate import verify_certificate
 
     certificate = run_folder / CERTIFICATE_JSON
     if not (run_folder / REQUEST_FILE).is_file() or not certificate.is_file():

@@ -1,6 +1,7 @@
 """Test-only schedules for the real ``nnUNetv2_train`` command: one epoch of two steps, one validation step."""
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_unlearning.nnunet.glue import CUDA
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
@@ -33,6 +34,11 @@ class _Short:
 
 class nnUNetTrainerUnlearnNoisyLabel_test(_Short, _NOISY_LABEL):
     pass
+
+
+class nnUNetTrainer_short_test(_Short, nnUNetTrainer):
+    """nnU-Net's own trainer on the test schedule, for tests that run nnU-Net's commands on a dataset our tools
+    changed (``erase``)."""
 
 
 class nnUNetTrainerRetrain_test(_Short, nnUNetTrainerRetrain):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from nnunet_unlearning.artifacts import SETS
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.comparison import Model, table_row
 from nnunet_unlearning.evaluation.summary import mean_of_defined
-from nnunet_unlearning.evaluation.table_format import TABLES
+from nnunet_unlearning.evidence.comparison import Model, table_row
+from nnunet_unlearning.evidence.table_format import TABLES
 
 
 def read_groups(path: Path) -> dict[str, str]:

@@ -20,16 +20,22 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from nnunet_unlearning.artifacts import AUDIT_FILE, METRICS_FILE, REQUEST_FILE, RETRAIN_PREFIX, load_run
+from nnunet_unlearning.artifacts import (
+    AUDIT_FILE,
+    CERTIFICATE_JSON,
+    CERTIFICATE_MD,
+    FINAL_CHECKPOINT,
+    METRICS_FILE,
+    REQUEST_FILE,
+    RETRAIN_PREFIX,
+    load_run,
+)
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.comparison import compare, non_default_text
-from nnunet_unlearning.evaluation.table_format import TABLES, markdown_table
-from nnunet_unlearning.evaluation.verdict import verdict
+from nnunet_unlearning.evidence.comparison import compare, non_default_text
+from nnunet_unlearning.evidence.table_format import TABLES, markdown_table
+from nnunet_unlearning.evidence.verdict import verdict
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 
-CERTIFICATE_JSON = "unlearning_certificate.json"
-CERTIFICATE_MD = "unlearning_certificate.md"
-CHECKPOINT = "checkpoint_final.pth"
 #: Certified files whose absence is not a failure: the original model may be deleted once it is unlearned.
 MAY_BE_DELETED = ("original_checkpoint",)
 KIND = "nnunet-unlearning unlearning certificate"
@@ -190,12 +196,12 @@ def certificate_content(run_folder: Path) -> dict:
         raise UserInputError(
             f"{folder / REQUEST_FILE}: request {request.request_id}, but {METRICS_FILE} is of request {run.request_id}"
         )
-    checkpoint = folder / CHECKPOINT
+    checkpoint = folder / FINAL_CHECKPOINT
     recorded = run.metrics.get("unlearned_checkpoint_sha256")
     if not recorded or not checkpoint.is_file():
-        raise UserInputError(f"{folder}: the run has not finished (no {CHECKPOINT} recorded in {METRICS_FILE})")
+        raise UserInputError(f"{folder}: the run has not finished (no {FINAL_CHECKPOINT} recorded in {METRICS_FILE})")
     files = {
-        "unlearned_checkpoint": _file_entry(folder, CHECKPOINT),
+        "unlearned_checkpoint": _file_entry(folder, FINAL_CHECKPOINT),
         "request": _file_entry(folder, REQUEST_FILE),
         "metrics": _file_entry(folder, METRICS_FILE),
     }
@@ -214,9 +220,9 @@ def certificate_content(run_folder: Path) -> dict:
         files["audit"] = _file_entry(folder, AUDIT_FILE)
 
     models = sorted(p.name for p in folder.glob("*.pth"))
-    if not run.is_retrain and models != [CHECKPOINT]:
+    if not run.is_retrain and models != [FINAL_CHECKPOINT]:
         raise UserInputError(
-            f"{folder}: holds models besides the certified {CHECKPOINT} ({', '.join(models)}); "
+            f"{folder}: holds models besides the certified {FINAL_CHECKPOINT} ({', '.join(models)}); "
             "a partly unlearned model must not sit beside the certified one"
         )
     retrain = None if run.is_retrain else find_retrain_run(folder, run.request_id)

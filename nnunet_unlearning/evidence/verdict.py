@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from nnunet_unlearning.unlearning.calibration import AcceptanceCriteria, case_scores, forgetting_test
+from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria, case_scores, forgetting_test
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 SET_NAMES = {"retain": "Retain", "heldout": "Held-out"}

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.evaluation.comparison import Comparison, compare
-from nnunet_unlearning.evaluation.report_plots import report_plots
-from nnunet_unlearning.evaluation.subgroups import GROUP_KEYS, group_rows, read_groups
-from nnunet_unlearning.evaluation.table_format import TABLE_KEYS, TABLES, csv_text, markdown_table
-from nnunet_unlearning.evaluation.verdict import calibration_text
+from nnunet_unlearning.evidence.comparison import Comparison, compare
+from nnunet_unlearning.evidence.report_plots import report_plots
+from nnunet_unlearning.evidence.subgroups import GROUP_KEYS, group_rows, read_groups
+from nnunet_unlearning.evidence.table_format import TABLE_KEYS, TABLES, csv_text, markdown_table
+from nnunet_unlearning.evidence.verdict import calibration_text
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 REPORT_FILES = {"markdown": "report.md", "csv": "report.csv", "json": "report.json", "groups": "report_groups.csv"}

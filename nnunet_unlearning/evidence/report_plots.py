@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from nnunet_unlearning.artifacts import SETS
-from nnunet_unlearning.evaluation.comparison import Model
 from nnunet_unlearning.evaluation.plot_style import plain_style
+from nnunet_unlearning.evidence.comparison import Model
 
 SET_TITLES = {"forget": "forget", "retain": "retain", "heldout": "held-out"}
 

@@ -1,0 +1,113 @@
+"""What every nnU-Net run that serves an unlearning request does around nnU-Net's own training.
+
+The unlearning trainers and the retrain oracle share one lifecycle: read the request and refuse a results
+folder that holds another request's run (when the trainer is built); take nnU-Net's split from the request; at
+the start
+of training continue an interrupted run's record and write the request copy; score the request's sets with
+the evaluation hook; at the end write the record's final form with the model's SHA-256 and, for an unlearning
+run, the certificate. :class:`RequestRunMixin` owns it; the trainers say when.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, REQUEST_FILE, SETS
+from nnunet_unlearning.evaluation.clinical_risk import critical_classes
+from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.evidence.certificate import write_certificate
+from nnunet_unlearning.nnunet.glue import CUDA, case_dataset, exit_on_user_error, make_predictor, schedule_of
+from nnunet_unlearning.request import UnlearningRequest, load_request
+from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder
+
+
+class RequestRunMixin:
+    """Mixed into an nnU-Net trainer (before it) that serves the unlearning request of its dataset.
+
+    Training cases are the request's retain set, validation cases its held-out set (the original's
+    validation split), so nnU-Net's own validation reports the held-out subjects. The request is read when the
+    trainer is built, then the trainer sets itself up from it (:meth:`_set_up_run`, which returns the run's
+    record); it calls :meth:`_open_record` and :meth:`_close_record` at the points of nnU-Net's loop their
+    docstrings name.
+    """
+
+    #: Whether the run writes ``unlearning_certificate.{json,md}`` when it ends (the retrain oracle is the
+    #: evidence an unlearning run's certificate quotes; it certifies nothing itself).
+    certified: ClassVar[bool] = True
+
+    request: UnlearningRequest
+    record: RunRecord
+    # the nnU-Net trainer's, which this class is mixed into
+    plans_manager: Any
+    configuration_manager: Any
+    label_manager: Any
+    dataset_json: dict
+    output_folder: str
+    current_epoch: int
+    local_rank: int
+    print_to_log_file: Any
+
+    # nnU-Net records its trainers' init arguments by name, so the signature is spelled out (once, here)
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = CUDA,
+    ):
+        """nnU-Net's trainer, then the run's request (exit 2 on a user error; a folder holding another request's
+        run is refused), then the trainer's own set-up. ``continue_training``: whether the run resumes an
+        interrupted one (nnU-Net takes it out of the plans)."""
+        self.continue_training = bool(plans.get("continue_training", False))
+        super().__init__(plans, configuration, fold, dataset_json, device)  # type: ignore[call-arg]
+        with exit_on_user_error(self.__class__.__name__):
+            self.request = load_request(self.plans_manager.dataset_name)
+            guard_output_folder(self.output_folder, self.request, self.continue_training)
+        self.record = self._set_up_run()
+
+    def _set_up_run(self) -> RunRecord:
+        """What the trainer sets up from the request when it is built (settings, schedule, strategy); returns
+        the run's record."""
+        raise NotImplementedError
+
+    def do_split(self):
+        return list(self.request.retain), list(self.request.heldout)
+
+    def _open_record(self) -> None:
+        """In ``on_train_start``: continue the record of an interrupted run (``--c``), note the schedule the run
+        trains with, and write the request copy into the output folder."""
+        if self.current_epoch > 0:
+            self.record.resume(self.output_folder, self.current_epoch)
+        self.record.schedule = schedule_of(self)
+        self.record.write_request_copy(Path(self.output_folder) / REQUEST_FILE)
+
+    def _make_hook(self) -> EvaluationHook:
+        """The evaluation hook over the request's forget, retain and held-out cases of this trainer's data."""
+        request = self.request
+        cases = sorted(set(request.forget) | set(request.retain) | set(request.heldout))
+        labels = [int(c) for c in self.label_manager.foreground_labels]
+        return EvaluationHook(
+            case_dataset(self, cases),
+            {name: getattr(request, name) for name in SETS},
+            labels,
+            self.label_manager.ignore_label,
+            self.configuration_manager.spacing,
+            critical_classes(self.dataset_json),
+            lambda net: make_predictor(self, net),
+        )
+
+    def _close_record(self) -> None:
+        """In ``on_train_end``, after nnU-Net wrote the final checkpoint (rank 0): the record's final form with
+        the model's SHA-256, its table in the log and, for a certified run, the certificate."""
+        if self.local_rank != 0:
+            return
+        self.record.finish(self.output_folder, Path(self.output_folder) / FINAL_CHECKPOINT)
+        self.print_to_log_file("\n" + self.record.table())
+        if self.certified:
+            with exit_on_user_error(self.__class__.__name__):
+                certificate = write_certificate(Path(self.output_folder))
+            self.print_to_log_file(f"unlearning certificate: {certificate}")
