@@ -23,14 +23,26 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def target_mode(path: Path) -> int:
+    """The permission bits ``path`` should get: those of the file it replaces, else what ``open`` would give a new
+    file under the process's umask (mkstemp's temporary files are private, 0600)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, content: bytes) -> None:
-    """Write ``content`` to a temporary file beside ``path`` and rename it into place."""
+    """Write ``content`` to a temporary file beside ``path`` and rename it into place, with the permissions of
+    the file it replaces (or a new file's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(content)
+        os.chmod(temporary, target_mode(path))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

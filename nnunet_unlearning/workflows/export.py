@@ -34,7 +34,7 @@ import torch
 
 from nnunet_unlearning.artifacts import CERTIFICATE_JSON, FINAL_CHECKPOINT, REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.files import sha256_file
+from nnunet_unlearning.files import sha256_file, target_mode
 from nnunet_unlearning.request import UnlearningRequest
 
 EXPORT_MANIFEST = "unlearning_export.json"
@@ -196,6 +196,7 @@ def _write_zip(out: Path, files: Mapping[str, bytes]) -> None:
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, data in files.items():
                 archive.writestr(name, data)
+        os.chmod(temporary, target_mode(out))  # mkstemp's file is private; the model is to be shared
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
