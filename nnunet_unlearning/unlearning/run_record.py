@@ -163,7 +163,9 @@ class RunRecord:
             "unlearned_checkpoint_sha256": checkpoint_sha256,
             "seconds": {
                 "wall": round(self._earlier_wall_seconds + time.perf_counter() - self._started, 3),
-                "prepare": round(self.prepare_seconds, 3),
+                # to the microsecond: a strategy with nothing to prepare (SCRUB) takes well under a millisecond,
+                # and 0.0 would read as "not measured"
+                "prepare": round(self.prepare_seconds, 6),
                 "train": round(self.train_seconds, 3),
                 "evaluation": round(evaluation_seconds, 3),
             },
