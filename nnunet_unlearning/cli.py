@@ -89,8 +89,8 @@ def _forget(args: argparse.Namespace) -> None:
         certificate = Path(request.previous["certificate"])
         checked = verify_certificate(certificate)
         if not checked.ok:
-            failed = next((line for line in checked.lines if line.startswith(("MISSING", "CHANGED", "UNREADABLE"))), "")
-            raise UserInputError(f"{certificate}: the previous request's certificate fails verify ({failed.strip()})")
+            failed = checked.first_finding
+            raise UserInputError(f"{certificate}: the previous request's certificate fails verify ({failed})")
     path = Path(args.out) if args.out is not None else default_request_path(request.dataset_name)
     atomic_write_text(path, request.to_json())
     if request.forgotten_before:

@@ -55,6 +55,13 @@ class VerifyResult:
     lines: list[str]
     verdict: str | None = None
 
+    @property
+    def first_finding(self) -> str:
+        """The first line that reports a finding (a changed, missing or unreadable file, a broken chain),
+        earlier certificates of the chain included; "" when there is none."""
+        findings = ("MISSING", "CHANGED", "UNREADABLE", "CHAIN")
+        return next((line.strip() for line in self.lines if line.strip().startswith(findings)), "")
+
 
 def find_retrain_run(run_folder: Path, request_id: str) -> Path | None:
     """A finished retrain run of the same request beside ``run_folder``, or None.

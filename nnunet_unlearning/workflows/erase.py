@@ -219,8 +219,8 @@ def erase(run_folder: Path, dry_run: bool = False) -> Path | ErasurePlan:
         raise UserInputError(f"{run_folder / ERASURE_FILE}: this request's data was already erased")
     checked = verify_certificate(certificate)
     if not checked.ok:
-        failed = next((line for line in checked.lines if line.startswith(("MISSING", "CHANGED", "UNREADABLE"))), "")
-        raise UserInputError(f"{certificate}: fails verify ({failed.strip()}); the model is not accepted")
+        failed = checked.first_finding
+        raise UserInputError(f"{certificate}: fails verify ({failed}); the model is not accepted")
     request = UnlearningRequest.from_file(run_folder / REQUEST_FILE)
     results = _folder("nnUNet_results", request.dataset_name)
     if unfinished := unfinished_runs(results, request.request_id):

@@ -136,8 +136,8 @@ def _certified_run(run_folder: Path) -> tuple[UnlearningRequest, str | None]:
         )
     checked = verify_certificate(certificate)
     if not checked.ok:
-        failed = next((line for line in checked.lines if line.startswith(("MISSING", "CHANGED", "UNREADABLE"))), "")
-        raise UserInputError(f"{certificate}: fails verify ({failed.strip()}); the model cannot be exported")
+        failed = checked.first_finding
+        raise UserInputError(f"{certificate}: fails verify ({failed}); the model cannot be exported")
     return UnlearningRequest.from_file(run_folder / REQUEST_FILE), checked.verdict
 
 
