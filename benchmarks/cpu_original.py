@@ -31,10 +31,11 @@ from nnunet_unlearning.workflows.benchmark_runs import FOLD, Run, train_runs
 
 TRAINER = "nnUNetTrainerMed3D_scratch"
 ITERATIONS = 40
-#: (plans name, decoder channels, epochs): the CPU profile as it is, twice its schedule, nnU-Net-like widths
+#: (plans name, decoder channels, epochs): the CPU profile's narrow decoder before the tissue recipe (the
+#: test suite's today), twice its schedule, the recipe's widths, nnU-Net-like widths
 VARIANTS = (
-    ("nnUNetMed3DCpuNarrow20Plans", profiles.MED3D_DECODER_CHANNELS, 20),
-    ("nnUNetMed3DCpuNarrow40Plans", profiles.MED3D_DECODER_CHANNELS, 40),
+    ("nnUNetMed3DCpuNarrow20Plans", profiles.TESTS.med3d_decoder, 20),
+    ("nnUNetMed3DCpuNarrow40Plans", profiles.TESTS.med3d_decoder, 40),
     ("nnUNetMed3DCpuMid20Plans", (16, 32, 64, 64, 64), 20),
     ("nnUNetMed3DCpuDefault20Plans", None, 20),  # the network's default decoder (32 … 320)
 )

@@ -84,6 +84,10 @@ VARIANTS = (
     replace(TIMING, name="t-bf16-1thread-worker-light-aug", bf16="yes", augmentation=LIGHT_AUGMENTATION),
     replace(RECIPE, name="fp32-300", bf16="no", epochs=6, iterations=50, fullres=False),
     replace(RECIPE, name="bf16-300", bf16="yes", epochs=6, iterations=50, fullres=False),
+    # toward the 6-minute target: deep supervision off (no auxiliary heads and losses), fewer steps
+    replace(RECIPE, name="no-ds", deep_supervision=False, fullres=False),
+    replace(RECIPE, name="no-ds-700", deep_supervision=False, iterations=70, fullres=False),
+    replace(RECIPE, name="no-ds-700-lr05", deep_supervision=False, iterations=70, lr=0.05, fullres=False),
 )
 
 

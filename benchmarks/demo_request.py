@@ -26,11 +26,11 @@ def demo_request(workdir: Path | None, prefix: str, reuse: bool = False) -> tupl
         os.environ.update(
             {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
         )
-        os.environ.update({"nnUNet_compile": "false", "nnUNet_n_proc_DA": "0"})
-        profiles.use_cpu_threads()
+        os.environ["nnUNet_compile"] = "false"
+        profiles.CPU.use_for_training()
         return ("MRBrainS18 (real)" if real else "phantom"), load_request(demo.DATASET_NAME).forget[0]
     demo.prepare_dataset(workdir or Path(tempfile.mkdtemp(prefix=prefix)), real)
-    trainer, _ = original_trainer()
+    trainer, _ = original_trainer(demo.PROFILE.scratch_trainer)
     original = demo.train(trainer, demo.ORIGINAL)
     forget = sorted(original.do_split()[0])[0]
     write_request(demo.DATASET_ID, demo.CONFIGURATION, "0", demo.PLANS, trainer, [forget])

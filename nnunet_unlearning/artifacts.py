@@ -1,16 +1,18 @@
 """The contract of a run folder (``nnUNet_results/<dataset>/<Trainer>__<Plans>__<Configuration>/fold_N``): the
 name of every file nnU-Net and our trainers write there, the set names our records use, :class:`ModelFolder`
 (a fold folder by its name, holding a trained model) and :class:`RunFolder`, the typed reader of a finished run's
-records.
+records (their shapes: ``records.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import read_json_object
+from nnunet_unlearning.records import AuditRecord, EvaluationRecord, MetricsRecord, RequestRecord
 
 #: The model nnU-Net writes when training ends: for an unlearning run, the certified model.
 FINAL_CHECKPOINT = "checkpoint_final.pth"
@@ -42,9 +44,21 @@ ERASURE_FILE = "unlearning_erasure.json"
 
 #: The case sets of a request and of every evaluation: the forgotten cases, the remaining training cases,
 #: and the held-out (validation) cases, in the order tables list them.
-SETS = ("forget", "retain", "heldout")
+#: (Literal names, so that a record's set keys can be read through them.)
+SetName = Literal["forget", "retain", "heldout"]
+SETS: tuple[SetName, ...] = ("forget", "retain", "heldout")
 #: Trainer names of the retrain oracle's runs start with this.
 RETRAIN_PREFIX = "nnUNetTrainerRetrain"
+#: A run of request n+1 of a lineage (a request with a ``previous``) trains into
+#: ``<Trainer>_request-<id8>__<plans>__<configuration>/fold_N`` beside nnU-Net's ``<Trainer>__...`` folder, so
+#: that two requests in a row with the same strategy keep both models; ``nnUNetv2_predict -tr
+#: <Trainer>_request-<id8>`` serves it (nnU-Net finds the class by the name in the checkpoint).
+CHAINED_RUN_MARK = "_request-"
+
+
+def chained_trainer_folder_name(trainer: str, request_id: str) -> str:
+    """The trainer part of the results folder of a chained request's run (see :data:`CHAINED_RUN_MARK`)."""
+    return f"{trainer}{CHAINED_RUN_MARK}{request_id[:8]}"
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,9 @@ class RunFolder:
     """One run's output folder: its ``unlearning_metrics.json``, and its request copy and audit when present."""
 
     folder: Path
-    metrics: dict
-    request: dict | None
-    audit: dict | None
+    metrics: MetricsRecord
+    request: RequestRecord | None
+    audit: AuditRecord | None
 
     @property
     def trainer(self) -> str:
@@ -101,7 +115,7 @@ class RunFolder:
     def is_retrain(self) -> bool:
         return self.trainer.startswith(RETRAIN_PREFIX)
 
-    def evaluation(self, tag: str) -> dict | None:
+    def evaluation(self, tag: str) -> EvaluationRecord | None:
         """The first evaluation tagged ``tag`` ("start", "end", "epoch_N"), or None."""
         return next((e for e in self.metrics["evaluations"] if e["tag"] == tag), None)
 
@@ -123,11 +137,14 @@ def load_run(folder: Path) -> RunFolder:
     missing = [key for key in required if key not in metrics]
     if missing:
         raise UserInputError(f"{path}: not an unlearning metrics file (no '{missing[0]}')")
+    # Files are taken to hold what their writers write (records.py); the keys every reader needs are checked above.
     run = RunFolder(
         folder,
-        metrics,
-        read_json_object(folder / REQUEST_FILE, "request copy") if (folder / REQUEST_FILE).is_file() else None,
-        read_json_object(folder / AUDIT_FILE, "audit") if (folder / AUDIT_FILE).is_file() else None,
+        cast(MetricsRecord, metrics),
+        cast(RequestRecord, read_json_object(folder / REQUEST_FILE, "request copy"))
+        if (folder / REQUEST_FILE).is_file()
+        else None,
+        cast(AuditRecord, read_json_object(folder / AUDIT_FILE, "audit")) if (folder / AUDIT_FILE).is_file() else None,
     )
     if run.evaluation("end") is None:
         raise UserInputError(f"{path}: the run has not finished (no 'end' evaluation)")

@@ -59,11 +59,13 @@ def _plan_med3d(args: argparse.Namespace) -> None:
         source_plans=args.source_plans,
         name=args.name,
         gpu_memory_gb=args.gpu_memory_gb,
+        cpu_bf16=args.cpu_bf16,
     )
     print(f"wrote {path}")
 
 
 def _forget(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.artifacts import chained_trainer_folder_name
     from nnunet_unlearning.evidence.certificate import verify_certificate
     from nnunet_unlearning.files import atomic_write_text
     from nnunet_unlearning.request import build_request, default_request_path
@@ -95,6 +97,8 @@ def _forget(args: argparse.Namespace) -> None:
     atomic_write_text(path, request.to_json())
     if request.forgotten_before:
         print(f"forgotten by earlier requests of this model lineage: {' '.join(request.forgotten_before)}")
+        name = chained_trainer_folder_name("<Trainer>", request.request_id)
+        print(f"its runs train into {name}__{args.plans}__{args.configuration}/fold_{args.fold} (-tr <Trainer>)")
     print(f"wrote {path}")
 
 
@@ -376,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source_plans", default="nnUNetPlans", help="source plans (default nnUNetPlans)")
     p.add_argument("--name", default="nnUNetMed3DPlans", help="name of the new plans (default nnUNetMed3DPlans)")
     p.add_argument("--gpu-memory-gb", type=float, default=8.0, help="GPU memory budget for the batch size")
+    p.add_argument(
+        "--cpu-bf16",
+        choices=["no", "yes", "auto"],
+        default="no",
+        help="train under bf16 autocast when the device is a CPU: auto = where a probe measures it faster "
+        "(default no; evaluation and prediction stay fp32)",
+    )
 
     p = command("forget", _forget, "write an unlearning request: which cases to forget from which model")
     p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True)

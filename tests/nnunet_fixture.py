@@ -3,7 +3,8 @@
 Real MRBrainS18 (IR and FLAIR from ``orig/``) when ``../shared/data/MRBrainS18`` is present, else the
 synthetic phantom, so the suite passes on a fresh clone too. Full-resolution plans are far too slow for
 CPU tests, so the 3d_fullres configuration is planned at a coarse spacing with a small patch and a small
-network (``nnunet_unlearning.workflows.profiles``); everything else is nnU-Net's own.
+network (``nnunet_unlearning.workflows.profiles.TESTS``: coarser than the demo's, the challenge labels);
+everything else is nnU-Net's own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from nnunet_unlearning.nnunet.inprocess import make_trainer, set_schedule
 from nnunet_unlearning.workflows.demo import CONFIGURATION, DATASET_ID, DATASET_NAME, prepare_dataset
+from nnunet_unlearning.workflows.profiles import TESTS
 
 PLANS = "nnUNetPlans"
 __all__ = [
@@ -55,8 +57,9 @@ class NnunetWorld:
 
 
 def build_world(root: Path, mrbrains18: Path | None) -> NnunetWorld:
-    """Convert, fingerprint, plan (CPU profile) and preprocess dataset 501 under ``root``, as the demo does."""
-    prepare_dataset(root, mrbrains18)
+    """Convert, fingerprint, plan (the tests' CPU planning) and preprocess dataset 501 under ``root``, as the
+    demo does."""
+    prepare_dataset(root, mrbrains18, TESTS)
     world = NnunetWorld(
         root / "nnUNet_raw", root / "nnUNet_preprocessed", root / "nnUNet_results", is_real=mrbrains18 is not None
     )

@@ -23,14 +23,43 @@ def test_needs_overwrite_to_replace_an_earlier_run(tmp_path, capsys):
     assert (tmp_path / "old").is_file()
 
 
-def test_headline_comes_from_the_runs_metrics(finished_runs):
+def test_headline_comes_from_the_runs_files(finished_runs):
     summary = headline(finished_runs["NoisyLabel"], finished_runs["Retrain"])
     unlearned = json.loads((finished_runs["NoisyLabel"] / "unlearning_metrics.json").read_text())
     retrained = json.loads((finished_runs["Retrain"] / "unlearning_metrics.json").read_text())
+    certificate = json.loads((finished_runs["NoisyLabel"] / "unlearning_certificate.json").read_text())
+    strategy = summary["strategy"]
+    assert strategy == unlearned["trainer"].removeprefix("nnUNetTrainerUnlearn")
     assert summary["dice"]["original"]["forget"] == unlearned["evaluations"][0]["sets"]["forget"]["dice"]
     assert summary["dice"]["retrain oracle"]["retain"] == retrained["evaluations"][-1]["sets"]["retain"]["dice"]
     assert summary["forget_dice_gap_to_retrain"] == (
-        summary["dice"]["NoisyLabel"]["forget"] - summary["dice"]["retrain oracle"]["forget"]
+        summary["dice"][strategy]["forget"] - summary["dice"]["retrain oracle"]["forget"]
     )
+    assert summary["speedup"] == retrained["seconds"]["wall"] / unlearned["seconds"]["wall"]
+    assert summary["verdict"]["overall"] == certificate["verdict"]["overall"]
     table = format_headline(summary)
     assert table.count("\n| ") == 3 and "forget drop" in table  # one row per model
+    assert f"certificate verdict: {certificate['verdict']['overall']}." in table
+    assert "MIA efficacy" not in table  # no audit given
+
+
+def test_headline_reads_the_audit_and_words_follow_the_numbers():
+    summary = {
+        "strategy": "NoisyLabel",
+        "dice": {
+            m: {"forget": 0.7, "retain": 0.75, "heldout": 0.72} for m in ("original", "NoisyLabel", "retrain oracle")
+        },
+        "figures": {"forget_drop_pct": 1.0, "retain_retention_pct": 99.0},
+        "forget_dice_gap_to_retrain": 0.01,
+        "seconds": {"unlearning": 400.0, "retrain": 200.0},
+        "speedup": 0.5,
+        "verdict": {"overall": "met", "text": "", "forgetting": "inside the band.", "calibration": None},
+        "mia_efficacy": {"original": 0.60, "NoisyLabel": 0.52, "retrain oracle": 0.50},
+    }
+    table = format_headline(summary)
+    assert "MIA efficacy" in table and "not faster than retraining" in table
+    assert "closer to the retrain oracle than the original was" in table
+    summary["mia_efficacy"]["NoisyLabel"] = 0.40
+    summary["speedup"], summary["seconds"]["unlearning"] = 4.0, 50.0
+    table = format_headline(summary)
+    assert "no closer to the retrain oracle" in table and "4.0× faster than retraining" in table

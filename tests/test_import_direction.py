@@ -12,7 +12,7 @@ The layers, top to bottom, as the code has them:
     med3d, conversion
     nnunet, optim, subjects       nnU-Net adapters; the optimizer recipe; the subject ↔ case map
     artifacts                     a run folder's file names and readers
-    files
+    files, records                atomic writes and hashes; the shapes of our JSON files (TypedDicts)
     errors, the package root (its version), the trainers folder's __init__ (it only marks the folder)
 
 A unit is a package under ``nnunet_unlearning/`` or a top-level module there. A new one fails this test
@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
     {"med3d", "conversion"},
     {"nnunet", "optim", "subjects"},
     {"artifacts"},
-    {"files"},
+    {"files", "records"},
     {"errors", ROOT, TRAINERS_FOLDER},
 ]
 LAYER = {unit: depth for depth, units in enumerate(LAYERS) for unit in units}

@@ -174,13 +174,20 @@ def _unlearning_and_oracle_keep_the_recipe(
         "trainer": TRAINER,
         "initialisation": "medicalnet",
         "parameter_groups": [{"prefix": "encoder.", "lr_scale": Med3DTrainerMixin.encoder_lr_scale}],
+        "initial_lr": None,
         "initialisation_checkpoint": {"checkpoint": str(weights.resolve()), "sha256": sha256_file(weights)},
     }
+    # an original trained at another rate (nnUNetTrainerMed3D_cpu's 0.03): both runs start from that rate
+    request = json.loads(path.read_text())
+    request["original"]["recipe"]["initial_lr"] = 0.03
+    path.write_text(json.dumps(request))
     monkeypatch.setenv(REQUEST_ENV, str(path))
     unlearn = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
     for cls in (unlearn, type("nnUNetTrainerRetrain_recipe", (nnUNetTrainerRetrain,), {})):
         trainer = load_trainer(cls, world, plans=PLANS)
         trainer.initialize()
+        lr_scale = trainer.settings.lr_scale if cls is unlearn else 1.0
+        assert trainer.initial_lr == pytest.approx(0.03 * lr_scale)
         network = bare_network(trainer.network)
         rest, encoder = trainer.optimizer.param_groups
         assert (rest["lr_scale"], encoder["lr_scale"]) == (1.0, Med3DTrainerMixin.encoder_lr_scale)

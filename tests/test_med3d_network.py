@@ -16,6 +16,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.med3d.cpu_precision import bf16_decision, training_precision
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.med3d.resnet import MedicalNetResNet
 
@@ -153,6 +154,7 @@ def test_trainer_builds_it_from_a_plans_dict():
         ({"strides": ANISOTROPIC[:5]}, "strides"),
         ({"strides": [[2, 2, 2], *ANISOTROPIC[1:]]}, "strides[0]"),
         ({"decoder_channels": [4, 4]}, "decoder_channels"),
+        ({"cpu_bf16": "maybe"}, "cpu_bf16"),
     ],
 )
 def test_bad_arch_kwargs_are_one_line_user_errors(kwargs, named):
@@ -165,3 +167,39 @@ def test_input_not_divisible_by_the_total_stride_is_refused():
     net = Med3DUNet(1, 2, depth=10, strides=ANISOTROPIC, decoder_channels=TINY)
     with pytest.raises(ValueError, match="divisible"):
         net(torch.zeros(1, 1, 8, 30, 32))
+
+
+def test_cpu_bf16_runs_training_steps_under_autocast_and_evaluation_in_fp32():
+    torch.manual_seed(0)
+    kwargs = {"depth": 10, "strides": ANISOTROPIC, "decoder_channels": TINY}
+    fp32, bf16 = Med3DUNet(2, 3, **kwargs), Med3DUNet(2, 3, cpu_bf16="yes", **kwargs)
+    bf16.load_state_dict(fp32.state_dict())
+    x = torch.randn(2, 2, 8, 32, 32)
+    outputs = {name: net(x) for name, net in (("fp32", fp32), ("bf16", bf16))}
+    for a, b in zip(outputs["fp32"], outputs["bf16"], strict=True):
+        assert b.dtype == torch.float32  # the loss gets fp32 logits
+        assert not torch.equal(a, b) and torch.allclose(a, b, atol=0.1, rtol=0.1)  # bf16 rounding, same network
+    outputs["bf16"][0].mean().backward()  # gradients flow through the cast
+    assert bf16.encoder.conv1.weight.grad is not None
+    bf16.load_state_dict(fp32.state_dict())  # the training forwards updated the running statistics apart
+    fp32.eval(), bf16.eval()  # evaluation and nnUNetv2_predict: fp32 whatever the setting
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(fp32(x), bf16(x), strict=True))
+
+
+def test_cpu_bf16_decision_is_fixed_or_measured_and_logged():
+    assert bf16_decision("no")[0] is False and bf16_decision("yes")[0] is True
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        bf16_decision("sometimes")
+    use, why = bf16_decision("auto")  # measured here: either answer, always with the probe's numbers or reason
+    assert ("probe fp32" in why) or ("no bf16 support" in why)
+    assert why.endswith("bf16" if use else "fp32")
+    net = Med3DUNet(2, 3, depth=10, strides=ANISOTROPIC, decoder_channels=TINY, cpu_bf16="auto")
+    assert training_precision(net, torch.device("cpu")) == (
+        f"training precision: {'bf16 autocast' if use else 'fp32'} ({why})"
+    )
+    assert training_precision(net, torch.device("cuda")) is None  # a GPU runs nnU-Net's own autocast
+    assert (
+        training_precision(Med3DUNet(2, 3, depth=10, strides=ANISOTROPIC, decoder_channels=TINY), torch.device("cpu"))
+        is None
+    )

@@ -114,7 +114,7 @@ def test_plan_writes_med3d_plans_and_leaves_the_source_untouched(preprocessed):
     assert config["data_identifier"] == "nnUNetPlans_3d_fullres" and "next_stage" not in config
     arch = config["architecture"]
     assert arch["network_class_name"] == NETWORK_CLASS_NAME and arch["_kw_requires_import"] == []
-    assert arch["arch_kwargs"]["depth"] == 50
+    assert arch["arch_kwargs"]["depth"] == 50 and arch["arch_kwargs"]["cpu_bf16"] == "no"
     strides = arch["arch_kwargs"]["strides"]
     patch = config["patch_size"]
     assert all(p % s == 0 for p, s in zip(patch, total_stride(strides), strict=True))
@@ -183,6 +183,7 @@ def test_batch_size_is_capped_at_five_percent_of_the_dataset(preprocessed):
         ({"name": "nnUNetPlans"}, "never overwritten"),
         ({"gpu_memory_gb": 0}, "--gpu-memory-gb"),
         ({"depth": 101}, "depth"),
+        ({"cpu_bf16": "fast"}, "cpu_bf16"),
     ],
 )
 def test_bad_requests_are_one_line_user_errors(preprocessed, kwargs, named):
@@ -195,6 +196,10 @@ def test_bad_requests_are_one_line_user_errors(preprocessed, kwargs, named):
 
 def test_cli_plan_med3d(preprocessed, capsys):
     write_source(preprocessed, [40, 224, 192])
-    assert main(["plan-med3d", "-d", "777", "--depth", "10", "--name", "nnUNetMed3DPlansR10"]) == 0
+    assert (
+        main(["plan-med3d", "-d", "777", "--depth", "10", "--name", "nnUNetMed3DPlansR10", "--cpu-bf16", "auto"]) == 0
+    )
     assert "nnUNetMed3DPlansR10.json" in capsys.readouterr().out
+    plans = json.loads((preprocessed / DATASET / "nnUNetMed3DPlansR10.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["cpu_bf16"] == "auto"
     assert main(["plan-med3d", "-d", "777", "-c", "2d"]) == 2

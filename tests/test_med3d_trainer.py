@@ -11,6 +11,7 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.med3d.network import Med3DUNet
+from nnunet_unlearning.med3d.original_recipe import original_recipe
 from nnunet_unlearning.med3d.pretrained_trainer import (
     MED3D_WEIGHTS_ENV,
     Med3DTrainerMixin,
@@ -64,11 +65,16 @@ def test_scheduler_state_survives_a_checkpoint_round_trip():
     assert restored.param_groups[1]["lr"] == pytest.approx(0.25 * restored.param_groups[0]["lr"])
 
 
-def test_nnunet_finds_both_trainers_and_refuses_plans_without_med3d(world, monkeypatch, capsys):
+def test_nnunet_finds_the_trainers_and_refuses_plans_without_med3d(world, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
     scratch = recursive_find_trainer_class_by_name("nnUNetTrainerMed3D_scratch")
     assert recursive_find_trainer_class_by_name("nnUNetTrainerMed3D").med3d_pretrained
     assert not scratch.med3d_pretrained
+    # the CPU profile's original: from scratch at 0.03, which the request's recipe carries to unlearning and oracle
+    cpu = recursive_find_trainer_class_by_name("nnUNetTrainerMed3D_cpu")
+    assert not cpu.med3d_pretrained and cpu.med3d_initial_lr == 0.03
+    assert original_recipe("nnUNetTrainerMed3D_cpu", tmp_path)["initial_lr"] == 0.03
+    assert original_recipe("nnUNetTrainerMed3D_scratch", tmp_path)["initial_lr"] is None
     trainer = load_trainer(scratch, world)  # the session's plans name PlainConvUNet
     with pytest.raises(SystemExit) as exit_info:
         trainer.initialize()

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, forget_args
 
 from nnunet_unlearning.artifacts import CERTIFICATE_JSON, METRICS_FILE, REQUEST_FILE
@@ -73,10 +74,12 @@ def test_cli_writes_the_second_request_and_names_the_lineage(lineage, tmp_path, 
     _, first = lineage
     out = tmp_path / "second.json"
     assert main([*_forget_args(first.retain[0]), "-o", str(out)]) == 0
-    assert f"forgotten by earlier requests of this model lineage: {' '.join(first.forget)}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"forgotten by earlier requests of this model lineage: {' '.join(first.forget)}" in printed
     written = json.loads(out.read_text())
     assert written["forgotten_before"] == list(first.forget)
     assert written["previous"]["request_id"] == first.request_id
+    assert f"<Trainer>_request-{written['request_id'][:8]}__{PLANS}__{CONFIGURATION}/fold_0" in printed
 
 
 def test_forgetting_a_forgotten_case_again_is_refused(lineage, capsys):
@@ -115,7 +118,7 @@ def test_an_unfinished_unlearning_run_cannot_start_a_request(lineage, capsys):
 
 
 @pytest.mark.slow
-def test_the_second_run_certifies_the_chain_and_verify_follows_it(lineage, world, tmp_path, monkeypatch):
+def test_the_second_run_certifies_the_chain_and_verify_follows_it(lineage, world, finished_runs, tmp_path, monkeypatch):
     from nnunet_fixture import load_trainer, shorten
 
     from nnunet_unlearning.evidence.certificate import verify_certificate
@@ -129,15 +132,35 @@ def test_the_second_run_certifies_the_chain_and_verify_follows_it(lineage, world
         build_request(DATASET_ID, CONFIGURATION, "0", PLANS, UNLEARNED, [first.retain[0]]).to_json()
     )
     monkeypatch.setenv(REQUEST_ENV, str(request_file))
-    # a class of this test's own, so that its results folder is no other test's
-    family = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
-    chained = type("nnUNetTrainerUnlearnNoisyLabel_chain", (family,), {})
-    trainer = load_trainer(chained, world)
+    # the same strategy as the first request, whose run holds nnU-Net's default folder of this trainer
+    same_strategy = trainer_family(NoisyLabel, __name__)[UNLEARNED]
+    # trainers build their folders under the session's results, where the first request's run of this trainer is
+    occupied = finished_runs["NoisyLabel"]
+    first_files = {p: sha256_file(p) for p in occupied.rglob("*") if p.is_file()}
+    trainer = load_trainer(same_strategy, world)
     shorten(trainer)
     assert trainer.request.forgotten_before == first.forget
     assert not set(first.forget) & set(trainer.request.retain)
     trainer.run_training()
     second = Path(trainer.output_folder)
+    request_id = trainer.request.request_id
+    assert (
+        second
+        == occupied.parent.with_name(f"{UNLEARNED}_request-{request_id[:8]}__{PLANS}__{CONFIGURATION}") / "fold_0"
+    )
+    assert list(second.glob("training_log_*.txt")), "nnU-Net's log follows the run"
+    assert {p: sha256_file(p) for p in occupied.rglob("*") if p.is_file()} == first_files, "the first run changed"
+    # nnUNetv2_predict -tr <folder's trainer part> serves it: nnU-Net finds the class by the checkpoint's name
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
+    predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(second.parent), (0,))
+    loaded = predictor.list_of_parameters[0]
+    saved = torch.load(second / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
 
     certificate = json.loads((second / CERTIFICATE_JSON).read_text())
     assert certificate["previous"]["request_id"] == first.request_id

@@ -2,6 +2,8 @@
 
 nnUNetTrainerMed3D: encoder initialised from the MedicalNet checkpoint in `$nnUNet_med3d_weights`, trained
 at 0.1 × the decoder's learning rate. nnUNetTrainerMed3D_scratch: random initialisation, one learning rate.
+nnUNetTrainerMed3D_cpu: the CPU profile's original (`nnunet-unlearning demo`, the benchmark): random
+initialisation at learning rate 0.03, measured best for short CPU schedules (docs/benchmarks.md).
 The logic is in `nnunet_unlearning.med3d.pretrained_trainer`.
 """
 
@@ -19,3 +21,9 @@ class nnUNetTrainerMed3D_scratch(Med3DTrainerMixin, nnUNetTrainer):
 
     med3d_pretrained = False
     encoder_lr_scale = 1.0
+
+
+class nnUNetTrainerMed3D_cpu(nnUNetTrainerMed3D_scratch):
+    """Med3DUNet from random initialisation at learning rate 0.03: the CPU profile's original."""
+
+    med3d_initial_lr = 0.03

@@ -35,6 +35,7 @@ from nnunet_unlearning.evaluation.audit_features import (
 from nnunet_unlearning.evaluation.subject_scores import scored_voxels
 from nnunet_unlearning.files import atomic_write_json, sha256_file
 from nnunet_unlearning.nnunet.glue import trained_predictor
+from nnunet_unlearning.records import AuditGap, AuditModelRecord, AuditRecord, MembershipAttack
 from nnunet_unlearning.request import UnlearningRequest
 
 FORMAT = 1
@@ -121,7 +122,7 @@ def _features(predictor, cases: _Cases, case_ids: Sequence[str]) -> dict[str, np
     return features
 
 
-def _feature_means(features: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+def _feature_means(features: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, float]]:
     return {
         name: dict(zip(FEATURES, np.concatenate(list(per_case.values())).mean(axis=0).tolist()))
         for name, per_case in features.items()
@@ -137,7 +138,7 @@ def audit_models(
     bootstrap: int = 1000,
     seed: int = 0,
     device: str = "cpu",
-) -> dict:
+) -> AuditRecord:
     """Membership-inference audit of each model on the request's retain, held-out and forget cases.
 
     Args:
@@ -175,7 +176,7 @@ def audit_models(
     torch_device = torch.device(device)
     sets = {name: sorted(getattr(request, name)) for name in AUDIT_SETS}
     cases: _Cases | None = None
-    results = {}
+    results: dict[str, AuditModelRecord] = {}
     for label, run in runs.items():
         started = time.perf_counter()
         predictor = trained_predictor(run, torch_device)
@@ -223,7 +224,9 @@ def audit_models(
         "format": FORMAT,
         "request_id": request.request_id,
         "dataset": request.dataset_name,
-        **{name: sets[name] for name in SETS},
+        "forget": sets["forget"],
+        "retain": sets["retain"],
+        "heldout": sets["heldout"],
         "settings": {
             "patch_size": list(cases.patch_size),
             "patches_per_case": patches_per_case,
@@ -238,11 +241,14 @@ def audit_models(
     }
 
 
-def _gap(entry: dict, retrain: dict | None) -> dict | None:
+def _gap(entry: MembershipAttack, retrain: MembershipAttack | None) -> AuditGap | None:
     """The model's estimate minus the retrain oracle's (0 for a perfect unlearner); None without an oracle."""
     if retrain is None:
         return None
-    return {key: entry[key]["value"] - retrain[key]["value"] for key in ("mia_efficacy", "auc_forget_vs_heldout")}
+    return {
+        "mia_efficacy": entry["mia_efficacy"]["value"] - retrain["mia_efficacy"]["value"],
+        "auc_forget_vs_heldout": entry["auc_forget_vs_heldout"]["value"] - retrain["auc_forget_vs_heldout"]["value"],
+    }
 
 
 def _find_request(runs: Sequence[ModelFolder], request_file: Path | None) -> UnlearningRequest:

@@ -21,6 +21,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from nnunet_unlearning.records import Estimate, MembershipAttack
+
 #: The two-sided coverage of the reported bootstrap intervals.
 CI_LEVEL = 0.95
 CLASSIFIER = "StandardScaler + LogisticRegression(class_weight='balanced')"
@@ -73,7 +75,7 @@ def _interval(draws: np.ndarray) -> list[float] | None:
     return [float(low), float(high)]
 
 
-def _estimate(value: float, draws: np.ndarray) -> dict:
+def _estimate(value: float, draws: np.ndarray) -> Estimate:
     return {"value": float(value), "ci95": _interval(draws)}
 
 
@@ -92,7 +94,7 @@ def membership_attack(
     *,
     bootstrap: int = 1000,
     seed: int = 0,
-) -> dict:
+) -> MembershipAttack:
     """Fit the attack on members vs non-members of one model and judge the forget patches.
 
     Args:

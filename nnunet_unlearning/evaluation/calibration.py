@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nnunet_unlearning.records import CalibrationRecord, CheckRecord
+
 #: The scores the test can use, and whether a higher value is better (Dice) or worse (MAE).
 HIGHER_IS_BETTER: dict[str, bool] = {"dice": True, "hard_mae": False, "soft_mae": False}
 
@@ -150,13 +152,17 @@ class Check:
     utility: Utility
     tag: str = ""
 
-    def to_json(self) -> dict:
-        test = asdict(self.test)
+    def to_json(self) -> CheckRecord:
         return {
             "tag": self.tag,
             "epoch": self.epoch,
             "steps": self.steps,
-            **{k: test[k] for k in ("forget_mean", "heldout_mean", "heldout_sd", "half_width", "gap", "state")},
+            "forget_mean": self.test.forget_mean,
+            "heldout_mean": self.test.heldout_mean,
+            "heldout_sd": self.test.heldout_sd,
+            "half_width": self.test.half_width,
+            "gap": self.test.gap,
+            "state": self.test.state,
             "distance": self.test.distance,
             "retain_ratio": self.utility.retain_ratio,
             "heldout_ratio": self.utility.heldout_ratio,
@@ -273,7 +279,7 @@ class Calibration:
             raise RuntimeError("the calibration has not decided yet")
         return self._states[self.decision.keep]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> CalibrationRecord:
         """The trajectory (every check) and the decision, for unlearning_metrics.json."""
         decision, kept = self.decision, self.kept_check()
         return {

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, ClassMetrics
+from nnunet_unlearning.records import ClinicalRiskRecord, LabelKey, RiskChange, RiskCounts, RiskSet
 
 #: The clinically critical classes, by their label name in dataset.json (MRBrainS18: 4 and 9).
 CRITICAL_LABEL_NAMES: tuple[str, ...] = ("white_matter_lesions", "infarction")
@@ -83,7 +84,7 @@ def clinical_risk(
     critical: Sequence[int],
     fn_weight: float = 5.0,
     fp_weight: float = 1.0,
-) -> dict:
+) -> ClinicalRiskRecord:
     """Per set: false-negative rate, under-segmented volume and asymmetric-cost risk of the critical classes.
 
     Over the cases k of a set and a critical class c (voxel counts over valid voxels, as in `case_metrics`):
@@ -104,9 +105,10 @@ def clinical_risk(
         fp_weight: cost of one falsely marked critical voxel (>= 0).
 
     Returns:
-        ``{"critical_classes": [...], "weights": {"fn", "fp"}, "sets": {set: {"n_cases", "risk",
-        "false_negative_rate", "under_segmented_ml", "under_segmented_ml_per_case", "gt_voxels", "tp_voxels",
-        "fn_voxels", "fp_voxels", "cases_with_critical", "cases_missed", "per_class": {label: {same keys}}}}}``.
+        A `ClinicalRiskRecord`: ``{"critical_classes": [...], "weights": {"fn", "fp"}, "sets": {set: {"n_cases",
+        "risk", "false_negative_rate", "under_segmented_ml", "under_segmented_ml_per_case", "gt_voxels",
+        "tp_voxels", "fn_voxels", "fp_voxels", "cases_with_critical", "cases_missed", "per_class": {label: {same
+        keys}}}}}``.
         Ratios are None when the set has no critical ground-truth voxel; volumes are None when a case with
         missed critical voxels has no volume (metrics computed without spacing). ``cases_missed`` counts
         the cases with critical tissue of which not one voxel was found.
@@ -114,7 +116,7 @@ def clinical_risk(
     if fn_weight <= 0 or fp_weight < 0:
         raise UserInputError(f"clinical risk weights must be fn > 0 and fp >= 0, got fn {fn_weight}, fp {fp_weight}")
     critical = sorted({int(c) for c in critical})
-    result = {}
+    result: dict[str, RiskSet] = {}
     for set_name, case_ids in sets.items():
         missing = [case for case in case_ids if case not in cases]
         if missing:
@@ -123,7 +125,7 @@ def clinical_risk(
             case: {label: _counts(case, label, _scored(cases[case], case, label)) for label in critical}
             for case in case_ids
         }
-        per_class = {
+        per_class: dict[LabelKey, RiskCounts] = {
             label: _pooled([counts[case][label] for case in case_ids], fn_weight, fp_weight) for label in critical
         }
         # Over all critical classes, a case is "missed" only when not one of its critical voxels was found.
@@ -150,7 +152,7 @@ def _sum_classes(per_class) -> _Counts:
     )
 
 
-def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> dict:
+def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> RiskCounts:
     """The summary of counts pooled over cases."""
     tp, fn, fp = (sum(getattr(c, k) for c in per_case) for k in ("tp", "fn", "fp"))
     gt = tp + fn
@@ -171,7 +173,7 @@ def _pooled(per_case: Sequence[_Counts], fn_weight: float, fp_weight: float) -> 
     }
 
 
-def risk_change(before: Mapping, after: Mapping) -> dict:
+def risk_change(before: Mapping, after: Mapping) -> dict[str, RiskChange]:
     """After minus before, per set, of risk, false-negative rate and under-segmented volume.
 
     Args:
@@ -181,11 +183,18 @@ def risk_change(before: Mapping, after: Mapping) -> dict:
         ``{set: {"risk": Δ, "false_negative_rate": Δ, "under_segmented_ml": Δ}}``, each None where either
         side is None; positive = the model got riskier.
     """
-    keys = ("risk", "false_negative_rate", "under_segmented_ml")
-    change = {}
+    change: dict[str, RiskChange] = {}
     for set_name, b in before["sets"].items():
         a = after["sets"].get(set_name)
         if a is None:
             continue
-        change[set_name] = {k: None if a[k] is None or b[k] is None else a[k] - b[k] for k in keys}
+        change[set_name] = {
+            "risk": _difference(a["risk"], b["risk"]),
+            "false_negative_rate": _difference(a["false_negative_rate"], b["false_negative_rate"]),
+            "under_segmented_ml": _difference(a["under_segmented_ml"], b["under_segmented_ml"]),
+        }
     return change
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before

@@ -13,7 +13,7 @@ as JSON, and the same rows as CSV beside it.
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -233,12 +233,13 @@ def _csv_text(cases: dict[str, CaseMetrics]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for case, metrics in cases.items():
-        for label, row in metrics.to_dict()["classes"].items():
+        classes: Mapping[str, Mapping[str, object]] = metrics.to_dict()["classes"]  # read by column name
+        for label, row in classes.items():
             writer.writerow([case, label, *(_csv_value(row[column]) for column in CSV_COLUMNS[2:])])
         writer.writerow([case, "mean", *(_csv_value(json_number(metrics.mean(m))) for m in METRICS)])
     return buffer.getvalue()
 
 
-def _csv_value(value: float | int | None) -> str:
+def _csv_value(value: object) -> str:
     """Empty cell for undefined (NaN) or not computed values; full precision otherwise."""
     return "" if value is None else repr(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch
 from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 from nnunet_unlearning.evaluation.summary import aggregate
+from nnunet_unlearning.records import ClinicalRiskRecord, SetSummary
 
 
 @dataclass
@@ -29,11 +31,13 @@ class Evaluation:
     tag: str
     epoch: int
     cases: dict[str, CaseMetrics]
-    sets: dict
-    clinical_risk: dict
+    sets: dict[str, SetSummary]
+    clinical_risk: ClinicalRiskRecord
     seconds: float
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """The evaluation as unlearning_metrics.json records it: an `EvaluationRecord` (records.py), typed as a
+        plain dict because the unlearning trainer returns it as one."""
         return {
             "tag": self.tag,
             "epoch": self.epoch,

@@ -21,11 +21,12 @@ axis order.
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import cast
 
 import numpy as np
 
 from nnunet_unlearning.evaluation.surface import hd95_mm
+from nnunet_unlearning.records import CaseRecord, ClassMetricsRecord, MetricMeans
 
 #: The per-class metrics, in the order reports and CSV files list them.
 METRICS: tuple[str, ...] = ("dice", "hard_mae", "soft_mae", "volume_similarity", "hd95_mm")
@@ -125,14 +126,18 @@ class CaseMetrics:
         values = [getattr(m, metric) for m in self.classes.values()]
         return None if any(v is None for v in values) else nanmean(values)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CaseRecord:
         """JSON-ready form: ``{"n_valid_voxels", "mean": {metric: value}, "classes": {label: {...}}}``,
         undefined values (NaN) as None."""
+        # keyed by METRICS and ClassMetrics' fields, which are the keys of the two records
         return {
             "n_valid_voxels": self.n_valid,
-            "mean": {metric: json_number(self.mean(metric)) for metric in METRICS},
+            "mean": cast(MetricMeans, {metric: json_number(self.mean(metric)) for metric in METRICS}),
             "classes": {
-                str(label): {name: json_number(v) if isinstance(v, float) else v for name, v in asdict(m).items()}
+                str(label): cast(
+                    ClassMetricsRecord,
+                    {name: json_number(v) if isinstance(v, float) else v for name, v in asdict(m).items()},
+                )
                 for label, m in self.classes.items()
             },
         }

@@ -11,14 +11,14 @@ from nnunet_unlearning.evaluation.plot_style import plain_style
 SET_COLOURS = {"forget": "tab:red", "retain": "tab:blue", "heldout": "tab:green"}
 
 
-def plot_progress(evaluations: Sequence[dict], title: str, calibration: Mapping | None = None) -> bytes:
+def plot_progress(evaluations: Sequence[Mapping], title: str, calibration: Mapping | None = None) -> bytes:
     """PNG bytes of Dice (y, 0-1) per set against the epoch of each evaluation (x); with ``calibration``
     (``Calibration.to_json``: criteria, checks, decision) a panel of the calibrated score per check."""
     with plain_style():
         return _draw(evaluations, title, calibration)
 
 
-def _draw(evaluations: Sequence[dict], title: str, calibration: Mapping | None) -> bytes:
+def _draw(evaluations: Sequence[Mapping], title: str, calibration: Mapping | None) -> bytes:
     import matplotlib.pyplot as plt
 
     panels = 2 if calibration and calibration["checks"] else 1

@@ -94,7 +94,8 @@ class SubjectTest:
     verdict: str
     reference: ReferenceFit
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
+        """The test's fields, its reference fit as a nested dict."""
         return asdict(self)
 
 
@@ -270,7 +271,8 @@ class Power:
             f"the member side of out models, AUC of the log likelihood ratio {self.auc:.2f}."
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
+        """The fields, then the derived rates, ``has_power`` and the sentence."""
         derived = ("member_flag_rate", "nonmember_flag_rate", "has_power", "sentence")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 

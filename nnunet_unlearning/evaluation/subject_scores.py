@@ -42,7 +42,7 @@ class SubjectScore:
     loss: float
     n_voxels: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float | int]:
         return {"logit_confidence": self.logit_confidence, "loss": self.loss, "n_voxels": self.n_voxels}
 
 

@@ -6,9 +6,11 @@ for every case, a division by zero) are None.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.metrics import METRICS, CaseMetrics, json_number, nanmean
+from nnunet_unlearning.records import FiguresRecord, Gaps, SetScores, SetSummary
 
 
 def _mean_over_cases(values: Sequence[float | None]) -> float | None:
@@ -25,7 +27,7 @@ def mean_of_defined(values: Iterable[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]]) -> dict:
+def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]]) -> dict[str, SetSummary]:
     """Per set of cases: the number of cases, mean metrics and per-class means.
 
     A set's mean of a metric is the mean over its cases of each case's mean over the scored classes
@@ -38,14 +40,14 @@ def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]
         sets: set name (e.g. "forget", "retain", "heldout") -> case ids.
 
     Returns:
-        ``{set: {"n_cases": int, "dice": ..., "hard_mae": ..., "soft_mae": ..., "volume_similarity": ...,
-        "hd95_mm": ..., "per_class": {label: {metric: ...}}}}``.
+        set name → its `SetSummary`: ``{"n_cases", "dice", "hard_mae", "soft_mae", "volume_similarity",
+        "hd95_mm", "per_class": {label: {metric: ...}}}``.
     """
     class_sets = {tuple(m.classes) for m in cases.values()}
     if len(class_sets) > 1:
         raise ValueError(f"cases score different classes: {sorted(class_sets)}")
     labels = class_sets.pop() if class_sets else ()
-    result = {}
+    result: dict[str, SetSummary] = {}
     for set_name, case_ids in sets.items():
         missing = [case for case in case_ids if case not in cases]
         if missing:
@@ -59,7 +61,7 @@ def aggregate(cases: Mapping[str, CaseMetrics], sets: Mapping[str, Sequence[str]
             }
             for label in labels
         }
-        result[set_name] = summary
+        result[set_name] = cast(SetSummary, summary)  # keyed by METRICS, the keys of MetricMeans
     return result
 
 
@@ -74,7 +76,7 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def gaps(summary: Mapping[str, dict], forget: str = "forget", retain: str = "retain") -> dict:
+def gaps(summary: Mapping[str, SetScores], forget: str = "forget", retain: str = "retain") -> Gaps:
     """Gaps between the retain and forget sets of one aggregate (see `aggregate`).
 
     Returns:
@@ -90,8 +92,8 @@ def gaps(summary: Mapping[str, dict], forget: str = "forget", retain: str = "ret
 
 
 def unlearning_figures(
-    before: Mapping[str, dict], after: Mapping[str, dict], forget: str = "forget", retain: str = "retain"
-) -> dict:
+    before: Mapping[str, SetScores], after: Mapping[str, SetScores], forget: str = "forget", retain: str = "retain"
+) -> FiguresRecord:
     """The seed study's figures from the aggregates (see `aggregate`) before and after unlearning.
 
     Returns:
@@ -108,7 +110,7 @@ def unlearning_figures(
     }
 
 
-def _set(summary: Mapping[str, dict], name: str) -> dict:
+def _set(summary: Mapping[str, SetScores], name: str) -> SetScores:
     if name not in summary:
         raise UserInputError(f"no set '{name}' in the aggregate (sets: {', '.join(summary) or 'none'})")
     return summary[name]

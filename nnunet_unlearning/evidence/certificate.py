@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 from nnunet_unlearning.artifacts import (
     AUDIT_FILE,
@@ -35,6 +36,7 @@ from nnunet_unlearning.evidence.comparison import compare, non_default_text
 from nnunet_unlearning.evidence.table_format import TABLES, markdown_table
 from nnunet_unlearning.evidence.verdict import verdict
 from nnunet_unlearning.files import atomic_write_text, sha256_file
+from nnunet_unlearning.records import CertificateRecord, FileEntry, StatementRecord
 
 #: Certified files whose absence is not a failure: the original model may be deleted once it is unlearned.
 MAY_BE_DELETED = ("original_checkpoint",)
@@ -126,7 +128,7 @@ def _source_root(dataset_name: str) -> str | None:
         return None
 
 
-def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str, list[str]]:
+def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> StatementRecord:
     """What the certificate shows and what it does not, in plain sentences."""
     if is_retrain:
         origin = (
@@ -186,11 +188,11 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> dict[str,
     return {"shows": shows, "does_not_show": does_not}
 
 
-def _file_entry(folder: Path, name: str) -> dict:
+def _file_entry(folder: Path, name: str) -> FileEntry:
     return {"path": name, "sha256": sha256_file(folder / name)}
 
 
-def certificate_content(run_folder: Path) -> dict:
+def certificate_content(run_folder: Path) -> CertificateRecord:
     """The certificate of a finished run (see `write_certificate`), without writing anything."""
     from nnunet_unlearning.request import UnlearningRequest
 
@@ -281,7 +283,7 @@ def certificate_content(run_folder: Path) -> dict:
                 if comparison.oracle_run is not None
                 else None
             ),
-            "audit_settings": (run.audit or {}).get("settings") if this.mia is not None else None,
+            "audit_settings": run.audit.get("settings") if run.audit and this.mia is not None else None,
         },
         "verdict": verdict(run.metrics, retrain is not None),
         "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
@@ -426,7 +428,7 @@ def _check(label: str, path: Path, certified: str, required: bool) -> tuple[bool
     return True, f"ok       {label}: {path}"
 
 
-def read_certificate(path: Path) -> tuple[Path, dict]:
+def read_certificate(path: Path) -> tuple[Path, CertificateRecord]:
     """(the certificate's path, its content); a run folder stands for its unlearning_certificate.json."""
     path = Path(path)
     if path.is_dir():
@@ -441,7 +443,8 @@ def read_certificate(path: Path) -> tuple[Path, dict]:
         raise UserInputError(f"{path}: not an unlearning certificate")
     if content.get("format") not in READABLE_FORMATS:
         raise UserInputError(f"{path}: unknown certificate format {content.get('format')!r}")
-    return path, content
+    # the rest is taken as written: verification reports a malformed entry when it reaches it
+    return path, cast(CertificateRecord, content)
 
 
 def verify_certificate(path: Path, _chain: frozenset[Path] = frozenset()) -> VerifyResult:

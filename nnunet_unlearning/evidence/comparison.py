@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypedDict, cast
 
 from nnunet_unlearning.artifacts import RETRAIN_PREFIX, SETS, RunFolder, load_run
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.summary import gaps, unlearning_figures
+from nnunet_unlearning.records import AuditModelRecord, EvaluationRecord, TableRow
 
 #: Metrics compared with the retrain oracle (``gap_<metric>`` = run - oracle).
 GAP_METRICS = ("dice_forget", "dice_retain", "dice_heldout", "mae_forget", "mae_retain", "mae_heldout", "mia_efficacy")
@@ -35,13 +36,20 @@ def _estimate(entry: Mapping, key: str) -> tuple[float | None, list[float] | Non
     return estimate.get("value"), estimate.get("ci95")
 
 
-def mia_result(entry: Mapping | None) -> dict | None:
-    """One model's membership-inference result from its entry in an audit's ``models`` (see audit.py).
-
-    Returns ``{"mia_efficacy", "mia_efficacy_ci", "auc", "auc_ci", "attack_auc"}``: the share of forget
+class MiaResult(TypedDict):
+    """One model's membership-inference result, as the table's ``mia_*`` columns show it: the share of forget
     patches judged non-members, the AUC of forget vs held-out patches and the attack's own AUC (retain vs
-    held-out), with 95 % intervals ([low, high] or None); None without an efficacy.
-    """
+    held-out), with 95 % intervals ([low, high]; None without bootstrap draws)."""
+
+    mia_efficacy: float
+    mia_efficacy_ci: list[float] | None
+    auc: float | None
+    auc_ci: list[float] | None
+    attack_auc: float | None
+
+
+def mia_result(entry: Mapping | None) -> MiaResult | None:
+    """One model's result from its entry in an audit's ``models`` (see audit.py); None without an efficacy."""
     if not isinstance(entry, Mapping):
         return None
     efficacy, efficacy_ci = _estimate(entry, "mia_efficacy")
@@ -57,17 +65,18 @@ def mia_result(entry: Mapping | None) -> dict | None:
     }
 
 
-def audited_models(runs: Sequence[RunFolder]) -> dict[str, dict]:
+def audited_models(runs: Sequence[RunFolder]) -> dict[str, AuditModelRecord]:
     """Checkpoint SHA-256 -> audit entry, over the audits of the runs (the first audit of a model wins).
 
     Entries are matched to models by the audited checkpoint's hash, so an audit of an earlier state of a
     run (a checkpoint since replaced) is never shown as evidence for the current model.
     """
-    entries: dict[str, dict] = {}
+    entries: dict[str, AuditModelRecord] = {}
     for run in runs:
-        for entry in ((run.audit or {}).get("models") or {}).values():
+        models = run.audit.get("models") if run.audit else None
+        for entry in (models or {}).values():
             if isinstance(entry, Mapping) and entry.get("checkpoint_sha256"):
-                entries.setdefault(entry["checkpoint_sha256"], dict(entry))
+                entries.setdefault(entry["checkpoint_sha256"], entry.copy())
     return entries
 
 
@@ -108,21 +117,25 @@ def _measured(model: Model) -> dict[str, float | None]:
     return {**scores(model.end["sets"]), "mia_efficacy": (model.mia or {}).get("mia_efficacy")}
 
 
-def oracle_gaps(values: Mapping[str, float | None], oracle: Mapping[str, float | None] | None) -> dict:
+def oracle_gaps(
+    values: Mapping[str, float | None], oracle: Mapping[str, float | None] | None
+) -> dict[str, float | str | None]:
     """Gaps to the retrain oracle, per metric and on average (Avg. Gap; docs/report.md).
 
     ``gap_<metric>`` = value - oracle value for each of `GAP_METRICS`; ``avg_gap`` = mean of the absolute
     gaps over the metrics of `AVG_GAP_METRICS` defined for both (their names, joined by "+", in
     ``avg_gap_terms``). All None without an oracle.
     """
-    result: dict = {}
+    deltas: dict[str, float | None] = {}
     for metric in GAP_METRICS:
         a, b = values.get(metric), (oracle or {}).get(metric)
-        result[f"gap_{metric}"] = None if a is None or b is None else a - b
-    terms = [m for m in AVG_GAP_METRICS if result[f"gap_{m}"] is not None]
-    result["avg_gap"] = sum(abs(result[f"gap_{m}"]) for m in terms) / len(terms) if terms else None
-    result["avg_gap_terms"] = "+".join(terms) if terms else None
-    return result
+        deltas[f"gap_{metric}"] = None if a is None or b is None else a - b
+    defined = {m: gap for m in AVG_GAP_METRICS if (gap := deltas[f"gap_{m}"]) is not None}
+    return {
+        **deltas,
+        "avg_gap": sum(abs(gap) for gap in defined.values()) / len(defined) if defined else None,
+        "avg_gap_terms": "+".join(defined) if defined else None,
+    }
 
 
 def _clinical_risk(end: Mapping) -> dict[str, float | None]:
@@ -139,7 +152,7 @@ def non_default_text(settings: Mapping | None) -> str | None:
     return "; ".join(f"{key}={value}" for key, value in sorted(changed.items())) or "defaults"
 
 
-def table_row(model: Model, oracle: Model | None) -> dict:
+def table_row(model: Model, oracle: Model | None) -> TableRow:
     """One row of the table (see `COLUMNS`) for ``model``, compared with the retrain ``oracle`` when known."""
     sets = model.end["sets"]
     figures = unlearning_figures(model.before["sets"], sets) if model.before is not None else None
@@ -188,7 +201,7 @@ class Comparison:
     def case_sets(self) -> dict[str, list[str]]:
         return self.runs[0].case_sets
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[TableRow]:
         return [table_row(model, self.oracle) for model in self.models]
 
 
@@ -198,14 +211,14 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
     audits = audited_models(runs)
     models = []
     if original is not None and start is not None:
-        original_model = (original.request or {}).get("original") or {}
+        original_model = original.request.get("original") if original.request else None
         models.append(
             Model(
                 "original",
                 "original",
-                original_model.get("trainer"),
+                original_model.get("trainer") if original_model else None,
                 None,
-                original_model.get("results_folder"),
+                original_model.get("results_folder") if original_model else None,
                 start,
                 start,
                 (start,),
@@ -224,7 +237,7 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
                 # load_run refuses a run without an "end" evaluation
                 strategy=run.metrics.get("strategy"),
                 folder=str(run.folder),
-                end=cast(dict, run.evaluation("end")),
+                end=cast(EvaluationRecord, run.evaluation("end")),
                 before=own_start if own_start is not None else start,
                 history=tuple(run.metrics["evaluations"]),
                 mia=mia_result(audits.get(run.metrics.get("unlearned_checkpoint_sha256") or "")),

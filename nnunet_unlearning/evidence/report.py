@@ -17,15 +17,16 @@ from nnunet_unlearning.evidence.subgroups import GROUP_KEYS, group_rows, read_gr
 from nnunet_unlearning.evidence.table_format import TABLE_KEYS, TABLES, csv_text, markdown_table
 from nnunet_unlearning.evidence.verdict import calibration_text
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nnunet_unlearning.records import GroupTable, ReportRecord
 
 REPORT_FILES = {"markdown": "report.md", "csv": "report.csv", "json": "report.json", "groups": "report_groups.csv"}
 
 
-def report_content(comparison: Comparison, groups: Path | None = None) -> dict:
+def report_content(comparison: Comparison, groups: Path | None = None) -> ReportRecord:
     """What report.json holds (without the plot list): the request, the sets, the rows, the group rows."""
     first = comparison.runs[0]
-    request = (comparison.original_from or first).request or {}
-    group_table = None
+    request = (comparison.original_from or first).request
+    group_table: GroupTable | None = None
     if groups is not None:
         group_table = {
             "file": str(groups),
@@ -34,7 +35,7 @@ def report_content(comparison: Comparison, groups: Path | None = None) -> dict:
     return {
         "format": 1,
         "request_id": first.request_id,
-        "dataset": request.get("dataset_name"),
+        "dataset": request.get("dataset_name") if request else None,
         "case_sets": comparison.case_sets,
         "original_from": str(comparison.original_from.folder) if comparison.original_from else None,
         "retrain": str(comparison.oracle_run.folder) if comparison.oracle_run else None,
@@ -42,9 +43,9 @@ def report_content(comparison: Comparison, groups: Path | None = None) -> dict:
         "rows": comparison.rows(),
         "groups": group_table,
         "calibration": {
-            str(run.folder): {"text": calibration_text(run.metrics["calibration"]), **run.metrics["calibration"]}
+            str(run.folder): {"text": calibration_text(calibration), **calibration}
             for run in comparison.runs
-            if run.metrics.get("calibration")
+            if (calibration := run.metrics.get("calibration"))
         },
     }
 
@@ -65,7 +66,7 @@ def _calibration_markdown(calibrated: Mapping[str, Mapping]) -> list[str]:
     return ["## Calibrated runs", "", *lines] if lines else []
 
 
-def _markdown(content: dict, plots: Mapping[str, str]) -> str:
+def _markdown(content: ReportRecord, plots: Mapping[str, str]) -> str:
     rows = content["rows"]
     sets = content["case_sets"]
     lines = [f"# Unlearning report: request {content['request_id']}", ""]

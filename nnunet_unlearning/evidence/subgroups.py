@@ -10,12 +10,14 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypedDict
 
 from nnunet_unlearning.artifacts import SETS
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.summary import mean_of_defined
 from nnunet_unlearning.evidence.comparison import Model, table_row
 from nnunet_unlearning.evidence.table_format import TABLES
+from nnunet_unlearning.records import CaseRecord, SetScores, TableRow
 
 
 def read_groups(path: Path) -> dict[str, str]:
@@ -45,23 +47,32 @@ def read_groups(path: Path) -> dict[str, str]:
     return groups
 
 
-#: The metrics `restrict_evaluation` aggregates (those the table and `summary.gaps` read).
-RESTRICTED_METRICS = ("dice", "hard_mae", "soft_mae")
+class GroupEvaluation(TypedDict):
+    """An evaluation over one group's cases (`restrict_evaluation`): its tag, per set the group's cases' scores
+    (those the table and `summary.gaps` read), and the group's cases."""
+
+    tag: str | None
+    sets: dict[str, SetScores]
+    cases: dict[str, CaseRecord]
 
 
-def restrict_evaluation(evaluation: Mapping, case_sets: Mapping[str, Sequence[str]], members: set[str]) -> dict:
+def restrict_evaluation(
+    evaluation: Mapping, case_sets: Mapping[str, Sequence[str]], members: set[str]
+) -> GroupEvaluation:
     """An evaluation's Dice, hard and soft MAE per set over only the cases in ``members``.
 
     Per set: the mean over its member cases of each case's mean (``cases.<id>.mean``), undefined values left
     out, as `summary.aggregate` does; ``n_cases`` counts the member cases. Keeps ``cases`` for the members.
     """
-    sets = {}
+    sets: dict[str, SetScores] = {}
     for name in SETS:
         chosen = [c for c in case_sets.get(name, ()) if c in members]
         means = [evaluation["cases"][c]["mean"] for c in chosen]
         sets[name] = {
             "n_cases": len(chosen),
-            **{k: mean_of_defined([m.get(k) for m in means]) for k in RESTRICTED_METRICS},
+            "dice": mean_of_defined([m.get("dice") for m in means]),
+            "hard_mae": mean_of_defined([m.get("hard_mae") for m in means]),
+            "soft_mae": mean_of_defined([m.get("soft_mae") for m in means]),
         }
     return {
         "tag": evaluation.get("tag"),
@@ -87,7 +98,7 @@ GROUP_KEYS = (
 
 def group_rows(
     models: Sequence[Model], oracle: Model | None, case_sets: Mapping[str, Sequence[str]], groups: Mapping[str, str]
-) -> list[dict]:
+) -> list[TableRow]:
     """The table's rows per subgroup: each model's scores, figures and oracle gaps over the group's cases.
 
     Cases of the runs that the groups file does not list form the group "(unlisted)".

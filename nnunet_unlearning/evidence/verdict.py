@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 
 from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria, case_scores, forgetting_test
+from nnunet_unlearning.records import CriterionRecord, VerdictRecord
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 SET_NAMES = {"retain": "Retain", "heldout": "Held-out"}
@@ -38,7 +39,7 @@ def _evaluation(metrics: Mapping, tag: str) -> Mapping | None:
     return next((e for e in metrics.get("evaluations", []) if e["tag"] == tag), None)
 
 
-def _criterion(verdict: str, text: str, numbers: Mapping | None = None, required: bool = True) -> dict:
+def _criterion(verdict: str, text: str, numbers: Mapping | None = None, required: bool = True) -> CriterionRecord:
     return {"verdict": verdict, "required": required, "numbers": dict(numbers or {}), "text": text}
 
 
@@ -46,7 +47,7 @@ def _percent(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
-def utility_criterion(start: Mapping | None, end: Mapping | None, name: str, budget: float) -> dict:
+def utility_criterion(start: Mapping | None, end: Mapping | None, name: str, budget: float) -> CriterionRecord:
     """The final mean Dice on set ``name`` against ``budget`` × the original's."""
     label = SET_NAMES[name]
     before = start["sets"][name].get("dice") if start else None
@@ -71,7 +72,7 @@ def _small_sample_note(n_heldout: int) -> str:
     return ""
 
 
-def forgetting_criterion(end: Mapping | None, case_sets: Mapping, criteria: AcceptanceCriteria) -> dict:
+def forgetting_criterion(end: Mapping | None, case_sets: Mapping, criteria: AcceptanceCriteria) -> CriterionRecord:
     """The forgetting test on the final evaluation."""
     if end is None or not case_sets.get("heldout") or not case_sets.get("forget"):
         return _criterion(NOT_MEASURED, "Forgetting not measured: no final evaluation or no held-out cases.")
@@ -101,7 +102,7 @@ def forgetting_criterion(end: Mapping | None, case_sets: Mapping, criteria: Acce
     return _criterion(NOT_MET, f"{head} lies {test.distance:.4f} outside {band}, {side}.{note}", numbers)
 
 
-def membership_criterion(retrain_found: bool) -> dict:
+def membership_criterion(retrain_found: bool) -> CriterionRecord:
     """Not measured: no distribution of the forget cases' scores under retrained models exists yet."""
     found = "one retrain run was found beside this run, which is not a distribution" if retrain_found else "none"
     return _criterion(
@@ -148,7 +149,7 @@ def overall_text(verdict: str, criteria: Mapping[str, Mapping]) -> str:
     return f"Overall: {verdict} ({', '.join(names)})."
 
 
-def verdict(metrics: Mapping, retrain_found: bool) -> dict:
+def verdict(metrics: Mapping, retrain_found: bool) -> VerdictRecord:
     """The verdict of a finished run from its ``unlearning_metrics.json`` content (module docstring)."""
     criteria, source = acceptance_of(metrics)
     start, end = _evaluation(metrics, "start"), _evaluation(metrics, "end")

@@ -23,6 +23,8 @@ from dynamic_network_architectures.initialization.weight_init import InitWeights
 from torch import nn
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.med3d.cpu_precision import SETTINGS as CPU_BF16_SETTINGS
+from nnunet_unlearning.med3d.cpu_precision import bf16_decision
 from nnunet_unlearning.med3d.decoder import Med3DDecoder
 from nnunet_unlearning.med3d.resnet import NORMS, RESNET_CONFIGS, MedicalNetResNet
 
@@ -34,9 +36,13 @@ DEFAULT_NORM = "batch"
 
 
 def validate_arch_kwargs(
-    depth: int, strides: Sequence[Sequence[int]], norm: str, decoder_channels: Sequence[int]
+    depth: int, strides: Sequence[Sequence[int]], norm: str, decoder_channels: Sequence[int], cpu_bf16: str = "no"
 ) -> None:
     """Raise UserInputError (one line naming the arch_kwargs entry) when the plans ask for a network we cannot build."""
+    if cpu_bf16 not in CPU_BF16_SETTINGS:
+        raise UserInputError(
+            f"Med3DUNet arch_kwargs: cpu_bf16 must be one of {list(CPU_BF16_SETTINGS)}, got {cpu_bf16!r}"
+        )
     if depth not in RESNET_CONFIGS:
         raise UserInputError(f"Med3DUNet arch_kwargs: depth must be one of {sorted(RESNET_CONFIGS)}, got {depth!r}")
     if norm not in NORMS:
@@ -69,9 +75,11 @@ class Med3DUNet(nn.Module):
             input block, then conv1, maxpool, layer2, layer3, layer4.
         norm: "batch" (MedicalNet's) or "instance" (nnU-Net's), in encoder and decoder.
         decoder_channels: widths of decoder levels 0..4.
+        cpu_bf16: "no", "yes" or "auto": whether training steps on a CPU run under bf16 autocast
+            (`cpu_precision.py`); evaluation (``eval()`` mode) and GPUs are unaffected.
 
     Input (B, input_channels, X, Y, Z) with X, Y, Z divisible by the product of the strides per axis;
-    output logits (B, num_classes, X, Y, Z) (and the lower levels, with deep supervision).
+    output logits (B, num_classes, X, Y, Z) (and the lower levels, with deep supervision), always fp32.
     """
 
     def __init__(
@@ -83,9 +91,11 @@ class Med3DUNet(nn.Module):
         strides: Sequence[Sequence[int]] = DEFAULT_STRIDES,
         norm: str = DEFAULT_NORM,
         decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+        cpu_bf16: str = "no",
     ) -> None:
         super().__init__()
-        validate_arch_kwargs(depth, strides, norm, decoder_channels)
+        validate_arch_kwargs(depth, strides, norm, decoder_channels, cpu_bf16)
+        self.cpu_bf16 = cpu_bf16
         self.strides = [tuple(int(v) for v in s) for s in strides]
         self.total_stride = tuple(int(v) for v in np.prod(self.strides, axis=0))
         self.encoder = MedicalNetResNet(depth, input_channels, self.strides[1:], norm)
@@ -106,7 +116,17 @@ class Med3DUNet(nn.Module):
                 f"Med3DUNet: spatial shape {tuple(x.shape[2:])} is not divisible by the total "
                 f"stride {self.total_stride}"
             )
-        return self.decoder(x, self.encoder(x))
+        if not self.trains_in_bf16(x):
+            return self.decoder(x, self.encoder(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.decoder(x, self.encoder(x))
+        # the losses sum over many voxels: they get fp32 logits
+        return [o.float() for o in out] if isinstance(out, list) else out.float()
+
+    def trains_in_bf16(self, x: torch.Tensor) -> bool:
+        """Whether a forward of ``x`` runs under CPU bf16 autocast: a training-mode forward on a CPU whose
+        ``cpu_bf16`` setting decides for it (`cpu_precision.bf16_decision`)."""
+        return self.training and x.device.type == "cpu" and self.cpu_bf16 != "no" and bf16_decision(self.cpu_bf16)[0]
 
 
 NETWORK_CLASS_NAME = f"{Med3DUNet.__module__}.{Med3DUNet.__name__}"  # the plans' `network_class_name`

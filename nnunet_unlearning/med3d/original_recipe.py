@@ -24,21 +24,24 @@ MEDICALNET, NNUNET_DEFAULT = "medicalnet", "nnunet_default"
 
 
 def original_recipe(trainer_name: str, results_folder: Path) -> dict:
-    """``{"trainer", "initialisation", "parameter_groups"}`` of the original trained by ``trainer_name`` into
-    ``results_folder`` (its ``fold_N``), and, for a MedicalNet start, ``"initialisation_checkpoint"``: the
-    ``{"checkpoint", "sha256"}`` the Med3D trainer recorded there (``None`` for a model trained before it did).
+    """``{"trainer", "initialisation", "parameter_groups", "initial_lr"}`` of the original trained by
+    ``trainer_name`` into ``results_folder`` (its ``fold_N``), and, for a MedicalNet start,
+    ``"initialisation_checkpoint"``: the ``{"checkpoint", "sha256"}`` the Med3D trainer recorded there (``None``
+    for a model trained before it did).
 
     ``parameter_groups``: ``[{"prefix": "encoder.", "lr_scale": s}]`` for parameters whose names start with
-    the prefix and train at ``s`` × the learning rate; every other parameter trains at 1 ×. Raises
+    the prefix and train at ``s`` × the learning rate; every other parameter trains at 1 ×. ``initial_lr``:
+    the original's learning rate where its trainer class sets one, None for nnU-Net's default. Raises
     :class:`UserInputError` when nnU-Net cannot find the trainer.
     """
     cls = find_trainer(trainer_name)
     if not issubclass(cls, Med3DTrainerMixin):
-        return {"trainer": trainer_name, "initialisation": NNUNET_DEFAULT, "parameter_groups": []}
+        return {"trainer": trainer_name, "initialisation": NNUNET_DEFAULT, "parameter_groups": [], "initial_lr": None}
     recipe: dict[str, Any] = {
         "trainer": trainer_name,
         "initialisation": MEDICALNET if cls.med3d_pretrained else NNUNET_DEFAULT,
         "parameter_groups": [{"prefix": "encoder.", "lr_scale": float(cls.encoder_lr_scale)}],
+        "initial_lr": cls.med3d_initial_lr,
     }
     if cls.med3d_pretrained:
         record = Path(results_folder) / MED3D_INITIALISATION_FILE
@@ -61,3 +64,10 @@ def check_same_initialisation(weights: Path, recorded: dict | None) -> None:
             f"{weights}: not the MedicalNet checkpoint the original model started from ({recorded['checkpoint']}, "
             f"SHA-256 {recorded['sha256'][:16]}…); set {MED3D_WEIGHTS_ENV} to that file"
         )
+
+
+def initial_lr_of(original, default: float) -> float:
+    """The learning rate the original trained at (its recipe's ``initial_lr``), else ``default`` (nnU-Net's,
+    which a trainer holds as ``initial_lr``; recipes written before they recorded it used it too)."""
+    recorded = recipe_of(original).get("initial_lr")
+    return default if recorded is None else float(recorded)

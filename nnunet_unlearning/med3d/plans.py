@@ -4,7 +4,8 @@ The new plans (default name `nnUNetMed3DPlans`) sit beside the source plans in
 `$nnUNet_preprocessed/Dataset<ID>_<name>/` and keep the source configuration's `data_identifier`, so they
 reuse its preprocessed data. What changes:
 
-- `architecture`: `Med3DUNet` with `arch_kwargs` {depth, strides, norm, decoder_channels}; nothing to import.
+- `architecture`: `Med3DUNet` with `arch_kwargs` {depth, strides, norm, decoder_channels, cpu_bf16}; nothing to
+  import.
 - strides: nnU-Net's own rule (`get_pool_and_conv_props`: an axis is halved only while its spacing is
   less than twice the finest and its feature map stays at least 8 voxels), applied to the five
   downsampling stages of the ResNet (conv1, max-pool, layer2..4); stages past nnU-Net's last pooling get
@@ -99,17 +100,19 @@ def plan_med3d(
     gpu_memory_gb: float = 8.0,
     norm: str = DEFAULT_NORM,
     decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+    cpu_bf16: str = "no",
 ) -> Path:
     """Write `<name>.json` beside `<source_plans>.json` for Med3DUNet; return its path (see module doc).
 
     gpu_memory_gb: the GPU memory budget in GB, as nnU-Net's `-gpu_memory_target` (default 8).
     norm, decoder_channels: Med3DUNet arch_kwargs (defaults are the real model; small values for tests).
+    cpu_bf16: whether CPU training steps run under bf16 autocast, "no", "yes" or "auto" (`cpu_precision.py`).
     """
     if name == source_plans:
         raise UserInputError(f"--name {name!r} equals --from: the source plans are never overwritten")
     if gpu_memory_gb <= 0:
         raise UserInputError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
-    validate_arch_kwargs(depth, [[1, 1, 1]] * N_LEVELS, norm, decoder_channels)
+    validate_arch_kwargs(depth, [[1, 1, 1]] * N_LEVELS, norm, decoder_channels, cpu_bf16)
     folder = _find_dataset_folder(dataset_id)
     source_path = folder / f"{source_plans}.json"
     plans = read_json_object(source_path, "source plans")
@@ -141,12 +144,15 @@ def plan_med3d(
             "strides": strides,
             "norm": norm,
             "decoder_channels": [int(c) for c in decoder_channels],
+            "cpu_bf16": cpu_bf16,
         }
 
     def cost(patch: list[int], strides: list[list[int]]) -> tuple[int, int]:
         """(activation bytes per sample, parameter bytes) at this patch."""
         per_sample, n_params = activation_bytes(
-            lambda: Med3DUNet(input_channels, num_classes, True, **arch_kwargs(strides)), (1, input_channels, *patch)
+            # the budget is a GPU's: measured as the network runs there, whatever cpu_bf16 says
+            lambda: Med3DUNet(input_channels, num_classes, True, **{**arch_kwargs(strides), "cpu_bf16": "no"}),
+            (1, input_channels, *patch),
         )
         return per_sample, PARAM_BYTES * n_params
 

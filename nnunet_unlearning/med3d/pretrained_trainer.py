@@ -13,6 +13,7 @@ Learning rates: the pretrained encoder trains at `encoder_lr_scale` × the decod
 following nnU-Net's poly schedule). Default 0.1: the decoder gets nnU-Net's 0.01, the encoder 0.001 —
 MedicalNet's own fine-tuning rate for its pretrained layers (MedicalNet `train.py`: base lr 0.001 for the
 backbone, ×100 for the new segmentation head). Trained from scratch the encoder uses the decoder's rate.
+`med3d_initial_lr` replaces nnU-Net's 0.01 where a trainer sets it (the CPU profile's original trains at 0.03).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nnunet_unlearning.artifacts import MED3D_INITIALISATION_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_text, sha256_file
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
+from nnunet_unlearning.med3d.cpu_precision import training_precision
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.optim import grouped_sgd
@@ -66,6 +68,8 @@ class Med3DTrainerMixin(_TrainerBase):
 
     med3d_pretrained: bool = True
     encoder_lr_scale: float = 0.1
+    #: the decoder's initial learning rate; None keeps nnU-Net's (0.01)
+    med3d_initial_lr: float | None = None
     _encoder_from_nnunet_checkpoint: bool = False
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
@@ -74,6 +78,8 @@ class Med3DTrainerMixin(_TrainerBase):
         super().load_checkpoint(filename_or_checkpoint)
 
     def initialize(self) -> None:
+        if self.med3d_initial_lr is not None:  # before nnU-Net builds the optimizer from it
+            self.initial_lr = self.med3d_initial_lr
         # a user's mistake (plans, weights file) is one line on stderr and exit 2, as in our other trainers
         with exit_on_user_error(type(self).__name__):
             class_name = self.configuration_manager.network_arch_class_name
@@ -93,6 +99,12 @@ class Med3DTrainerMixin(_TrainerBase):
             if self.local_rank == 0:  # so that unlearning and the retrain oracle can name and check the file
                 record = {"checkpoint": str(weights.resolve()), "sha256": sha256_file(weights)}
                 atomic_write_text(Path(self.output_folder) / MED3D_INITIALISATION_FILE, json.dumps(record) + "\n")
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        precision = training_precision(self._med3d_network(), self.device)
+        if precision is not None:
+            self.print_to_log_file(precision)
 
     def _med3d_network(self) -> Med3DUNet:
         # initialize() refused plans whose network is not Med3DUNet

@@ -26,7 +26,7 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.calibration import Calibration
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
-from nnunet_unlearning.med3d.original_recipe import recipe_of
+from nnunet_unlearning.med3d.original_recipe import initial_lr_of, recipe_of
 from nnunet_unlearning.nnunet.glue import (
     bare_network,
     case_dataset,
@@ -117,7 +117,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.num_epochs = (trainer.epochs or self.unlearning_epochs) if self.strategy.trains else 0
         if trainer.iterations_per_epoch is not None:
             self.num_iterations_per_epoch = trainer.iterations_per_epoch
-        self.initial_lr *= self.settings.lr_scale
+        # the scale is relative to the rate the original trained at
+        self.initial_lr = initial_lr_of(self.request.original, self.initial_lr) * self.settings.lr_scale
         seed_global_rngs(trainer.seed + self.local_rank)
 
     # --- set-up -------------------------------------------------------------------------------------

@@ -10,16 +10,25 @@ run, the certificate. :class:`RequestRunMixin` owns it; the trainers say when.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, REQUEST_FILE, SETS
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, REQUEST_FILE, SETS, chained_trainer_folder_name
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
 from nnunet_unlearning.evidence.certificate import write_certificate
-from nnunet_unlearning.nnunet.glue import CUDA, case_dataset, exit_on_user_error, make_predictor, schedule_of
+from nnunet_unlearning.med3d.cpu_precision import training_precision
+from nnunet_unlearning.nnunet.glue import (
+    CUDA,
+    bare_network,
+    case_dataset,
+    exit_on_user_error,
+    make_predictor,
+    schedule_of,
+)
 from nnunet_unlearning.request import UnlearningRequest, load_request
 from nnunet_unlearning.unlearning.run_record import RunRecord, guard_output_folder
 
@@ -49,6 +58,13 @@ class RequestRunMixin:
     current_epoch: int
     local_rank: int
     print_to_log_file: Any
+    output_folder_base: str
+    initial_lr: float
+    log_file: str
+    logger: Any
+    configuration_name: str
+    network: torch.nn.Module
+    device: torch.device
 
     # nnU-Net records its trainers' init arguments by name, so the signature is spelled out (once, here)
     def __init__(
@@ -66,8 +82,28 @@ class RequestRunMixin:
         super().__init__(plans, configuration, fold, dataset_json, device)  # type: ignore[call-arg]
         with exit_on_user_error(self.__class__.__name__):
             self.request = load_request(self.plans_manager.dataset_name)
+            if self.request.previous is not None:
+                self._use_chained_run_folder()
             guard_output_folder(self.output_folder, self.request, self.continue_training)
         self.record = self._set_up_run()
+
+    def _use_chained_run_folder(self) -> None:
+        """Train request n+1 of a lineage into its own results folder (``artifacts.CHAINED_RUN_MARK``), so that a
+        second request with the same strategy never meets the first one's run. nnU-Net's constructor already
+        made the default folder and started the log file in it: the log moves, the folders left empty go."""
+        default = Path(self.output_folder)
+        trainer = chained_trainer_folder_name(type(self).__name__, self.request.request_id)
+        base = default.parent.with_name(f"{trainer}__{self.plans_manager.plans_name}__{self.configuration_name}")
+        self.output_folder_base, self.output_folder = str(base), str(base / default.name)
+        Path(self.output_folder).mkdir(parents=True, exist_ok=True)
+        log = Path(self.log_file)
+        self.log_file = str(Path(self.output_folder) / log.name)
+        if log.is_file():  # the citation nnU-Net's constructor printed
+            log.replace(self.log_file)
+        self.logger.output_folder = self.output_folder
+        for folder in (default, default.parent):
+            with contextlib.suppress(OSError):  # not empty: it holds an earlier run
+                folder.rmdir()
 
     def _set_up_run(self) -> RunRecord:
         """What the trainer sets up from the request when it is built (settings, schedule, strategy); returns
@@ -79,7 +115,10 @@ class RequestRunMixin:
 
     def _open_record(self) -> None:
         """In ``on_train_start``: continue the record of an interrupted run (``--c``), note the schedule the run
-        trains with, and write the request copy into the output folder."""
+        trains with and its precision, and write the request copy into the output folder."""
+        precision = training_precision(bare_network(self.network), self.device)
+        if precision is not None:
+            self.print_to_log_file(precision)
         if self.current_epoch > 0:
             self.record.resume(self.output_folder, self.current_epoch)
         self.record.schedule = schedule_of(self)

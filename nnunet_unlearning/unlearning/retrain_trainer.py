@@ -2,7 +2,7 @@
 
 It reads the request for its split (retain for training, the original's held-out cases for validation)
 but never the original weights. It repeats the original's recipe (``med3d/original_recipe.py``): as many
-epochs as the original checkpoint records, the same parameter groups and learning-rate scales, and, for
+epochs as the original checkpoint records, the same learning rate, parameter groups and scales, and, for
 a Med3D original started from MedicalNet weights, the encoder loaded from the MedicalNet checkpoint in
 ``nnUNet_med3d_weights``. At the end, the evaluation hook scores it on the forget, retain and held-out cases,
 so every unlearning run can report its gap to this model.
@@ -18,7 +18,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_unlearning.med3d.checkpoint import load_medicalnet_weights
 from nnunet_unlearning.med3d.network import Med3DUNet
-from nnunet_unlearning.med3d.original_recipe import MEDICALNET, check_same_initialisation, recipe_of
+from nnunet_unlearning.med3d.original_recipe import MEDICALNET, check_same_initialisation, initial_lr_of, recipe_of
 from nnunet_unlearning.med3d.pretrained_trainer import med3d_weights_path
 from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.optim import grouped_sgd
@@ -42,6 +42,7 @@ class nnUNetTrainerRetrain(RequestRunMixin, nnUNetTrainer):
         self._weights_from_nnunet_checkpoint = False
         if self.follow_original_schedule:
             self.num_epochs = original_epochs(lineage_root(self.request).checkpoint)
+        self.initial_lr = initial_lr_of(self.request.original, self.initial_lr)
         return RunRecord(self.request, self.__class__.__name__, None)
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -21,6 +23,14 @@ from nnunet_unlearning.evaluation.hook import Evaluation
 from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
+from nnunet_unlearning.records import (
+    CalibrationRecord,
+    EvaluationRecord,
+    FiguresRecord,
+    MetricsRecord,
+    RunningStatisticsRecord,
+    ScheduleRecord,
+)
 from nnunet_unlearning.request import UnlearningRequest
 from nnunet_unlearning.unlearning.run_config import RunSettings
 from nnunet_unlearning.unlearning.strategy import Strategy
@@ -56,7 +66,7 @@ def guard_settings(output_folder: str | Path, settings: RunSettings) -> None:
         )
 
 
-def _flat_settings(settings: dict) -> dict:
+def _flat_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The trainer's settings and every non-default value in one mapping (the source left out; a section's
     values through their non-default entries, so a record from before a section existed still compares)."""
     top = {k: v for k, v in settings.items() if k not in ("non_default", "source") and not isinstance(v, dict)}
@@ -74,20 +84,21 @@ class RunRecord:
         self.strategy = strategy
         #: the run config's values the run uses (seed, schedule, hyperparameters); None for the retrain oracle
         self.settings = settings
-        self.evaluations: list[dict] = []
-        #: {"epochs", "iterations_per_epoch"}: the schedule the run trained with, set by the trainer
+        self.evaluations: list[EvaluationRecord] = []
+        #: the schedule the run trained with (a `ScheduleRecord`), set by the trainer
         self.schedule: dict | None = None
         self.prepare_seconds = 0.0
         self.train_seconds = 0.0
         #: epochs at which ``--c`` continued an interrupted run (empty for an uninterrupted one)
         self.resumed_at_epochs: list[int] = []
-        #: what the run did to the running statistics of normalisation layers, set at the end
+        #: what the run did to the running statistics of normalisation layers (a `RunningStatisticsRecord`), set at
+        #: the end
         self.running_statistics: dict | None = None
         #: optimizer steps taken and the strategy's resumable state when the run ended
         self.steps_taken: int | None = None
-        self.strategy_state: dict = {}
+        self.strategy_state: dict[str, object] = {}
         #: a calibrated run's trajectory and decision (``Calibration.to_json``); None for other runs
-        self.calibration: dict | None = None
+        self.calibration: CalibrationRecord | None = None
         self._started = time.perf_counter()
         self._earlier_wall_seconds = 0.0
 
@@ -106,7 +117,7 @@ class RunRecord:
             self.resumed_at_epochs = list(previous.get("resumed_at_epochs", []))
         self.resumed_at_epochs.append(int(epoch))
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, object]:
         """Every setting of the strategy's section, as the strategy reports it where it does (a bound's rule,
         SSD's α as chosen) and as the run config resolved it otherwise."""
         resolved = self.settings.hyperparameters() if self.settings else {}
@@ -117,17 +128,18 @@ class RunRecord:
         self._write(Path(output_folder))
 
     def add(self, evaluation: Evaluation, output_folder: str | Path) -> None:
-        self.evaluations.append(evaluation.to_json())
+        # an EvaluationRecord: `Evaluation.to_json` is typed as a plain dict for the trainer, which returns it as one
+        self.evaluations.append(cast(EvaluationRecord, evaluation.to_json()))
         self._write(Path(output_folder))
 
-    def save_update_mask(self, output_folder: str | Path, masks: dict | None) -> None:
+    def save_update_mask(self, output_folder: str | Path, masks: Mapping[str, torch.Tensor] | None) -> None:
         if masks is not None:
             path = Path(output_folder) / MASK_FILE
             tmp = path.with_name(f".{path.name}.tmp")
             torch.save({k: v.cpu() for k, v in masks.items()}, tmp)
             tmp.replace(path)
 
-    def saved_update_mask(self, output_folder: str | Path) -> dict | None:
+    def saved_update_mask(self, output_folder: str | Path) -> dict[str, torch.Tensor] | None:
         path = Path(output_folder) / MASK_FILE
         return torch.load(path, weights_only=True) if path.is_file() else None
 
@@ -135,9 +147,9 @@ class RunRecord:
         """Final write: adds the unlearned checkpoint's SHA-256."""
         self._write(Path(output_folder), checkpoint_sha256=sha256_file(checkpoint))
 
-    def content(self, checkpoint_sha256: str | None = None) -> dict:
+    def content(self, checkpoint_sha256: str | None = None) -> MetricsRecord:
         evaluations = self.evaluations
-        figures = None
+        figures: FiguresRecord | None = None
         if len(evaluations) >= 2 and evaluations[0]["tag"] == "start" and evaluations[-1]["tag"] == "end":
             figures = unlearning_figures(evaluations[0]["sets"], evaluations[-1]["sets"])
             figures["clinical_risk_change"] = risk_change(
@@ -153,9 +165,11 @@ class RunRecord:
             "forget": list(self.request.forget),
             "retain": list(self.request.retain),
             "heldout": list(self.request.heldout),
-            "schedule": self.schedule,
+            # the trainer builds these two with nnunet/glue.schedule_of and base_trainer._recalibrated, which type
+            # them as plain dicts
+            "schedule": cast(ScheduleRecord | None, self.schedule),
             "resumed_at_epochs": list(self.resumed_at_epochs),
-            "running_statistics": self.running_statistics,
+            "running_statistics": cast(RunningStatisticsRecord | None, self.running_statistics),
             "steps_taken": self.steps_taken,
             "strategy_state": self.strategy_state,
             "calibration": self.calibration,
@@ -196,7 +210,7 @@ class RunRecord:
             return ""
         first, last = self.evaluations[0]["sets"], self.evaluations[-1]["sets"]
         for name in SETS:
-            if first.get(name, {}).get("n_cases"):
+            if name in first and first[name]["n_cases"]:
                 lines.append(
                     f"| {name} | {_fmt(first[name]['dice'])} | {_fmt(last[name]['dice'])} | "
                     f"{_fmt(first[name]['hard_mae'], 5)} | {_fmt(last[name]['hard_mae'], 5)} |"

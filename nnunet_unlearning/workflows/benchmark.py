@@ -1,6 +1,6 @@
 """``nnunet-unlearning benchmark``: the MRBrainS18 unlearning benchmark, end to end, in one folder.
 
-convert the release (IR, FLAIR; challenge labels) → plan and preprocess (profile) → the benchmark's split
+convert the release (IR, FLAIR; the profile's label set) → plan and preprocess (profile) → the benchmark's split
 (`benchmark_design`) → train the original Med3D model → per forget set: request, retrain oracle, every strategy at
 both horizons → per forget set: membership-inference audit and report → ``benchmark.json`` and
 ``benchmark.md`` (`benchmark_tables`). Every number in them is computed from this run's files.
@@ -81,12 +81,12 @@ def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
     plans_done = preprocessed / "plans_name.txt"
     if not plans_done.is_file():
         started = _step(
-            f"converting {mrbrains18} ({', '.join(MODALITIES)}; challenge labels), planning and preprocessing"
+            f"converting {mrbrains18} ({', '.join(MODALITIES)}; {profile.labels} labels), planning and preprocessing"
         )
-        convert_mrbrains18(mrbrains18, DATASET_ID, modalities=MODALITIES, source="orig", overwrite=True)
-        os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
+        convert_mrbrains18(
+            mrbrains18, DATASET_ID, modalities=MODALITIES, source="orig", labels=profile.labels, overwrite=True
+        )
         plans = profile.plan(DATASET_ID)
-        os.environ["nnUNet_n_proc_DA"] = "0"  # trainings load data in their own process (see `runs`)
         plans_done.write_text(plans + "\n")
         print(f"    done in {time.perf_counter() - started:.0f} s")
     raw = json.loads((workdir / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text())
@@ -133,12 +133,14 @@ def run_benchmark(
     _prepare_workdir(workdir, overwrite)
 
     environment = {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    environment.update({"nnUNet_compile": "false", "nnUNet_n_proc_DA": "0"})
+    environment["nnUNet_compile"] = "false"
+    if profile.planning is not None:  # the CPU profile's augmentation workers; a GPU keeps nnU-Net's default
+        environment["nnUNet_n_proc_DA"] = str(profile.planning.augmentation_workers)
     os.environ.update(environment)
     print(profile.describe())
     plans = _prepare_data(workdir, mrbrains18, profile)
 
-    original_name, encoder = original_trainer()
+    original_name, encoder = original_trainer(profile.scratch_trainer)
     config = profiles.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
     original = Run(
         original_name,

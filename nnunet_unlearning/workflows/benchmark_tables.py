@@ -180,10 +180,10 @@ def markdown(content: Mapping) -> str:
         f"Forget sets run: {'; '.join(', '.join(f) for f in content['forget_sets'])}.",
         f"Machine: {content['machine']}. Wall time of the whole benchmark: {content['wall_s']:.0f} s.",
         "",
-        "Dice: mean over the set's subjects (labels 1–8); forget drop and retain retention relative to the "
-        "original model; Δ = model − retrain oracle; Avg. Gap = mean |Δ| over Dice forget, retain, held-out "
-        "and MIA efficacy (docs/report.md). Values are means over the forget sets counted in the 'forget "
-        "sets' column.",
+        "Dice: mean over the set's subjects of the mean over the profile's foreground labels; forget drop and "
+        "retain retention relative to the original model; Δ = model − retrain oracle; Avg. Gap = mean |Δ| "
+        "over Dice forget, retain, held-out and MIA efficacy (docs/report.md). Values are means over the "
+        "forget sets counted in the 'forget sets' column.",
         "",
         "## Leave one subject out (forget size 1)",
         "",

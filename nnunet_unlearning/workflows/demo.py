@@ -1,12 +1,14 @@
 """``nnunet-unlearning demo``: the whole user path on one machine, in one folder, on the CPU profile.
 
-phantom (or a real MRBrainS18 release) → convert → nnU-Net plan + preprocess → plan Med3D → train the
-original Med3D model (MedicalNet encoder weights when ``nnUNet_med3d_weights`` names a checkpoint, random
-initialisation otherwise; the output says which) → forget request for one subject → unlearn it with
-NoisyLabel → retrain oracle → membership-inference audit → comparison report and certificate → headline
-table.
+phantom (or a real MRBrainS18 release) → convert (tissue labels: grey matter, white matter, CSF) → nnU-Net
+plan + preprocess → plan Med3D → train the original Med3D model (MedicalNet encoder weights when
+``nnUNet_med3d_weights`` names a checkpoint, random initialisation at the CPU recipe's learning rate otherwise;
+the output says which) → forget request for one subject → unlearn it with NoisyLabel, calibrated: the run
+stops when the forget subject scores like the held-out subjects, within the utility budget, without reading
+the oracle → retrain oracle → membership-inference audit → comparison report and certificate → headline: Dice
+of the three models, the gap to the oracle, the speed-up, the certificate's verdict and the audit's.
 Everything goes under ``--workdir`` (nnU-Net's three folders included); nothing is written elsewhere.
-The schedules are short and printed, so the numbers show the mechanics, not converged models.
+The schedules are the CPU profile's (printed), so the models are small, not converged ones.
 """
 
 from __future__ import annotations
@@ -18,19 +20,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_unlearning.artifacts import CERTIFICATE_MD, METRICS_FILE, SETS
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, CERTIFICATE_MD, METRICS_FILE, SETS
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evidence.table_format import markdown_table
 from nnunet_unlearning.files import atomic_write_json
 from nnunet_unlearning.workflows import profiles
 from nnunet_unlearning.workflows.original_trainer import original_trainer
-from nnunet_unlearning.workflows.profiles import PROFILES
+from nnunet_unlearning.workflows.profiles import PROFILES, CpuPlanning
 
 DATASET_ID = 501
 DATASET_NAME = "Dataset501_MRBrainS18"
 CONFIGURATION = profiles.CONFIGURATION
 PLANS = profiles.MED3D_PLANS
 MARKER = ".nnunet-unlearning-demo"
+STRATEGY = "NoisyLabel"
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,14 @@ class Schedule:
         return f"{self.epochs} epochs × {self.iterations} iterations"
 
 
-#: The original and the retrain oracle train on the CPU profile's schedule; unlearning runs its long horizon
-#: at the original's iterations per epoch.
-ORIGINAL = Schedule(epochs=PROFILES["cpu"].original_epochs, iterations=PROFILES["cpu"].original_iterations)
-UNLEARN = Schedule(epochs=PROFILES["cpu"].horizons[1], iterations=PROFILES["cpu"].original_iterations)
+#: The original and the retrain oracle train on the CPU profile's schedule; unlearning runs at most the
+#: profile's long horizon and is checked (calibration) after every epoch.
+PROFILE = PROFILES["cpu"]
+ORIGINAL = Schedule(epochs=PROFILE.original_epochs, iterations=PROFILE.original_iterations)
+UNLEARN = Schedule(epochs=PROFILE.horizons[1], iterations=PROFILE.unlearning_iterations)
+#: The run config of the calibrated unlearning run (docs/unlearning.md, "Calibrated runs"): defaults
+#: otherwise (utility budget 98 %, held-out band ± (1 SD + 5 %)).
+CALIBRATED_CONFIG = {"calibration": {"enabled": True, "check_every": 1}}
 AUDIT_PATCHES = 32
 AUDIT_BOOTSTRAP = 200
 
@@ -83,13 +90,13 @@ def train(trainer_name: str, schedule: Schedule):
     )
 
 
-def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
-    """nnU-Net's folders under ``workdir``, dataset 501 converted, planned (CPU profile, Med3D plans
-    included) and preprocessed."""
+def prepare_dataset(workdir: Path, mrbrains18: Path | None = None, planning: CpuPlanning = profiles.CPU) -> None:
+    """nnU-Net's folders under ``workdir``, dataset 501 converted with ``planning``'s label set, planned
+    (``planning``, Med3D plans included) and preprocessed."""
     folders = {name: workdir / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     os.environ.update({k: str(v) for k, v in folders.items()})
     os.environ.setdefault("nnUNet_compile", "false")
-    print(profiles.describe_cpu(med3d=True))
+    print(planning.describe(med3d=True))
 
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
     from nnunet_unlearning.conversion.phantom import write_phantom
@@ -100,18 +107,15 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None) -> None:
         source = workdir / "phantom"
         write_phantom(source, n_subjects=7, seed=0)
         _done(started)
-    started = _step(f"converting {source} into nnU-Net's raw format (IR, FLAIR; challenge labels)")
-    convert_mrbrains18(source, DATASET_ID, modalities=("IR", "FLAIR"), source="orig")
+    started = _step(f"converting {source} into nnU-Net's raw format (IR, FLAIR; {planning.labels} labels)")
+    convert_mrbrains18(source, DATASET_ID, modalities=("IR", "FLAIR"), source="orig", labels=planning.labels)
     _done(started)
 
     started = _step("nnU-Net fingerprint, planning (CPU profile) and preprocessing")
-    os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
-    profiles.plan_and_preprocess(DATASET_ID)
-    os.environ["nnUNet_n_proc_DA"] = "0"
-    profiles.use_cpu_threads()
+    planning.plan_and_preprocess(DATASET_ID)
     _done(started)
     started = _step(f"Med3D plans ({PLANS}: ResNet-{profiles.MED3D_DEPTH} encoder, same preprocessed data)")
-    profiles.plan_med3d(DATASET_ID)
+    planning.plan_med3d(DATASET_ID)
     _done(started)
 
 
@@ -121,22 +125,30 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     _prepare_workdir(workdir, overwrite)
     prepare_dataset(workdir, mrbrains18)
 
-    trainer_name, encoder = original_trainer()
+    trainer_name, encoder = original_trainer(PROFILE.scratch_trainer)
     started = _step(f"training the original model ({trainer_name}, {encoder}; fold 0, {ORIGINAL})")
     original = train(trainer_name, ORIGINAL)
     _done(started)
 
     from nnunet_unlearning.request import write_request
+    from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 
     forget = sorted(original.do_split()[0])[0]
     started = _step(f"writing the forget request: forget {forget}")
     request_path = write_request(DATASET_ID, CONFIGURATION, "0", PLANS, trainer_name, [forget])
     print(f"    {request_path}")
+    config = workdir / "calibrated_run.json"
+    atomic_write_json(config, CALIBRATED_CONFIG)
+    os.environ[CONFIG_ENV] = str(config)
     _done(started)
 
-    started = _step(f"unlearning {forget} with NoisyLabel ({UNLEARN})")
-    unlearned = train("nnUNetTrainerUnlearnNoisyLabel", UNLEARN)
+    started = _step(
+        f"unlearning {forget} with {STRATEGY}, calibrated: at most {UNLEARN}, checked against the held-out "
+        "subjects after every epoch"
+    )
+    unlearned = train(f"nnUNetTrainerUnlearn{STRATEGY}", UNLEARN)
     _done(started)
+    del os.environ[CONFIG_ENV]  # the oracle takes no run config
     started = _step(f"retraining from scratch without {forget}: the oracle ({ORIGINAL})")
     retrained = train("nnUNetTrainerRetrain", ORIGINAL)
     _done(started)
@@ -151,13 +163,13 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
         f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)"
     )
     audit = run_audit(runs, out=workdir / "audit", patches_per_case=AUDIT_PATCHES, bootstrap=AUDIT_BOOTSTRAP)
-    write_audit_evidence(audit)
+    write_audit_evidence(audit)  # certificates again, now with the audit
     _done(started)
     started = _step("comparison report and certificate")
     report = write_report(runs, workdir / "report")
     _done(started)
 
-    summary = headline(runs[0], runs[1])
+    summary = headline(runs[0], runs[1], audit)
     path = workdir / "demo_summary.json"
     atomic_write_json(path, summary)
     print("\n" + format_headline(summary))
@@ -165,24 +177,47 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     return path
 
 
-def headline(unlearned_folder: Path, retrained_folder: Path) -> dict:
-    """Mean Dice per set of the original, the unlearned and the retrained model, from their metrics files."""
+def headline(unlearned_folder: Path, retrained_folder: Path, audit: Path | None = None) -> dict:
+    """What the demo's last screen says, from the runs' files: mean Dice per set of the original, the
+    unlearned and the retrained model, the forget gap to the oracle, wall times and speed-up, the unlearned
+    run's certificate verdict (and calibration), and the audit's MIA efficacy of each model when ``audit``
+    (an ``unlearning_audit.json``) is given."""
     unlearned = json.loads((unlearned_folder / METRICS_FILE).read_text())
     retrained = json.loads((retrained_folder / METRICS_FILE).read_text())
+    certificate = json.loads((unlearned_folder / CERTIFICATE_JSON).read_text())
+    strategy = unlearned["trainer"].removeprefix("nnUNetTrainerUnlearn")
     rows = {
         "original": unlearned["evaluations"][0]["sets"],
-        "NoisyLabel": unlearned["evaluations"][-1]["sets"],
+        strategy: unlearned["evaluations"][-1]["sets"],
         "retrain oracle": retrained["evaluations"][-1]["sets"],
     }
     dice = {name: {s: sets[s]["dice"] for s in SETS} for name, sets in rows.items()}
-    return {
+    seconds = {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]}
+    summary = {
+        "strategy": strategy,
         "forget": unlearned["forget"],
         "dice": dice,
         "figures": unlearned["figures"],
-        "forget_dice_gap_to_retrain": dice["NoisyLabel"]["forget"] - dice["retrain oracle"]["forget"],
-        "seconds": {"unlearning": unlearned["seconds"]["wall"], "retrain": retrained["seconds"]["wall"]},
-        "profile": profiles.describe_cpu(med3d=True),
+        "forget_dice_gap_to_retrain": dice[strategy]["forget"] - dice["retrain oracle"]["forget"],
+        "seconds": seconds,
+        "speedup": seconds["retrain"] / seconds["unlearning"] if seconds["unlearning"] > 0 else None,
+        "verdict": {
+            "overall": certificate["verdict"]["overall"],
+            "text": certificate["verdict"]["text"],
+            "forgetting": certificate["verdict"]["criteria"]["forgetting"]["text"],
+            "calibration": certificate["verdict"]["calibration"],
+        },
+        "mia_efficacy": None,
+        "profile": PROFILE.describe(),
     }
+    if audit is not None:
+        models = json.loads(Path(audit).read_text())["models"]
+        by_folder = {Path(m["folder"]).resolve(): m for m in models.values()}
+        efficacy = {"original": models["original"]["mia_efficacy"]["value"]}
+        for name, folder in ((strategy, unlearned_folder), ("retrain oracle", retrained_folder)):
+            efficacy[name] = by_folder[Path(folder).resolve()]["mia_efficacy"]["value"]
+        summary["mia_efficacy"] = efficacy
+    return summary
 
 
 #: The headline table's columns: key -> (Markdown header, number format), as `table_format` takes them.
@@ -191,20 +226,47 @@ HEADLINE_COLUMNS = {
     "forget": ("forget Dice", ".3f"),
     "retain": ("retain Dice", ".3f"),
     "heldout": ("held-out Dice", ".3f"),
+    "mia": ("MIA efficacy", ".3f"),
 }
 
 
 def format_headline(summary: dict) -> str:
-    """The summary as a Markdown table of mean Dice per model and set, then the run's figures and wall times."""
-    rows = [{"model": name, **dice} for name, dice in summary["dice"].items()]
-    lines = [markdown_table(rows, tuple(HEADLINE_COLUMNS), HEADLINE_COLUMNS)]
-    figures = summary["figures"]
+    """The summary as a Markdown table (mean Dice per model and set, MIA efficacy when audited), then the gap
+    to the oracle, the wall times and the certificate's verdict, in sentences chosen by the numbers."""
+    efficacy = summary.get("mia_efficacy") or {}
+    columns = {k: v for k, v in HEADLINE_COLUMNS.items() if k != "mia" or efficacy}
+    rows = [{"model": name, **dice, "mia": efficacy.get(name)} for name, dice in summary["dice"].items()]
+    lines = [markdown_table(rows, tuple(columns), columns)]
+    figures, seconds, verdict = summary["figures"], summary["seconds"], summary["verdict"]
+    speed = (
+        f"{summary['speedup']:.1f}× faster than retraining"
+        if summary["speedup"] and summary["speedup"] >= 1
+        else "not faster than retraining"
+    )
     lines += [
         "",
-        f"forget drop {figures['forget_drop_pct']:.1f} %, retain retention "
-        f"{figures['retain_retention_pct']:.1f} %, forget Dice gap to the retrain oracle "
-        f"{summary['forget_dice_gap_to_retrain']:+.3f}",
-        f"wall time: unlearning {summary['seconds']['unlearning']:.0f} s, "
-        f"retraining {summary['seconds']['retrain']:.0f} s",
+        f"forget drop {figures['forget_drop_pct']:.1f} %, retain retention {figures['retain_retention_pct']:.1f} %, "
+        f"forget Dice gap to the retrain oracle {summary['forget_dice_gap_to_retrain']:+.3f}",
+        f"wall time: unlearning {seconds['unlearning']:.0f} s, retraining {seconds['retrain']:.0f} s ({speed})",
+        f"certificate verdict: {verdict['overall']}. {verdict['forgetting']}",
     ]
+    if verdict["calibration"]:
+        lines.append(verdict["calibration"])
+    if efficacy:
+        lines.append(mia_sentence(efficacy, summary["strategy"]))
     return "\n".join(lines)
+
+
+def mia_sentence(efficacy: dict[str, float], strategy: str) -> str:
+    """One sentence comparing the unlearned model's MIA efficacy with the oracle's and the original's."""
+    gap = efficacy[strategy] - efficacy["retrain oracle"]
+    reading = (
+        "closer to the retrain oracle than the original was"
+        if abs(gap) < abs(efficacy["original"] - efficacy["retrain oracle"])
+        else "no closer to the retrain oracle than the original was"
+    )
+    return (
+        f"membership-inference audit: efficacy {efficacy[strategy]:.3f} for {strategy}, "
+        f"{efficacy['retrain oracle']:.3f} for the oracle, {efficacy['original']:.3f} for the original "
+        f"({gap:+.3f} from the oracle: {reading})"
+    )

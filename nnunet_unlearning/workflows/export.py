@@ -113,14 +113,16 @@ def expanded(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return result
 
 
-def _stripped_checkpoint(path: Path, trainer_name: str) -> bytes:
+def _stripped_checkpoint(path: Path) -> tuple[bytes, str]:
+    """(the checkpoint with only what inference reads, the nnU-Net trainer class it now names). The run's class
+    is the one its checkpoint names (a chained request's folder name is not a class name)."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     kept = {key: checkpoint[key] for key in INFERENCE_KEYS if key in checkpoint}
     kept["init_args"] = {key: checkpoint["init_args"][key] for key in INIT_ARGS if key in checkpoint["init_args"]}
-    kept["trainer_name"] = trainer_name
+    kept["trainer_name"] = nnunet_base_trainer(checkpoint["trainer_name"])
     buffer = io.BytesIO()
     torch.save(kept, buffer)
-    return buffer.getvalue()
+    return buffer.getvalue(), kept["trainer_name"]
 
 
 def _certified_run(run_folder: Path) -> tuple[UnlearningRequest, str | None]:
@@ -157,10 +159,8 @@ def export_run(run_folder: Path, out: Path) -> Export:
     request, checked_verdict = _certified_run(run_folder)
     model_folder, dataset_name = run_folder.parent, run_folder.parent.parent.name
     plans = json.loads((model_folder / "plans.json").read_text())
-    trainer = model_folder.name.split("__")[0]
-    base = nnunet_base_trainer(trainer)
     configuration = request.original.configuration
-    weights = _stripped_checkpoint(run_folder / FINAL_CHECKPOINT, base)
+    weights, base = _stripped_checkpoint(run_folder / FINAL_CHECKPOINT)
     prefix = f"{dataset_name}/{model_folder.name}"
     manifest = {
         "format": 1,

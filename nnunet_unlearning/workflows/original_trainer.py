@@ -9,10 +9,10 @@ from nnunet_unlearning.med3d.pretrained_trainer import MED3D_WEIGHTS_ENV, SCRATC
 PRETRAINED_TRAINER = "nnUNetTrainerMed3D"
 
 
-def original_trainer() -> tuple[str, str]:
+def original_trainer(scratch_trainer: str = SCRATCH_TRAINER) -> tuple[str, str]:
     """(trainer name, how its encoder starts): ``nnUNetTrainerMed3D`` when ``nnUNet_med3d_weights`` names a
-    MedicalNet checkpoint, ``nnUNetTrainerMed3D_scratch`` (random initialisation) otherwise."""
+    MedicalNet checkpoint, ``scratch_trainer`` (random initialisation; the profile's) otherwise."""
     weights = os.environ.get(MED3D_WEIGHTS_ENV)
     if weights:
         return PRETRAINED_TRAINER, f"encoder initialised from the MedicalNet checkpoint {weights}"
-    return SCRATCH_TRAINER, f"encoder randomly initialised ({MED3D_WEIGHTS_ENV} is not set)"
+    return scratch_trainer, f"encoder randomly initialised ({MED3D_WEIGHTS_ENV} is not set)"

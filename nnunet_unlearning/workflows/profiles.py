@@ -1,30 +1,29 @@
-"""The settings the workflows run at: the CPU profile's planning and network, and the benchmark's two profiles.
+"""The settings the workflows run at: how the CPU profile plans a dataset, and the benchmark's two profiles.
 
-The CPU profile is nnU-Net planning shrunk so that a whole run fits a 2-core machine. It is used by the demo,
-the benchmark and the test suite, and stated wherever it is used: the 3d_fullres configuration is planned at
-4× coarser spacing than MRBrainS18's voxels, with a small patch and a small network: a tiny PlainConvUNet
-(``nnUNetPlans``, the tests) and a Med3D ResNet-10 U-Net with a narrow decoder (``nnUNetMed3DPlans`` from
-`plan_med3d`, the demo and the benchmark). Everything else (fingerprint, planning, preprocessing, training,
-inference) is nnU-Net's own.
+The CPU profile is nnU-Net planning shrunk so that a whole run fits a 2-core machine: the 3d_fullres
+configuration planned at a coarser spacing than MRBrainS18's voxels, with a small patch and a small network:
+a tiny PlainConvUNet (``nnUNetPlans``) and a Med3D ResNet-10 U-Net with a narrow decoder (``nnUNetMed3DPlans``
+from `plan_med3d`). Everything else (fingerprint, planning, preprocessing, training, inference) is nnU-Net's
+own. :class:`CpuPlanning` holds what differs between its two uses: :data:`CPU` (the demo and the benchmark:
+the recipe measured in docs/benchmarks.md, "A CPU recipe for the original") and :data:`TESTS` (the test
+suite's shared fixture: 4× coarser still, the challenge labels, the smallest networks).
 
-A :class:`Profile` (``cpu``: a 2-core machine, about 40 minutes per forget subject; ``paper``: the seed
-study's setting, for a GPU) fixes the network and resolution (through how it plans), the original model's
-and the retrain oracle's schedule, the two unlearning horizons, the device, and the audit's sample size. The
-horizons are trainer suffixes (``nnUNetTrainerUnlearn<Strategy>_<N>epochs``), so each run is the trainer a
-user runs.
+A :class:`Profile` (``cpu``: a 2-core machine; ``paper``: the seed study's setting, for a GPU) fixes the
+network and resolution (through how it plans), the original model's and the retrain oracle's schedule and
+trainer, the two unlearning horizons, the device, and the audit's sample size. The horizons are trainer
+suffixes (``nnUNetTrainerUnlearn<Strategy>_<N>epochs``), so each run is the trainer a user runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_unlearning.files import atomic_write_json
 
 CONFIGURATION = "3d_fullres"
-#: nnU-Net spacing order (slice axis first), mm: 6 mm slices, 3.83 mm in-plane (4× the MRBrainS18 voxel).
-COARSE_SPACING = (6.0, 3.832, 3.832)
 PATCH_SIZE = [16, 48, 48]
 BATCH_SIZE = 2
 #: A 4-stage PlainConvUNet, 8-64 features: about 0.2 M parameters.
@@ -36,13 +35,12 @@ TINY_ARCHITECTURE = {
     "n_conv_per_stage": [1, 1, 1, 1],
     "n_conv_per_stage_decoder": [1, 1, 1],
 }
-
-#: The Med3D network of the profile: MedicalNet's ResNet-10 encoder (14.7 M parameters, what MedicalNet
-#: publishes as resnet_10) under a narrow decoder. One forward+backward at the profile's batch and patch
-#: takes 0.28 s on one core, 5.5× the PlainConvUNet (docs/benchmarks.md).
+#: MedicalNet's ResNet-10 encoder (14.7 M parameters, what MedicalNet publishes as resnet_10).
 MED3D_DEPTH = 10
-MED3D_DECODER_CHANNELS = (8, 16, 16, 16, 16)
 MED3D_PLANS = "nnUNetMed3DPlans"
+#: The CPU profile's original: Med3D from random initialisation at learning rate 0.03
+#: (``trainers/nnUNetTrainerMed3D.py``), unless MedicalNet weights are given (`original_trainer`).
+CPU_ORIGINAL_TRAINER = "nnUNetTrainerMed3D_cpu"
 
 #: Torch intra-op threads for CPU training. Measured on the 2-core machines with other work running: one
 #: forward+backward of the profile's network took 0.19 s on 1 thread and 4.9 s on 2 (threads that wait
@@ -57,47 +55,100 @@ def use_cpu_threads() -> None:
     torch.set_num_threads(TORCH_THREADS)
 
 
-def describe_cpu(med3d: bool = False) -> str:
-    """One line that says what the CPU profile changes, for logs and reports."""
-    network = (
-        f"Med3D ResNet-{MED3D_DEPTH} U-Net, decoder channels {list(MED3D_DECODER_CHANNELS)} ({MED3D_PLANS})"
-        if med3d
-        else f"PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}"
-    )
-    return (
-        f"CPU profile: {CONFIGURATION} at spacing {COARSE_SPACING} mm, patch {PATCH_SIZE}, batch "
-        f"{BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread"
-    )
+@dataclass(frozen=True)
+class CpuPlanning:
+    """How the CPU profile converts and plans MRBrainS18, and how its trainings load data.
 
-
-def plan_and_preprocess(dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
-    """nnU-Net fingerprint + planning at the coarse spacing, the configuration shrunk, then preprocessing.
-
-    Returns the plans file. The dataset must already be in ``$nnUNet_raw``.
+    ``spacing``: the 3d_fullres target spacing, mm, nnU-Net's axis order (slice axis first; MRBrainS18's voxels
+    are 3.0 × 0.958 × 0.958). ``labels``: the converter's label set ("tissue" or "challenge").
+    ``med3d_decoder``: Med3DUNet's decoder widths. ``cpu_bf16``: Med3DUNet's setting (`med3d/cpu_precision.py`).
+    ``augmentation_workers``: ``nnUNet_n_proc_DA`` while training (1: augmentation runs on the second core).
     """
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-        extract_fingerprint_dataset,
-        plan_experiment_dataset,
-        preprocess_dataset,
-    )
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
-    extract_fingerprint_dataset(
-        dataset_id, num_processes=processes, check_dataset_integrity=True, verbose=False, show_progress_bar=False
-    )
-    plan_experiment_dataset(dataset_id, overwrite_target_spacing=COARSE_SPACING, overwrite_plans_name=plans)
-    plans_file = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / f"{plans}.json"
-    shrink_plans(plans_file)
-    preprocess_dataset(dataset_id, plans, (CONFIGURATION,), num_processes=[processes], show_progress_bar=False)
-    return plans_file
+    name: str
+    spacing: tuple[float, float, float]
+    labels: str
+    med3d_decoder: tuple[int, ...]
+    cpu_bf16: str
+    augmentation_workers: int
+
+    def describe(self, med3d: bool = False) -> str:
+        """One line that says what the CPU profile changes, for logs and reports."""
+        network = (
+            f"Med3D ResNet-{MED3D_DEPTH} U-Net, decoder channels {list(self.med3d_decoder)} ({MED3D_PLANS}), "
+            f"CPU bf16 {self.cpu_bf16}"
+            if med3d
+            else f"PlainConvUNet features {TINY_ARCHITECTURE['features_per_stage']}"
+        )
+        return (
+            f"CPU profile: {self.labels} labels, {CONFIGURATION} at spacing {self.spacing} mm, patch {PATCH_SIZE}, "
+            f"batch {BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread, {self.augmentation_workers} "
+            "augmentation worker(s)"
+        )
+
+    def plan_and_preprocess(self, dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
+        """nnU-Net fingerprint + planning at the profile's spacing, the configuration shrunk, then preprocessing.
+
+        Returns the plans file. The dataset must already be in ``$nnUNet_raw``.
+        """
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+            extract_fingerprint_dataset,
+            plan_experiment_dataset,
+            preprocess_dataset,
+        )
+        from nnunetv2.paths import nnUNet_preprocessed
+        from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
+
+        os.environ.pop("nnUNet_n_proc_DA", None)  # nnU-Net's planner needs a positive value or none
+        extract_fingerprint_dataset(
+            dataset_id, num_processes=processes, check_dataset_integrity=True, verbose=False, show_progress_bar=False
+        )
+        plan_experiment_dataset(dataset_id, overwrite_target_spacing=self.spacing, overwrite_plans_name=plans)
+        plans_file = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(dataset_id) / f"{plans}.json"
+        shrink_plans(plans_file)
+        preprocess_dataset(dataset_id, plans, (CONFIGURATION,), num_processes=[processes], show_progress_bar=False)
+        self.use_for_training()
+        return plans_file
+
+    def plan_med3d(self, dataset_id: int) -> Path:
+        """The profile's Med3D plans (:data:`MED3D_PLANS`) over the data `plan_and_preprocess` wrote."""
+        from nnunet_unlearning.med3d.plans import plan_med3d as plan
+
+        return plan(
+            dataset_id,
+            CONFIGURATION,
+            depth=MED3D_DEPTH,
+            name=MED3D_PLANS,
+            decoder_channels=self.med3d_decoder,
+            cpu_bf16=self.cpu_bf16,
+        )
+
+    def use_for_training(self) -> None:
+        """This process's settings for training: torch threads and nnU-Net's augmentation workers."""
+        os.environ["nnUNet_n_proc_DA"] = str(self.augmentation_workers)
+        use_cpu_threads()
 
 
-def plan_med3d(dataset_id: int) -> Path:
-    """The profile's Med3D plans (:data:`MED3D_PLANS`) over the data `plan_and_preprocess` wrote."""
-    from nnunet_unlearning.med3d.plans import plan_med3d as plan
-
-    return plan(dataset_id, CONFIGURATION, depth=MED3D_DEPTH, name=MED3D_PLANS, decoder_channels=MED3D_DECODER_CHANNELS)
+#: The demo's and the benchmark's planning: the measured recipe (2× coarser in-plane, tissue labels, decoder
+#: 16-64, bf16 where the probe finds it faster, augmentation in one worker process).
+CPU = CpuPlanning(
+    "cpu",
+    spacing=(6.0, 1.916, 1.916),
+    labels="tissue",
+    med3d_decoder=(16, 32, 64, 64, 64),
+    cpu_bf16="auto",
+    augmentation_workers=1,
+)
+#: The test suite's: 4× coarser in-plane (3.83 mm), the challenge labels, the narrowest decoder, fp32, data
+#: loading in the training process (reproducible, and no worker start-up per test).
+TESTS = CpuPlanning(
+    "tests",
+    spacing=(6.0, 3.832, 3.832),
+    labels="challenge",
+    med3d_decoder=(8, 16, 16, 16, 16),
+    cpu_bf16="no",
+    augmentation_workers=0,
+)
 
 
 def shrink_plans(plans_file: Path) -> None:
@@ -129,12 +180,15 @@ class Profile:
     jobs: int  # trainings run side by side
     audit_patches: int  # patches per case for the membership-inference audit
     audit_bootstrap: int
+    labels: str  # the converter's label set
+    scratch_trainer: str  # the original's trainer without MedicalNet weights (`original_trainer`)
+    planning: CpuPlanning | None = None  # None: nnU-Net's own planning at full resolution
 
     def describe(self) -> str:
         """What the profile runs, for logs and the benchmark's tables."""
         network = (
-            describe_cpu(med3d=True)
-            if self.name == "cpu"
+            self.planning.describe(med3d=True)
+            if self.planning is not None
             else "paper profile: nnU-Net's own 3d_fullres planning (full resolution), Med3D ResNet-50 "
             f"U-Net ({MED3D_PLANS}), device {self.device}"
         )
@@ -146,9 +200,9 @@ class Profile:
 
     def plan(self, dataset_id: int) -> str:
         """Plan and preprocess the converted dataset, then plan Med3D; return the plans name to train with."""
-        if self.name == "cpu":
-            plan_and_preprocess(dataset_id)
-            plan_med3d(dataset_id)
+        if self.planning is not None:
+            self.planning.plan_and_preprocess(dataset_id)
+            self.planning.plan_med3d(dataset_id)
             return MED3D_PLANS
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (
             extract_fingerprint_dataset,
@@ -165,18 +219,23 @@ class Profile:
         return MED3D_PLANS
 
 
-#: The CPU profile's unlearning horizons keep the seed study's 20 : 50 ratio (2 : 5 epochs).
+#: The CPU profile's original follows the measured recipe (10 × 80 steps); its unlearning horizons keep the
+#: seed study's 20 : 50 ratio (2 : 5 epochs). One training at a time: each uses both cores (its augmentation
+#: worker on the second).
 PROFILES = {
     "cpu": Profile(
         "cpu",
-        original_epochs=20,
-        original_iterations=40,
+        original_epochs=10,
+        original_iterations=80,
         horizons=(2, 5),
         unlearning_iterations=20,
         device="cpu",
-        jobs=2,
+        jobs=1,
         audit_patches=8,
         audit_bootstrap=200,
+        labels=CPU.labels,
+        scratch_trainer=CPU_ORIGINAL_TRAINER,
+        planning=CPU,
     ),
     "paper": Profile(
         "paper",
@@ -188,5 +247,7 @@ PROFILES = {
         jobs=1,
         audit_patches=64,
         audit_bootstrap=1000,
+        labels="challenge",
+        scratch_trainer="nnUNetTrainerMed3D_scratch",
     ),
 }
