@@ -28,7 +28,7 @@ def demo_request(workdir: Path | None, prefix: str, reuse: bool = False) -> tupl
         )
         os.environ["nnUNet_compile"] = "false"
         profiles.CPU.use_for_training()
-        return ("MRBrainS18 (real)" if real else "phantom"), load_request(demo.DATASET_NAME).forget[0]
+        return ("MRBrainS18 (real)" if real else "phantom"), load_request(demo.DATASET_NAME, "0").forget[0]
     demo.prepare_dataset(workdir or Path(tempfile.mkdtemp(prefix=prefix)), real)
     trainer, _ = original_trainer(demo.PROFILE.scratch_trainer)
     original = demo.train(trainer, demo.ORIGINAL)

@@ -68,37 +68,50 @@ def _forget(args: argparse.Namespace) -> None:
     from nnunet_unlearning.artifacts import chained_trainer_folder_name
     from nnunet_unlearning.evidence.certificate import verify_certificate
     from nnunet_unlearning.files import atomic_write_text
-    from nnunet_unlearning.request import build_request, default_request_path
+    from nnunet_unlearning.request import build_fold_requests, build_request, default_request_path, request_set_json
     from nnunet_unlearning.unlearning.run_config import read_config
 
     if args.subject_map is not None and args.subjects is None:
         raise UserInputError(f"{args.subject_map}: --subject-map resolves --subjects; it cannot be used with --cases")
     run_config = read_config(args.config) if args.config is not None else None
-    request = build_request(
-        args.dataset_id,
-        args.configuration,
-        args.fold,
-        args.plans,
-        args.trainer,
-        args.cases or [],
-        run_config,
-        subjects=args.subjects,
-        subject_csv=args.subject_map,
-    )
-    if request.previous is not None:
-        # a chain is only as good as its last link: the model this request starts from must still be the
-        # certified one, with the evidence it was certified on
-        certificate = Path(request.previous["certificate"])
-        checked = verify_certificate(certificate)
-        if not checked.ok:
-            failed = checked.first_finding
-            raise UserInputError(f"{certificate}: the previous request's certificate fails verify ({failed})")
-    path = Path(args.out) if args.out is not None else default_request_path(request.dataset_name)
-    atomic_write_text(path, request.to_json())
-    if request.forgotten_before:
-        print(f"forgotten by earlier requests of this model lineage: {' '.join(request.forgotten_before)}")
-        name = chained_trainer_folder_name("<Trainer>", request.request_id)
-        print(f"its runs train into {name}__{args.plans}__{args.configuration}/fold_{args.fold} (-tr <Trainer>)")
+    what = (args.cases or [], run_config)
+    if len(args.folds) == 1:
+        requests = {
+            args.folds[0]: build_request(
+                args.dataset_id, args.configuration, args.folds[0], args.plans, args.trainer, *what,
+                subjects=args.subjects, subject_csv=args.subject_map,
+            )
+        }  # fmt: skip
+    else:
+        requests = build_fold_requests(
+            args.dataset_id, args.configuration, args.folds, args.plans, args.trainer, *what,
+            subjects=args.subjects, subject_csv=args.subject_map,
+        )  # fmt: skip
+    for request in requests.values():
+        if request.previous is not None:
+            # a chain is only as good as its last link: the model this request starts from must still be the
+            # certified one, with the evidence it was certified on
+            certificate = Path(request.previous["certificate"])
+            checked = verify_certificate(certificate)
+            if not checked.ok:
+                failed = checked.first_finding
+                raise UserInputError(f"{certificate}: the previous request's certificate fails verify ({failed})")
+    first = next(iter(requests.values()))
+    path = Path(args.out) if args.out is not None else default_request_path(first.dataset_name)
+    atomic_write_text(path, first.to_json() if len(requests) == 1 else request_set_json(requests))
+    for fold, request in requests.items():
+        head = f"fold {fold}: " if len(requests) > 1 else ""
+        if request.untouched:
+            print(
+                f"{head}never trained on {', '.join(request.forget)} (its validation split): nothing to unlearn; "
+                "its run keeps the model and certifies it"
+            )
+        elif len(requests) > 1:
+            print(f"{head}forget {', '.join(request.forget)}")
+        if request.forgotten_before:
+            print(f"{head}forgotten by earlier requests of this model lineage: {' '.join(request.forgotten_before)}")
+            name = chained_trainer_folder_name("<Trainer>", request.request_id)
+            print(f"{head}its runs train into {name}__{args.plans}__{args.configuration}/fold_{fold} (-tr <Trainer>)")
     print(f"wrote {path}")
 
 
@@ -391,7 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("forget", _forget, "write an unlearning request: which cases to forget from which model")
     p.add_argument("-d", dest="dataset_id", type=_dataset_id, required=True)
     p.add_argument("-c", dest="configuration", required=True, help="configuration, e.g. 3d_fullres")
-    p.add_argument("-f", dest="fold", required=True, help="fold of the original model (0-4 or all)")
+    p.add_argument(
+        "-f",
+        dest="folds",
+        nargs="+",
+        required=True,
+        help="fold(s) of the original model; several (e.g. -f 0 1 2 3 4, nnU-Net's ensemble) write a request set, "
+        "one request per fold",
+    )
     p.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans of the original model")
     p.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer of the original model")
     what = p.add_mutually_exclusive_group(required=True)

@@ -353,6 +353,8 @@ class RequestRecord(TypedDict):
     previous: dict[str, str] | None
     #: a request by subject: {"source": ..., "cases": {subject: case ids}}; None for a request by case
     subjects: dict[str, Any] | None
+    #: the fold's model never trained on the forget cases (a request set's fold); absent in older requests
+    untouched: NotRequired[bool]
 
 
 # --- unlearning_audit.json -------------------------------------------------------------------------------------
@@ -470,6 +472,9 @@ class ForgottenRecord(TypedDict):
     source_files: dict[str, Any]
     subjects: dict[str, Any] | None
     forgotten_before: list[str]
+    #: the fold's model never trained on the cases (a request set's fold); certified unchanged.
+    #: Absent from certificates written before request sets.
+    untouched: NotRequired[bool]
 
 
 class CertifiedModel(TypedDict):

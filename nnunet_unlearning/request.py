@@ -9,6 +9,13 @@ Requests follow each other: a request may start from the model an earlier reques
 holds that request's copy and certificate). The new request then inherits the lineage: every case forgotten
 so far (``forgotten_before``) stays out of the retain set and out of the oracle's training, and ``previous``
 names the earlier request and the SHA-256 of its certificate, so the chain of certificates can be checked.
+
+A request covers one fold's model, or several at once (``forget -f 0 1 2 3 4``): nnU-Net deploys the 5-fold
+ensemble, and a patient is in the training split of four folds and the validation split of the fifth. The
+file then holds a *request set*, one request per fold (``{"format": 1, "request_set": {"0": {...}, ...}}``),
+and each fold's run reads its own (:func:`load_request`). A fold whose model never trained on the forgotten
+cases (they are all in its validation split) gets an ``untouched`` request: its run keeps the model as it is
+and certifies that, so the unlearned ensemble has all of its folds.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class UnlearningRequest:
     unlearned model this one starts from, or ``None`` when it starts from a trained original.
     ``subjects``: for a request by subject (``forget --subjects``), subject id → all of its case ids and
     where the mapping came from (``{"source": ..., "cases": {...}}``); ``None`` for a request by case.
+    ``untouched``: the fold's model never trained on the ``forget`` cases (all in its validation split; a
+    fold of a request set): its run changes nothing and certifies the model as it is.
     """
 
     dataset_id: int
@@ -75,6 +84,7 @@ class UnlearningRequest:
     forgotten_before: tuple[str, ...] = ()
     previous: dict | None = None
     subjects: dict | None = None
+    untouched: bool = False
 
     @property
     def request_id(self) -> str:
@@ -87,11 +97,14 @@ class UnlearningRequest:
         return json.dumps(content, indent=2) + "\n"
 
     @classmethod
-    def from_file(cls, path: Path) -> UnlearningRequest:
+    def from_file(cls, path: Path, fold: str | None = None) -> UnlearningRequest:
+        """The request in ``path``; for a request set, the request of ``fold`` (required then)."""
         try:
             content = json.loads(Path(path).read_text())
             if content.get("format") != FORMAT:
                 raise UserInputError(f"{path}: unknown request format {content.get('format')!r}")
+            if "request_set" in content:
+                content = _fold_of_set(path, content["request_set"], fold)
             content.pop("format")
             content.pop("request_id")
             original = OriginalModel(**content.pop("original"))
@@ -109,6 +122,23 @@ class UnlearningRequest:
             raise UserInputError(f"{path}: cannot read the unlearning request ({error.strerror})") from None
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise UserInputError(f"{path}: not a valid unlearning request ({error})") from None
+
+
+def _fold_of_set(path: Path, requests: dict, fold: str | None) -> dict:
+    """One fold's request content from a request set (a copy; ``format`` as a single request has it)."""
+    if fold is None:
+        raise UserInputError(f"{path}: a request set (folds {', '.join(requests)}); name the fold")
+    if str(fold) not in requests:
+        raise UserInputError(f"{path}: the request set covers folds {', '.join(requests)}, not fold {fold}")
+    return {"format": FORMAT, **requests[str(fold)]}
+
+
+def request_set_json(requests: dict[str, UnlearningRequest]) -> str:
+    """The request set file's text: fold → that fold's request, each as :meth:`UnlearningRequest.to_json`."""
+    content = {fold: json.loads(request.to_json()) for fold, request in requests.items()}
+    for request in content.values():
+        request.pop("format")
+    return json.dumps({"format": FORMAT, "request_set": content}, indent=2) + "\n"
 
 
 def _dataset_name(dataset_id: int) -> str:
@@ -171,6 +201,7 @@ def build_request(
     run_config: dict | None = None,
     subjects: Sequence[str] | None = None,
     subject_csv: Path | None = None,
+    in_a_set: bool = False,
 ) -> UnlearningRequest:
     """Resolve the original model and the three case sets; refuse anything that cannot be forgotten.
 
@@ -178,7 +209,9 @@ def build_request(
     cases, resolved through ``subject_csv`` (``case,subject``) or the converter's subjects.json. A subject's
     cases outside the fold's training split are not forgotten (the model never trained on them) but leave the
     held-out set, which must hold subjects the model never saw. ``run_config`` (already checked) is embedded
-    as it is.
+    as it is. ``in_a_set``: one fold of a request over several folds (:func:`build_fold_requests`): given cases
+    outside the training split are treated as a subject's are, and a fold that trained on none of them gets
+    an ``untouched`` request instead of a refusal.
     """
     cases = list(cases)
     _check_case_ids(cases)
@@ -196,19 +229,28 @@ def build_request(
         raise UserInputError(f"fold {fold!r}: must be the number of a cross-validation fold")
     all_cases, training, validation = _fold_split(preprocessed, fold)
     by_subject = None
+    everything = set(cases)
     if subjects is not None:
         mapping, source = subject_map(_env_folder("nnUNet_raw") / dataset_name, all_cases, subject_csv)
         resolved = cases_of(subjects, mapping, source)
         for subject, subject_cases in resolved.items():
-            if not set(subject_cases) & set(training):
+            if not in_a_set and not set(subject_cases) & set(training):
                 raise UserInputError(
                     f"subject {subject}: none of its cases ({', '.join(subject_cases)}) is in the original "
                     f"model's training split of fold {fold}; nothing to forget"
                 )
         by_subject = {"source": source, "cases": resolved}
         everything = {c for subject_cases in resolved.values() for c in subject_cases}
-        cases = sorted(everything & set(training))
+    if subjects is not None or in_a_set:
+        for case in sorted(everything - set(all_cases)):
+            raise UserInputError(f"case {case}: unknown in {dataset_name} (known: {', '.join(all_cases)})")
         validation = sorted(set(validation) - everything)
+        trained = sorted(everything & set(training))
+        # a fold that trained on none of them keeps its model: the request names them, marked untouched
+        untouched = in_a_set and not trained
+        cases = sorted(everything) if untouched else trained
+    else:
+        untouched = False
     results_folder = (
         _env_folder("nnUNet_results") / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
     )
@@ -225,7 +267,7 @@ def build_request(
                 f"case {case}: already forgotten by an earlier request of this model lineage "
                 f"(request {previous.request_id if previous else ''} in {results_folder})"
             )
-        if case not in training:
+        if case not in training and not untouched:
             raise UserInputError(
                 f"case {case}: not in the original model's training split of fold {fold}; nothing to forget"
             )
@@ -273,7 +315,36 @@ def build_request(
         forgotten_before=forgotten_before,
         previous=None if previous is None else _previous_entry(previous, results_folder),
         subjects=by_subject,
+        untouched=untouched,
     )
+
+
+def build_fold_requests(
+    dataset_id: int,
+    configuration: str,
+    folds: Sequence[str],
+    plans: str,
+    trainer: str,
+    cases: Sequence[str],
+    run_config: dict | None = None,
+    subjects: Sequence[str] | None = None,
+    subject_csv: Path | None = None,
+) -> dict[str, UnlearningRequest]:
+    """One request per fold of ``folds`` (the request set of a multi-fold ``forget``), each for that fold's
+    model of ``trainer``; a fold whose training split holds none of the cases gets an ``untouched`` one.
+    Refuses a fold given twice, and a set in which no fold trained on them."""
+    folds = [str(f) for f in folds]
+    if len(set(folds)) != len(folds):
+        raise UserInputError(f"fold {next(f for f in folds if folds.count(f) > 1)}: given more than once")
+    requests = {
+        fold: build_request(
+            dataset_id, configuration, fold, plans, trainer, cases, run_config, subjects, subject_csv, in_a_set=True
+        )
+        for fold in folds
+    }
+    if all(request.untouched for request in requests.values()):
+        raise UserInputError(f"folds {', '.join(folds)}: none trained on the cases to forget; nothing to forget")
+    return requests
 
 
 def previous_request(model_folder: Path) -> UnlearningRequest | None:
@@ -339,12 +410,18 @@ def write_request(
     return path
 
 
-def load_request(dataset_name: str) -> UnlearningRequest:
-    """The request a training run uses: ``$nnUNet_unlearning_request`` or the dataset's default file."""
+def load_request(dataset_name: str, fold: str) -> UnlearningRequest:
+    """The request a training run of ``fold`` uses: ``$nnUNet_unlearning_request`` or the dataset's default
+    file (from a request set, the fold's request); refuses one written for another dataset or fold."""
     path = default_request_path(dataset_name)
     if not path.is_file():
         raise UserInputError(f"{path}: no unlearning request; write one with `nnunet-unlearning forget`")
-    request = UnlearningRequest.from_file(path)
+    request = UnlearningRequest.from_file(path, str(fold))
     if request.dataset_name != dataset_name:
         raise UserInputError(f"{path}: request is for {request.dataset_name}, this run trains {dataset_name}")
+    if request.original.fold != str(fold):
+        raise UserInputError(
+            f"{path}: request is for fold {request.original.fold}, this run trains fold {fold}; "
+            f"write one for fold {fold} (forget -f {request.original.fold} {fold} covers both)"
+        )
     return request

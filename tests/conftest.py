@@ -125,20 +125,25 @@ CONSOLE_SCRIPT_TRAINER = "nnUNetTrainerUnlearnNoisyLabel_test"
 
 
 @pytest.fixture(scope="session")
-def console_script_run(nnunet_world, forget_request_file) -> tuple[Path, dict[str, str]]:
-    """(fold folder, environment) of one real ``nnUNetv2_train`` unlearning run of the shared request, with
-    nnU-Net's final validation: the console script finds our trainer through ``nnUNet_extTrainer``."""
+def console_script_run(nnunet_world, forget_request_file, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """(fold folder, environment) of one real ``nnUNetv2_train`` unlearning run of the shared request, calibrated
+    through a run config, with nnU-Net's final validation: the console script finds our trainer through
+    ``nnUNet_extTrainer``."""
     import subprocess
     import sys
 
     from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+    from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 
+    config = tmp_path_factory.mktemp("console_run") / "calibrated.json"
+    config.write_text(json.dumps({"calibration": {"enabled": True, "check_every": 1}}))
     env = {
         **os.environ,
         **nnunet_world.env(),
         "nnUNet_extTrainer": os.pathsep.join([str(trainers_dir()), str(TESTS / "trainers_for_tests")]),
         "nnUNet_def_n_proc": "1",
         REQUEST_ENV: str(forget_request_file),
+        CONFIG_ENV: str(config),
     }
     command = [str(Path(sys.executable).parent / "nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0"]
     done = subprocess.run(

@@ -19,7 +19,7 @@ import pytest
 import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
 
-from nnunet_unlearning.artifacts import MASK_FILE, METRICS_FILE, PROGRESS_FILE, SETS
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, MASK_FILE, METRICS_FILE, PROGRESS_FILE, SETS
 from nnunet_unlearning.nnunet.glue import bare_network, make_predictor
 from nnunet_unlearning.request import REQUEST_ENV, build_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain, original_epochs
@@ -185,8 +185,15 @@ def test_missing_request_is_one_line_exit_2(world, monkeypatch, tmp_path, capsys
 @pytest.mark.slow
 def test_nnunetv2_train_console_script_finds_and_runs_our_trainer(request_world, console_script_run):
     out, env = console_script_run  # nnUNetv2_train -tr nnUNetTrainerUnlearnNoisyLabel_test, exit 0
-    assert json.loads((out / METRICS_FILE).read_text())["figures"] is not None
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    assert metrics["figures"] is not None
     assert (out / "validation" / "summary.json").is_file()  # nnU-Net's own final validation, on held-out cases
+    # calibrated through the run config: checked at the original and after the one epoch, and stopped
+    decision = metrics["calibration"]["decision"]
+    assert metrics["calibration"]["checks"][0]["epoch"] == 0
+    assert decision["reason"] in ("forgotten", "utility_budget", "over_forgotten", "schedule_end")
+    certificate = json.loads((out / CERTIFICATE_JSON).read_text())
+    assert certificate["verdict"]["calibration"].startswith("Calibrated run: stopped at epoch")
 
     train = Path(sys.executable).parent / "nnUNetv2_train"
     trainer = out.parent.name.split("__")[0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ import torch
 from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 from nnunet_unlearning.evaluation.summary import aggregate
-from nnunet_unlearning.records import ClinicalRiskRecord, SetSummary
+from nnunet_unlearning.records import ClinicalRiskRecord, EvaluationRecord, SetSummary
 
 
 @dataclass
@@ -35,9 +34,8 @@ class Evaluation:
     clinical_risk: ClinicalRiskRecord
     seconds: float
 
-    def to_json(self) -> dict[str, Any]:
-        """The evaluation as unlearning_metrics.json records it: an `EvaluationRecord` (records.py), typed as a
-        plain dict because the unlearning trainer returns it as one."""
+    def to_json(self) -> EvaluationRecord:
+        """The evaluation as unlearning_metrics.json records it."""
         return {
             "tag": self.tag,
             "epoch": self.epoch,

@@ -251,6 +251,7 @@ def certificate_content(run_folder: Path) -> CertificateRecord:
             "source_files": request.source_files,
             "subjects": request.subjects,
             "forgotten_before": list(request.forgotten_before),
+            "untouched": request.untouched,
         },
         "previous": request.previous,
         "model": {
@@ -317,6 +318,13 @@ def certificate_markdown(content: Mapping) -> str:
         f"Cases: {', '.join(forgotten['cases'])} (requested {forgotten['requested']}).",
         "",
     ]
+    if forgotten.get("untouched"):
+        lines += [
+            f"Fold {content['original']['fold']} of the original never trained on these cases (they are in its "
+            "validation split), so nothing was unlearned: this run keeps its model as it is, and certifies "
+            "it as this fold's member of the unlearned ensemble.",
+            "",
+        ]
     if forgotten.get("subjects"):
         subjects = forgotten["subjects"]
         named = "; ".join(f"{subject}: {', '.join(cases)}" for subject, cases in subjects["cases"].items())

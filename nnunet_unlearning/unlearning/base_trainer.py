@@ -35,6 +35,7 @@ from nnunet_unlearning.nnunet.glue import (
     validation_loader,
 )
 from nnunet_unlearning.optim import grouped_sgd
+from nnunet_unlearning.records import EvaluationRecord
 from nnunet_unlearning.unlearning import distributed
 from nnunet_unlearning.unlearning.original_model import load_original_weights
 from nnunet_unlearning.unlearning.other_subject_labels import OtherSubjectLabels
@@ -96,7 +97,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
 
     def _make_calibration(self, continue_training: bool) -> Calibration | None:
         """The calibration's memory when the run config enables it; refuses what it cannot serve."""
-        if not self.settings.calibration.enabled:
+        if not self.settings.calibration.enabled or self.request.untouched:
             return None
         if continue_training:
             raise UserInputError(
@@ -114,7 +115,9 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
     def _apply_settings(self) -> None:
         """The run config's schedule, learning rate and seed; an explicit schedule wins over the class name's."""
         trainer = self.settings.trainer
-        self.num_epochs = (trainer.epochs or self.unlearning_epochs) if self.strategy.trains else 0
+        # an untouched fold never trained on the forget cases: its model is certified as it is
+        trains = self.strategy.trains and not self.request.untouched
+        self.num_epochs = (trainer.epochs or self.unlearning_epochs) if trains else 0
         if trainer.iterations_per_epoch is not None:
             self.num_iterations_per_epoch = trainer.iterations_per_epoch
         # the scale is relative to the rate the original trained at
@@ -186,6 +189,13 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 )
                 if self._decide(start, original, last=False):
                     raise _CalibratedStopError  # the original meets the test, or scores the forget cases below it
+        if self.request.untouched:
+            self.print_to_log_file(
+                f"fold {self.fold} never trained on {', '.join(self.request.forget)} (its validation split): "
+                "nothing to unlearn, the model is kept as it is"
+            )
+            self.record.save(self.output_folder)
+            return
         self.context = self._make_context(original_weights)
         with exit_on_user_error(self.__class__.__name__):
             self._prepare_strategy(original_weights, resumed)
@@ -408,7 +418,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             del candidate
         return self._decide(evaluation, state, last)
 
-    def _decide(self, evaluation: dict | None, state: object, last: bool) -> bool:
+    def _decide(self, evaluation: EvaluationRecord | None, state: object, last: bool) -> bool:
         """Add rank 0's check (``state``: what the run returns to if it keeps this check) and decide."""
         stop = [False]
         if self.local_rank == 0 and evaluation is not None and self.calibration is not None:
@@ -441,7 +451,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             for tensor in network.state_dict().values():
                 dist.broadcast(tensor, src=0)
 
-    def _score(self, network: torch.nn.Module, tag: str, epoch: int | None = None) -> dict:
+    def _score(self, network: torch.nn.Module, tag: str, epoch: int | None = None) -> EvaluationRecord:
         """Evaluate ``network`` with the hook (rank 0 only), record it at ``epoch`` (default: the current one)
         and return its JSON."""
         self.set_deep_supervision_enabled(False)
@@ -451,7 +461,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(evaluation))
         return evaluation.to_json()
 
-    def _evaluate(self, tag: str, epoch: int | None = None) -> dict | None:
+    def _evaluate(self, tag: str, epoch: int | None = None) -> EvaluationRecord | None:
         """Evaluate the network as it is (rank 0); return the evaluation's JSON there, None elsewhere."""
         evaluation = self._score(bare_network(self.network), tag, epoch) if self.local_rank == 0 else None
         if self.is_ddp:

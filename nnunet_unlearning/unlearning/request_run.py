@@ -59,6 +59,7 @@ class RequestRunMixin:
     local_rank: int
     print_to_log_file: Any
     output_folder_base: str
+    fold: int | str
     initial_lr: float
     log_file: str
     logger: Any
@@ -81,7 +82,7 @@ class RequestRunMixin:
         self.continue_training = bool(plans.get("continue_training", False))
         super().__init__(plans, configuration, fold, dataset_json, device)  # type: ignore[call-arg]
         with exit_on_user_error(self.__class__.__name__):
-            self.request = load_request(self.plans_manager.dataset_name)
+            self.request = load_request(self.plans_manager.dataset_name, str(self.fold))
             if self.request.previous is not None:
                 self._use_chained_run_folder()
             guard_output_folder(self.output_folder, self.request, self.continue_training)

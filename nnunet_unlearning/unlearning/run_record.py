@@ -129,7 +129,7 @@ class RunRecord:
 
     def add(self, evaluation: Evaluation, output_folder: str | Path) -> None:
         # an EvaluationRecord: `Evaluation.to_json` is typed as a plain dict for the trainer, which returns it as one
-        self.evaluations.append(cast(EvaluationRecord, evaluation.to_json()))
+        self.evaluations.append(evaluation.to_json())
         self._write(Path(output_folder))
 
     def save_update_mask(self, output_folder: str | Path, masks: Mapping[str, torch.Tensor] | None) -> None:
