@@ -46,7 +46,7 @@ LIGHT_AUGMENTATION = ("scale", "mirror", "brightness", "gamma")
 
 @dataclass(frozen=True)
 class Variant:
-    """One training recipe. ``bf16``: "yes", "no" or "auto" (`choose_bf16`)."""
+    """One training recipe. ``bf16``: "yes", "no" or "auto" (`nnunet_unlearning.med3d.cpu_precision`)."""
 
     name: str
     spacing: str = "4x"
@@ -173,43 +173,6 @@ def write_med3d_plans(variant: Variant) -> str:
     configuration["architecture"]["arch_kwargs"]["strides"] = strides
     path.write_text(json.dumps(plans, indent=2))
     return name
-
-
-def bf16_probe(steps: int = 4) -> dict[str, float]:
-    """Seconds per forward+backward of a small 3D conv stack in fp32 and under CPU bf16 autocast (medians)."""
-    import torch
-    from torch import nn
-
-    net = nn.Sequential(
-        nn.Conv3d(2, 32, 3, padding=1), nn.BatchNorm3d(32), nn.LeakyReLU(),
-        nn.Conv3d(32, 64, 3, stride=2, padding=1), nn.BatchNorm3d(64), nn.LeakyReLU(),
-        nn.Conv3d(64, 64, 3, padding=1),
-    )  # fmt: skip
-    x = torch.randn(2, 2, 16, 48, 48)
-    times: dict[str, float] = {}
-    for label, enabled in (("fp32", False), ("bf16", True)):
-        samples = []
-        for _ in range(steps + 1):
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
-                out = net(x)
-            out.float().square().mean().backward()
-            samples.append(time.perf_counter() - start)
-        times[label] = statistics.median(samples[1:])
-    return times
-
-
-def choose_bf16(setting: str) -> tuple[bool, str]:
-    """(use bf16 autocast, why): "auto" needs oneDNN bf16 support and a measured speed-up of at least 10 %."""
-    import torch
-
-    if setting in ("yes", "no"):
-        return setting == "yes", f"bf16={setting} (fixed)"
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False, "oneDNN reports no bf16 support on this CPU"
-    probe = bf16_probe()
-    use = probe["bf16"] <= 0.9 * probe["fp32"]
-    return use, f"probe: fp32 {probe['fp32']:.3f} s, bf16 {probe['bf16']:.3f} s per step"
 
 
 def training_transforms(parts: tuple[str, ...], patch_size, rotation, ds_scales, mirror_axes):
@@ -384,9 +347,11 @@ def train_worker(variant: Variant, out: Path) -> None:
     import numpy as np
     import torch
 
+    from nnunet_unlearning.med3d.cpu_precision import bf16_decision
+
     os.environ["nnUNet_n_proc_DA"] = str(variant.da_workers)
     torch.set_num_threads(variant.threads)
-    use_bf16, why = choose_bf16(variant.bf16)
+    use_bf16, why = bf16_decision(variant.bf16)
     plans = write_med3d_plans(variant)
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / DATASET
     plans_dict = json.loads((preprocessed / f"{plans}.json").read_text())

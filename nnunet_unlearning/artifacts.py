@@ -57,7 +57,8 @@ CHAINED_RUN_MARK = "_request-"
 
 
 def chained_trainer_folder_name(trainer: str, request_id: str) -> str:
-    """The trainer part of the results folder of a chained request's run (see :data:`CHAINED_RUN_MARK`)."""
+    """The trainer part of the results folder of a chained request's run (see :data:`CHAINED_RUN_MARK`);
+    ``request_id``: the request's, or its request set's for a fold of a set (one folder for the ensemble)."""
     return f"{trainer}{CHAINED_RUN_MARK}{request_id[:8]}"
 
 

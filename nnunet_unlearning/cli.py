@@ -110,7 +110,7 @@ def _forget(args: argparse.Namespace) -> None:
             print(f"{head}forget {', '.join(request.forget)}")
         if request.forgotten_before:
             print(f"{head}forgotten by earlier requests of this model lineage: {' '.join(request.forgotten_before)}")
-            name = chained_trainer_folder_name("<Trainer>", request.request_id)
+            name = chained_trainer_folder_name("<Trainer>", request.run_name_id)
             print(f"{head}its runs train into {name}__{args.plans}__{args.configuration}/fold_{fold} (-tr <Trainer>)")
     print(f"wrote {path}")
 

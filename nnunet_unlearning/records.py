@@ -355,6 +355,8 @@ class RequestRecord(TypedDict):
     subjects: dict[str, Any] | None
     #: the fold's model never trained on the forget cases (a request set's fold); absent in older requests
     untouched: NotRequired[bool]
+    #: the request set's id for a fold of a set (names chained runs' folders), else None; absent in older requests
+    set_id: NotRequired[str | None]
 
 
 # --- unlearning_audit.json -------------------------------------------------------------------------------------

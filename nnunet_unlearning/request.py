@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,7 +69,8 @@ class UnlearningRequest:
     ``subjects``: for a request by subject (``forget --subjects``), subject id → all of its case ids and
     where the mapping came from (``{"source": ..., "cases": {...}}``); ``None`` for a request by case.
     ``untouched``: the fold's model never trained on the ``forget`` cases (all in its validation split; a
-    fold of a request set): its run changes nothing and certifies the model as it is.
+    fold of a request set): its run changes nothing and certifies the model as it is. ``set_id``: for a fold
+    of a request set, the set's id (:attr:`run_name_id`); not part of :attr:`request_id`.
     """
 
     dataset_id: int
@@ -85,12 +86,20 @@ class UnlearningRequest:
     previous: dict | None = None
     subjects: dict | None = None
     untouched: bool = False
+    set_id: str | None = None
 
     @property
     def request_id(self) -> str:
         """A short fingerprint of what is forgotten from which model (not of when it was asked)."""
         key = json.dumps([self.dataset_name, self.original.checkpoint_sha256, self.original.fold, list(self.forget)])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def run_name_id(self) -> str:
+        """The id that names a chained run's results folder (``artifacts.CHAINED_RUN_MARK``): the request set's,
+        so that every fold of the set trains into the same ``<Trainer>_request-<id8>`` folder (one ensemble for
+        ``nnUNetv2_predict -f ...``), else the request's own."""
+        return self.set_id or self.request_id
 
     def to_json(self) -> str:
         content = {"format": FORMAT, "request_id": self.request_id, **asdict(self)}
@@ -344,7 +353,8 @@ def build_fold_requests(
     }
     if all(request.untouched for request in requests.values()):
         raise UserInputError(f"folds {', '.join(folds)}: none trained on the cases to forget; nothing to forget")
-    return requests
+    set_id = hashlib.sha256(json.dumps([r.request_id for r in requests.values()]).encode()).hexdigest()[:16]
+    return {fold: replace(request, set_id=set_id) for fold, request in requests.items()}
 
 
 def previous_request(model_folder: Path) -> UnlearningRequest | None:

@@ -16,8 +16,9 @@ from conftest import SHARED_MRBRAINS18
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.conversion.phantom import write_phantom
 from nnunet_unlearning.workflows import benchmark as mrbrains18
-from nnunet_unlearning.workflows.profiles import PROFILES
+from nnunet_unlearning.workflows.profiles import PROFILES, TESTS
 
+#: the cpu profile on the test suite's planning (coarser, smallest networks) and a schedule of a few steps
 TINY = dataclasses.replace(
     PROFILES["cpu"],
     original_epochs=1,
@@ -25,6 +26,8 @@ TINY = dataclasses.replace(
     unlearning_iterations=1,
     audit_patches=2,
     audit_bootstrap=10,
+    labels=TESTS.labels,
+    planning=TESTS,
 )
 
 
@@ -78,7 +81,7 @@ def test_benchmark_tables_come_from_the_runs_files(benchmark_run):
     run, content = benchmark_run["root"], benchmark_run["first"]
     assert content["training"] == ["MRBrainS18_1", "MRBrainS18_4", "MRBrainS18_5", "MRBrainS18_7", "MRBrainS18_14"]
     assert content["heldout"] == ["MRBrainS18_070", "MRBrainS18_148"]
-    assert content["forget_sets"] == [["MRBrainS18_1"]] and content["original_trainer"] == "nnUNetTrainerMed3D_scratch"
+    assert content["forget_sets"] == [["MRBrainS18_1"]] and content["original_trainer"] == TINY.scratch_trainer
     main_table = {(r["model"], r["horizon"]): r for r in content["tables"]["leave_one_subject_out"]}
     assert set(main_table) == {("original", "-"), ("retrain oracle", "-"), ("NoisyLabel", "2"), ("NoisyLabel", "5")}
     folder = run / "forget_1" / "nnUNet_results" / mrbrains18.DATASET_NAME

@@ -188,7 +188,7 @@ def written(tmp_path_factory) -> dict[str, dict]:
         evaluation = hook.evaluate(torch.nn.Identity(), tag, epoch)
         calibration.add(evaluation.to_json(), 2 * epoch, lambda: None, last=tag == "end")
         record.calibration = calibration.to_json()
-        record.add(evaluation, run)
+        record.add(evaluation.to_json(), run)
     record.steps_taken = 2
     record.strategy_state = strategy.resumable_state_dict()
     record.finish(run, run / FINAL_CHECKPOINT)

@@ -39,6 +39,7 @@ def test_request_records_sets_model_hash_and_source_files(world, original_checkp
         "trainer": "nnUNetTrainer",
         "initialisation": "nnunet_default",
         "parameter_groups": [],
+        "initial_lr": None,
     }
 
 
@@ -46,11 +47,11 @@ def test_default_location_and_env_override(world, original_checkpoint, tmp_path,
     forget = _splits(world)[0]["train"][1]
     assert main(_forget_args(forget)) == 0
     default = world.preprocessed / DATASET_NAME / "unlearning_request.json"
-    assert load_request(DATASET_NAME).forget == (forget,)
+    assert load_request(DATASET_NAME, "0").forget == (forget,)
 
     monkeypatch.setenv("nnUNet_unlearning_request", str(tmp_path / "elsewhere.json"))
     with pytest.raises(UserInputError, match="no unlearning request"):
-        load_request(DATASET_NAME)
+        load_request(DATASET_NAME, "0")
     assert default.is_file()
 
 

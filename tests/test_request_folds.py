@@ -8,6 +8,7 @@ of its own (the request pins each fold's checkpoint by path and SHA-256, which i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def test_a_request_set_unlearns_where_the_case_trained_and_keeps_the_other_fold(
     assert requests["1"]["retain"] == sorted(splits[1]["train"])
     assert requests["1"]["heldout"] == sorted(set(splits[1]["val"]) - {case}), "the patient is not 'unseen'"
     assert requests["0"]["request_id"] != requests["1"]["request_id"]
+    # one id for the set: a later request's runs of every fold share one <Trainer>_request-<id8> folder
+    assert requests["0"]["set_id"] == requests["1"]["set_id"] is not None
 
 
 def test_each_fold_reads_its_own_request(two_folds, tmp_path, monkeypatch):
@@ -93,17 +96,16 @@ def test_the_unlearned_ensemble_has_every_fold_and_predicts(two_folds, world, tm
     from nnunet_fixture import load_trainer, shorten
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
-    from nnunet_unlearning.unlearning.schedules import trainer_family
-    from nnunet_unlearning.unlearning.strategies import NoisyLabel
+    from nnunet_unlearning.nnunet.trainers_dir import find_trainer, trainers_dir
 
     case, _ = two_folds
     out = tmp_path / "request_set.json"
     assert main(_forget("0", "1", more=("--cases", case, "-o", str(out)))) == 0
     monkeypatch.setenv(REQUEST_ENV, str(out))
-    # a class of this test's own, so that its results folder is no other test's
-    family = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
-    cls = type("nnUNetTrainerUnlearnNoisyLabel_folds", (family,), {})
+    # a class of the tests' own (its results folder is no other test's), found as nnU-Net's predictor finds it
+    for_tests = Path(__file__).parent / "trainers_for_tests"
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([str(trainers_dir()), str(for_tests)]))
+    cls = find_trainer("nnUNetTrainerUnlearnNoisyLabel_folds")
     folders = {}
     for fold in (0, 1):
         trainer = load_trainer(cls, world, fold=fold)
@@ -127,7 +129,6 @@ def test_the_unlearned_ensemble_has_every_fold_and_predicts(two_folds, world, tm
     assert trained["steps_taken"] > 0 and trained["forget"] == [case]
 
     # nnUNetv2_predict -f 0 1 -tr <the unlearning trainer> finds every fold of the unlearned ensemble
-    monkeypatch.setenv("nnUNet_extTrainer", str(trainers_dir()))
     predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(folders[0].parent), (0, 1))
     assert len(predictor.list_of_parameters) == 2

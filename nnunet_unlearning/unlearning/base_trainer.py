@@ -186,10 +186,12 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 original = (
                     _cpu_state(bare_network(self.network)),
                     self._recalibrated(bare_network(self.network), False),
+                    start,
                 )
                 if self._decide(start, original, last=False):
                     raise _CalibratedStopError  # the original meets the test, or scores the forget cases below it
         if self.request.untouched:
+            self.num_epochs = 0  # also when a schedule was set after construction (nnU-Net's loop reads it now)
             self.print_to_log_file(
                 f"fold {self.fold} never trained on {', '.join(self.request.forget)} (its validation split): "
                 "nothing to unlearn, the model is kept as it is"
@@ -359,16 +361,26 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             self.on_train_end()
 
     def on_train_end(self):
+        self.record.steps_taken = self._steps_taken
+        self.record.strategy_state = self.strategy.resumable_state_dict()
         if self.calibration is None:
             self.record.running_statistics = self._recalibrated(bare_network(self.network), across_ranks=True)
+            self._evaluate("end")
         else:
             if not self._calibration_stopped:
                 self._calibration_check(last=True)
-            self._restore_kept_state()
-        self.record.steps_taken = self._steps_taken
-        self.record.strategy_state = self.strategy.resumable_state_dict()
-        kept = self.calibration.kept_check() if self.calibration is not None else None
-        self._evaluate("end", epoch=kept.epoch if kept else None)  # a kept state is recorded at its own epoch
+            kept = self._restore_kept_state()
+            if kept is not None:
+                # the certified model was scored at its check (recorded at that check's epoch): the same
+                # network, the same deterministic sliding window, so that evaluation is the end's
+                end = kept.copy()
+                end["tag"] = "end"
+                self.record.add(end, self.output_folder)
+                self.print_to_log_file("unlearning evaluation 'end': the kept check's, " + self.record.brief(end))
+            if self.is_ddp:
+                dist.barrier()
+        if hasattr(self.dataloader_forget, "_finish"):
+            self.dataloader_forget._finish()  # its augmentation workers, as nnU-Net's on_train_end ends its own
         super().on_train_end()
         remove_resume_state(self.output_folder)
         self._close_record()
@@ -414,7 +426,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             self.set_deep_supervision_enabled(self.enable_deep_supervision)
             statistics = self._recalibrated(candidate, across_ranks=False)
             evaluation = self._score(candidate, f"epoch_{self.current_epoch}")
-            state = (_cpu_state(candidate), statistics)
+            state = (_cpu_state(candidate), statistics, evaluation)
             del candidate
         return self._decide(evaluation, state, last)
 
@@ -439,17 +451,20 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self._calibration_stopped = bool(stop[0])
         return self._calibration_stopped
 
-    def _restore_kept_state(self) -> None:
-        """Load the state the calibration keeps (already recalibrated when it was checked) into the network."""
+    def _restore_kept_state(self) -> EvaluationRecord | None:
+        """Load the state the calibration keeps (already recalibrated when it was checked) into the network;
+        return its evaluation at that check (rank 0; None elsewhere)."""
         network = bare_network(self.network)
+        evaluation = None
         if self.local_rank == 0 and self.calibration is not None:
-            weights, statistics = self.calibration.kept_state()
+            weights, statistics, evaluation = self.calibration.kept_state()
             network.load_state_dict(weights)
             self.record.running_statistics = statistics
             self.record.calibration = self.calibration.to_json()
         if self.is_ddp:
             for tensor in network.state_dict().values():
                 dist.broadcast(tensor, src=0)
+        return evaluation
 
     def _score(self, network: torch.nn.Module, tag: str, epoch: int | None = None) -> EvaluationRecord:
         """Evaluate ``network`` with the hook (rank 0 only), record it at ``epoch`` (default: the current one)
@@ -457,9 +472,10 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.set_deep_supervision_enabled(False)
         evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch)
         self.set_deep_supervision_enabled(self.enable_deep_supervision)
-        self.record.add(evaluation, self.output_folder)
-        self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(evaluation))
-        return evaluation.to_json()
+        record = evaluation.to_json()
+        self.record.add(record, self.output_folder)
+        self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(record))
+        return record
 
     def _evaluate(self, tag: str, epoch: int | None = None) -> EvaluationRecord | None:
         """Evaluate the network as it is (rank 0); return the evaluation's JSON there, None elsewhere."""

@@ -93,7 +93,7 @@ class RequestRunMixin:
         second request with the same strategy never meets the first one's run. nnU-Net's constructor already
         made the default folder and started the log file in it: the log moves, the folders left empty go."""
         default = Path(self.output_folder)
-        trainer = chained_trainer_folder_name(type(self).__name__, self.request.request_id)
+        trainer = chained_trainer_folder_name(type(self).__name__, self.request.run_name_id)
         base = default.parent.with_name(f"{trainer}__{self.plans_manager.plans_name}__{self.configuration_name}")
         self.output_folder_base, self.output_folder = str(base), str(base / default.name)
         Path(self.output_folder).mkdir(parents=True, exist_ok=True)

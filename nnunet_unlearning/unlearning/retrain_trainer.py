@@ -81,6 +81,7 @@ class nnUNetTrainerRetrain(RequestRunMixin, nnUNetTrainer):
         if self.local_rank == 0:
             self.set_deep_supervision_enabled(False)
             hook = self._make_hook()
-            self.record.add(hook.evaluate(bare_network(self.network), "end", self.current_epoch), self.output_folder)
+            evaluation = hook.evaluate(bare_network(self.network), "end", self.current_epoch)
+            self.record.add(evaluation.to_json(), self.output_folder)
         super().on_train_end()
         self._close_record()

@@ -19,7 +19,6 @@ import torch
 from nnunet_unlearning.artifacts import MASK_FILE, METRICS_FILE, PROGRESS_FILE, REQUEST_FILE, SETS
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.clinical_risk import risk_change
-from nnunet_unlearning.evaluation.hook import Evaluation
 from nnunet_unlearning.evaluation.progress_plot import plot_progress
 from nnunet_unlearning.evaluation.summary import unlearning_figures
 from nnunet_unlearning.files import atomic_write_bytes, atomic_write_text, sha256_file
@@ -127,9 +126,8 @@ class RunRecord:
         """Write the record as it stands (timings included), so an interruption keeps it."""
         self._write(Path(output_folder))
 
-    def add(self, evaluation: Evaluation, output_folder: str | Path) -> None:
-        # an EvaluationRecord: `Evaluation.to_json` is typed as a plain dict for the trainer, which returns it as one
-        self.evaluations.append(evaluation.to_json())
+    def add(self, evaluation: EvaluationRecord, output_folder: str | Path) -> None:
+        self.evaluations.append(evaluation)
         self._write(Path(output_folder))
 
     def save_update_mask(self, output_folder: str | Path, masks: Mapping[str, torch.Tensor] | None) -> None:
@@ -195,10 +193,10 @@ class RunRecord:
         )
 
     @staticmethod
-    def brief(evaluation: Evaluation) -> str:
+    def brief(evaluation: EvaluationRecord) -> str:
         parts = []
         for name in SETS:
-            stats = evaluation.sets.get(name)
+            stats = evaluation["sets"].get(name)
             if stats and stats.get("n_cases"):
                 parts.append(f"{name} Dice {_fmt(stats['dice'])} MAE {_fmt(stats['hard_mae'], 5)}")
         return " | ".join(parts)

@@ -53,3 +53,7 @@ class nnUNetTrainerUnlearnSCRUB_resume_test(_Short, _SCRUB):
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("final validation skipped by this test trainer")
+
+
+class nnUNetTrainerUnlearnNoisyLabel_folds(_NOISY_LABEL):
+    """NoisyLabel under a name of its own, for the request-set test's ensemble (nnU-Net's predictor finds it)."""
