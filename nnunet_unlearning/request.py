@@ -101,9 +101,12 @@ class UnlearningRequest:
         ``nnUNetv2_predict -f ...``), else the request's own."""
         return self.set_id or self.request_id
 
+    def content(self) -> dict:
+        """The request as its file holds it, without the file's ``format``."""
+        return {"request_id": self.request_id, **asdict(self)}
+
     def to_json(self) -> str:
-        content = {"format": FORMAT, "request_id": self.request_id, **asdict(self)}
-        return json.dumps(content, indent=2) + "\n"
+        return json.dumps({"format": FORMAT, **self.content()}, indent=2) + "\n"
 
     @classmethod
     def from_file(cls, path: Path, fold: str | None = None) -> UnlearningRequest:
@@ -143,10 +146,8 @@ def _fold_of_set(path: Path, requests: dict, fold: str | None) -> dict:
 
 
 def request_set_json(requests: dict[str, UnlearningRequest]) -> str:
-    """The request set file's text: fold → that fold's request, each as :meth:`UnlearningRequest.to_json`."""
-    content = {fold: json.loads(request.to_json()) for fold, request in requests.items()}
-    for request in content.values():
-        request.pop("format")
+    """The request set file's text: fold → that fold's request (:meth:`UnlearningRequest.content`)."""
+    content = {fold: request.content() for fold, request in requests.items()}
     return json.dumps({"format": FORMAT, "request_set": content}, indent=2) + "\n"
 
 
@@ -251,8 +252,9 @@ def build_request(
         by_subject = {"source": source, "cases": resolved}
         everything = {c for subject_cases in resolved.values() for c in subject_cases}
     if subjects is not None or in_a_set:
-        for case in sorted(everything - set(all_cases)):
-            raise UserInputError(f"case {case}: unknown in {dataset_name} (known: {', '.join(all_cases)})")
+        unknown = sorted(everything - set(all_cases))  # the loop below sees only the cases this fold keeps
+        if unknown:
+            raise UserInputError(f"case {unknown[0]}: unknown in {dataset_name} (known: {', '.join(all_cases)})")
         validation = sorted(set(validation) - everything)
         trained = sorted(everything & set(training))
         # a fold that trained on none of them keeps its model: the request names them, marked untouched
