@@ -6,6 +6,7 @@ records (their shapes: ``records.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -49,6 +50,8 @@ SetName = Literal["forget", "retain", "heldout"]
 SETS: tuple[SetName, ...] = ("forget", "retain", "heldout")
 #: Trainer names of the retrain oracle's runs start with this.
 RETRAIN_PREFIX = "nnUNetTrainerRetrain"
+#: Every unlearning trainer's class name starts with it (``nnUNetTrainerUnlearn<Strategy>[_suffix]``).
+UNLEARN_PREFIX = "nnUNetTrainerUnlearn"
 #: A run of request n+1 of a lineage (a request with a ``previous``) trains into
 #: ``<Trainer>_request-<id8>__<plans>__<configuration>/fold_N`` beside nnU-Net's ``<Trainer>__...`` folder, so
 #: that two requests in a row with the same strategy keep both models; ``nnUNetv2_predict -tr
@@ -60,6 +63,17 @@ def chained_trainer_folder_name(trainer: str, request_id: str) -> str:
     """The trainer part of the results folder of a chained request's run (see :data:`CHAINED_RUN_MARK`);
     ``request_id``: the request's, or its request set's for a fold of a set (one folder for the ensemble)."""
     return f"{trainer}{CHAINED_RUN_MARK}{request_id[:8]}"
+
+
+def distinct_labels(short: Sequence[str], folders: Sequence[Path]) -> list[str]:
+    """A label per run folder (``.../nnUNet_results/<Dataset>/<Trainer>__<Plans>__<Config>/fold_N``): its short
+    label where that is unique, else ``<Trainer>__<Plans>__<Config>/fold_N``, and where that repeats too (runs
+    of one trainer in several ``nnUNet_results``, e.g. one per setting) ``... in <folder above nnUNet_results>``."""
+    names = [f"{f.parent.name}/{f.name}" for f in folders]
+    return [
+        s if short.count(s) == 1 else n if names.count(n) == 1 else f"{n} in {f.resolve().parents[3].name}"
+        for s, n, f in zip(short, names, folders)
+    ]
 
 
 @dataclass(frozen=True)

@@ -161,13 +161,35 @@ def _verify(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> None:
     from nnunet_unlearning.workflows.export import export_run
 
-    export = export_run(args.run, args.out)
+    export = export_run(args.run, args.out, strict=args.strict)
     print("\n".join([f"wrote {export.path}", *(f"  {name}" for name in export.members)]))
+    if export.strict is not None:
+        print("\n".join(export.strict.lines()))
     if export.needs_plugin:
         print(
             f"note: the network {export.needs_plugin} is not part of nnU-Net; nnUNetv2_predict needs "
             "nnunet-unlearning installed to run this model"
         )
+
+
+def _strict_plans(args: argparse.Namespace) -> None:
+    from nnunet_unlearning.workflows.strict_fingerprint import write_strict_plans
+
+    written = write_strict_plans(args.request, args.name, args.fold)
+    fingerprint, request = written.fingerprint, written.request
+    print("\n".join([f"wrote {written.path}", *fingerprint.lines()]))
+    configuration = request.original.configuration
+    train = (
+        f"nnUNetv2_train {request.dataset_id} {configuration} {request.original.fold} -tr nnUNetTrainerRetrain "
+        f"-p {written.name}"
+    )
+    if fingerprint.input_changes:
+        print(
+            "a channel's normalised input changes: preprocess for the new plans first (nnUNetv2_preprocess -d "
+            f"{request.dataset_id} -plans_name {written.name} -c {configuration}), then train the oracle: {train}"
+        )
+    else:
+        print(f"no channel's normalised input changes, the preprocessed data stays valid; train the oracle: {train}")
 
 
 def _erase(args: argparse.Namespace) -> None:
@@ -192,17 +214,27 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     from nnunet_unlearning.workflows.benchmark import run_benchmark
+    from nnunet_unlearning.workflows.benchmark_runs import RunsPendingError
 
-    run_benchmark(
-        args.mrbrains18,
-        args.workdir,
-        args.profile,
-        forget=args.forget,
-        sizes=args.sizes,
-        strategies=args.strategies,
-        jobs=args.jobs,
-        overwrite=args.overwrite,
-    )
+    try:
+        run_benchmark(
+            args.mrbrains18,
+            args.workdir,
+            args.profile,
+            forget=args.forget,
+            sizes=args.sizes,
+            strategies=args.strategies,
+            jobs=args.jobs,
+            replicates=args.replicates,
+            commands=args.commands,
+            collect=args.collect,
+            overwrite=args.overwrite,
+        )
+    except RunsPendingError as pending:
+        print(
+            f"{pending}: run each line (for example as a SLURM array, docs/benchmarks.md), then run this command "
+            "again; it goes on from the finished runs"
+        )
 
 
 def _dataset_id(text: str) -> int:
@@ -274,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", _export, "a certified unlearned model as a zip plain nnU-Net installs and serves")
     p.add_argument("run", type=Path, help="the fold_N folder of a finished, certified unlearning run")
     p.add_argument("-o", dest="out", type=Path, required=True, help="the zip to write, e.g. model.zip")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="with the plans' intensity statistics fingerprinted without the forgotten cases (refused where a "
+        "channel's normalisation reads them, CT, unless the model was trained on strict plans)",
+    )
+
+    p = command(
+        "strict-plans",
+        _strict_plans,
+        "write the request's plans with intensity statistics fingerprinted without the forgotten cases, as new "
+        "plans in nnUNet_preprocessed for the retrain oracle (-p NAME)",
+    )
+    p.add_argument("request", type=Path, help="the unlearning request (unlearning_request.json)")
+    p.add_argument("-f", dest="fold", default=None, help="the fold, for a request set over several folds")
+    p.add_argument(
+        "-o", dest="name", default=None, help="name of the new plans (default: <plans>_strict_<request id, 8>)"
+    )
 
     p = command(
         "erase",
@@ -340,6 +390,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strategies", nargs="+", default=None, help="strategy names (default: all)")
     p.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: the profile's)")
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="K: originals, and retrain oracles per forget set, trained independently for the retrain distribution "
+        "and the per-subject membership test (default: the profile's, 4; 1: one oracle, no test)",
+    )
+    scheduler = p.add_mutually_exclusive_group()
+    scheduler.add_argument(
+        "--commands",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the runs needed next as nnUNetv2_train command lines (one per line, with their environment) "
+        "to FILE instead of training them, e.g. for a SLURM array; call again when they have run (paper profile)",
+    )
+    scheduler.add_argument(
+        "--collect", action="store_true", help="train nothing: tables from the finished runs, the rest listed missing"
+    )
     p.add_argument("--overwrite", action="store_true", help="start afresh instead of continuing")
 
     command(

@@ -59,6 +59,14 @@ class ClassMetricsRecord(MetricMeans):
     volume_pred_ml: float | None
 
 
+class MembershipScores(TypedDict):
+    """A model's membership scores on one case (``evaluation/subject_scores.py``): means over the case's
+    ``n_valid_voxels`` scored voxels of the logit-scaled confidence of the true label and of the loss (nats)."""
+
+    logit_confidence: float
+    loss: float
+
+
 class CaseRecord(TypedDict):
     """One case's metrics (``evaluation/metrics.py``, ``CaseMetrics.to_dict``)."""
 
@@ -68,6 +76,8 @@ class CaseRecord(TypedDict):
     mean: MetricMeans
     #: label value (a string) → the class's metrics
     classes: dict[str, ClassMetricsRecord]
+    #: the evaluation hook adds them (``Evaluation.to_json``); ``CaseMetrics.to_dict`` leaves them out
+    membership: NotRequired[MembershipScores]
 
 
 class SetScores(TypedDict):
@@ -612,3 +622,29 @@ class ReportRecord(TypedDict):
     calibration: dict[str, CalibrationReport]
     #: the plots' file names; added by ``write_report``
     plots: NotRequired[list[str]]
+
+
+class StrictChannelRecord(TypedDict):
+    """One input channel of a strict fingerprint (``workflows/strict_fingerprint.py``): the configuration's
+    normalisation scheme, whether it reads the plans' intensity statistics, and whether the strict ones change
+    the channel's preprocessed data."""
+
+    name: str
+    normalization: str
+    reads_statistics: bool
+    input_changes: bool
+
+
+class StrictFingerprintRecord(TypedDict):
+    """What strict plans (under ``unlearning_strict_fingerprint``) and a strict export's manifest state
+    (``workflows/strict_fingerprint.py``, ``StrictFingerprint.record``): the request whose lineage was left out,
+    the configuration, how many cases were fingerprinted and how many forgotten ones left out, and per channel
+    (key as in the plans, "0", "1", ...) :class:`StrictChannelRecord`. It holds no statistic and no change of one:
+    with the strict values those give back the original ones."""
+
+    request_id: str
+    configuration: str
+    cases: int
+    forgotten: int
+    input_changes: bool
+    channels: dict[str, StrictChannelRecord]

@@ -41,9 +41,10 @@ def test_split_trains_on_five_and_holds_out_two(tmp_path):
         design.write_split(tmp_path, cases[:-1])
 
 
-def _row(role, trainer, strategy, dice_forget, wall):
+def _row(role, trainer, strategy, dice_forget, wall, settings="defaults"):
     return {
         "role": role,
+        "non_default_settings": None if strategy is None else settings,
         "trainer": trainer,
         "strategy": strategy,
         "dice_forget": dice_forget,
@@ -62,6 +63,8 @@ def test_tables_average_over_forget_sets_per_model_and_horizon():
                 _row("oracle", "nnUNetTrainerRetrain", None, 0.6, 100.0),
                 _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_2epochs", "NoisyLabel", forget_dice, 10.0),
                 _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_5epochs", "NoisyLabel", 0.1, 20.0),
+                # the same trainer under other settings is another model
+                _row("unlearned", "nnUNetTrainerUnlearnNoisyLabel_5epochs", "NoisyLabel", 0.3, 20.0, "lr_scale=2.0"),
             ]
         }
 
@@ -71,10 +74,17 @@ def test_tables_average_over_forget_sets_per_model_and_horizon():
         ("MRBrainS18_1", "MRBrainS18_4"): report(0.0),
     }
     rows = tables.benchmark_rows(reports)
-    assert len(rows) == 12 and {r["size"] for r in rows} == {1, 2}
-    result = tables.tables(rows, "5")
+    assert len(rows) == 15 and {r["size"] for r in rows} == {1, 2}
+    result = tables.tables(rows)
     main = {(r["model"], r["horizon"]): r for r in result["leave_one_subject_out"]}
-    assert set(main) == {("original", "-"), ("retrain oracle", "-"), ("NoisyLabel", "2"), ("NoisyLabel", "5")}
+    assert set(main) == {
+        ("original", "-"),
+        ("retrain oracle", "-"),
+        ("NoisyLabel", "2"),
+        ("NoisyLabel", "5"),
+        ("NoisyLabel [lr_scale=2.0]", "5"),
+    }
+    assert main[("NoisyLabel [lr_scale=2.0]", "5")]["dice_forget"] == pytest.approx(0.3)
     assert main[("NoisyLabel", "2")]["n"] == 2  # the size-2 set is not in the leave-one-out table
     assert main[("NoisyLabel", "2")]["dice_forget"] == pytest.approx(0.3)
     assert main[("original", "-")]["forget_drop_pct"] is None  # undefined stays undefined
@@ -84,6 +94,11 @@ def test_tables_average_over_forget_sets_per_model_and_horizon():
     assert seed["horizon_epochs"] == "5" and seed["dice_forget"] == pytest.approx(0.1)
     assert seed["oracle_dice_forget"] == pytest.approx(0.6)
     assert "forget Dice −93.0 %" in tables.seed_sentence(seed) and "0.600" in tables.seed_sentence(seed)
+    # tuned to another learning rate, the strategy still stands for the seed study's; calibrated, it does not
+    tuned = [r for r in result["leave_one_subject_out"] if r["model"] != "NoisyLabel"]
+    assert tables.seed_comparison(tuned)["strategy"] == "NoisyLabel [lr_scale=2.0]"
+    calibrated = [{**r, "model": "NoisyLabel [calibration.enabled=True]"} for r in tuned if r["model"] != "original"]
+    assert tables.seed_comparison(calibrated) is None
 
 
 @pytest.mark.parametrize(

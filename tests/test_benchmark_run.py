@@ -4,10 +4,12 @@ tables comes from this run's own metrics files, and a second invocation continue
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ TINY = dataclasses.replace(
     unlearning_iterations=1,
     audit_patches=2,
     audit_bootstrap=10,
+    replicates=2,
+    lr_scales=(1.0, 2.0),
     labels=TESTS.labels,
     planning=TESTS,
 )
@@ -34,6 +38,30 @@ TINY = dataclasses.replace(
 def _digest(folder: Path) -> str:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+@contextlib.contextmanager
+def _profile(name: str, profile):
+    """The benchmark's profile ``name`` replaced by ``profile``, and the environment restored afterwards."""
+    saved = dict(os.environ)
+    PROFILES[name], original = profile, PROFILES[name]
+    try:
+        yield
+    finally:
+        PROFILES[name] = original
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _environment(line: str) -> dict[str, str]:
+    """The variables a command line's ``env`` sets."""
+    words = shlex.split(line)
+    return dict(w.split("=", 1) for w in words[1 : words.index("nnUNetv2_train")])
+
+
+def _arguments(benchmark_run, *extra: str) -> list[str]:
+    run = benchmark_run["root"]
+    return ["benchmark", str(benchmark_run["release"]), "--workdir", str(run), "--strategies", "NoisyLabel", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +109,10 @@ def test_benchmark_tables_come_from_the_runs_files(benchmark_run):
     run, content = benchmark_run["root"], benchmark_run["first"]
     assert content["training"] == ["MRBrainS18_1", "MRBrainS18_4", "MRBrainS18_5", "MRBrainS18_7", "MRBrainS18_14"]
     assert content["heldout"] == ["MRBrainS18_070", "MRBrainS18_148"]
-    assert content["forget_sets"] == [["MRBrainS18_1"]] and content["original_trainer"] == TINY.scratch_trainer
-    main_table = {(r["model"], r["horizon"]): r for r in content["tables"]["leave_one_subject_out"]}
+    # subject 1 is the tuning subject: no judged forget set, its runs at scale 1 in a table of their own
+    assert content["forget_sets"] == [] and content["original_trainer"] == TINY.scratch_trainer
+    assert content["tables"]["leave_one_subject_out"] == [] and content["tuning_subject"] == "1"
+    main_table = {(r["model"], r["horizon"]): r for r in content["tables"]["tuning_subject"]}
     assert set(main_table) == {("original", "-"), ("retrain oracle", "-"), ("NoisyLabel", "2"), ("NoisyLabel", "5")}
     folder = run / "forget_1" / "nnUNet_results" / mrbrains18.DATASET_NAME
     for (model, horizon), trainer in [
@@ -108,12 +138,143 @@ def test_benchmark_tables_come_from_the_runs_files(benchmark_run):
     assert main_table[("retrain oracle", "-")]["mia_efficacy"] is not None  # the audit ran
     assert (run / "forget_1" / "report" / "report.md").is_file()
     markdown = (run / "benchmark.md").read_text()
-    assert "## Leave one subject out" in markdown and "Seed study, NoisyLabel after 50 epochs" in markdown
+    assert "## Tuning" in markdown and "NoisyLabel was not judged" in markdown
+
+
+@pytest.mark.slow
+def test_benchmark_tunes_on_its_tuning_subject_through_run_configs(benchmark_run):
+    """The grid's scale-2 points train with a run config that sets lr_scale 2 (× the original's rate) in a
+    results folder of their own; the choice is one of the grid's points, with every point's numbers."""
+    run, content = benchmark_run["root"], benchmark_run["first"]
+    folder = run / "forget_1" / "lr_2" / "nnUNet_results" / mrbrains18.DATASET_NAME
+    metrics = json.loads(
+        (
+            folder
+            / "nnUNetTrainerUnlearnNoisyLabel_5epochs__nnUNetMed3DPlans__3d_fullres"
+            / "fold_0"
+            / "unlearning_metrics.json"
+        ).read_text()
+    )
+    assert metrics["hyperparameters"]["lr_scale"] == 2.0
+    choice = content["tuning"]["NoisyLabel"]
+    assert {(g["lr_scale"], g["epochs"]) for g in choice["grid"]} == {(1.0, 2), (1.0, 5), (2.0, 2), (2.0, 5)}
+    assert (choice["lr_scale"], choice["epochs"]) in {(g["lr_scale"], g["epochs"]) for g in choice["grid"]}
+    end = metrics["evaluations"][-1]["cases"]["MRBrainS18_1"]["mean"]["dice"]
+    point = next(g for g in choice["grid"] if (g["lr_scale"], g["epochs"]) == (2.0, 5))
+    assert point["dice_forget"] == pytest.approx(end)
+    assert json.loads((run / "tuning.json").read_text())["tuning_subject"] == "1"
+
+
+@pytest.mark.slow
+def test_benchmark_judges_runs_against_its_replicates(benchmark_run):
+    """Two originals and two oracles: each run's gap to the oracles' mean and its membership test come from the
+    replicates' own files (the oracles' end evaluations, the originals' kept evaluations)."""
+    run, content = benchmark_run["root"], benchmark_run["first"]
+    distribution = content["retrain_distribution"]
+    assert content["replicates"] == 2 and distribution["k_originals"] == 2
+    entry = distribution["forget_sets"]["1"]
+    assert entry["k_oracles"] == 2
+    plans = "nnUNetMed3DPlans__3d_fullres"
+    oracle_ends = [
+        json.loads(
+            (
+                results
+                / mrbrains18.DATASET_NAME
+                / f"nnUNetTrainerRetrain__{plans}"
+                / "fold_0"
+                / "unlearning_metrics.json"
+            ).read_text()
+        )["evaluations"][-1]
+        for results in (run / "forget_1" / "nnUNet_results", run / "forget_1" / "oracle_seed_1" / "nnUNet_results")
+    ]
+    forget_dice = [e["cases"]["MRBrainS18_1"]["mean"]["dice"] for e in oracle_ends]
+    assert entry["oracle"]["forget"]["mean"] == pytest.approx(sum(forget_dice) / 2)
+    rows = {row["model"]: row for row in entry["rows"]}
+    assert set(rows) == {
+        "original",
+        "retrain oracle",
+        "NoisyLabel_2epochs",
+        "NoisyLabel_5epochs",
+        "NoisyLabel_2epochs lr×2",
+        "NoisyLabel_5epochs lr×2",
+    }
+    kept = json.loads((run / "originals" / "seed_1" / "original_evaluation.json").read_text())
+    assert set(kept["evaluation"]["cases"]) == set(content["training"] + content["heldout"])
+    for row in rows.values():
+        test = row["membership"]["1"]
+        # a replicate is judged against the others: one model left on its own side is too few
+        if row["model"] in ("original", "retrain oracle"):
+            assert test is None
+        else:
+            assert test["k_in"] == 2 and test["verdict"] in (
+                "looks like a member",
+                "looks over-forgotten",
+                "indistinguishable from retrained",
+            )
+    assert distribution["power"] is None  # 3 models a side are needed
+    assert "## Against the retrain distribution" in (run / "benchmark.md").read_text()
 
 
 @pytest.mark.slow
 def test_benchmark_continues_and_leaves_its_inputs_alone(benchmark_run):
     run = benchmark_run["root"]
     after = {p: p.stat().st_mtime_ns for p in run.rglob("checkpoint_final.pth")}
-    assert after == benchmark_run["checkpoints"] and len(after) == 4  # original, oracle, 2 horizons
+    # 2 originals, 2 oracles, 2 learning-rate scales × 2 horizons
+    assert after == benchmark_run["checkpoints"] and len(after) == 8
     assert benchmark_run["unchanged"]
+
+
+@pytest.mark.slow
+def test_benchmark_collects_the_finished_runs_without_training(benchmark_run):
+    run = benchmark_run["root"]
+    with _profile("cpu", TINY):
+        assert main(_arguments(benchmark_run, "--forget", "1", "--collect")) == 0
+    collected = json.loads((run / "benchmark.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("checkpoint_final.pth")} == benchmark_run["checkpoints"]
+    assert collected["rows"] == benchmark_run["first"]["rows"] and collected["failed_runs"] == []
+    assert collected["tuning"] == benchmark_run["first"]["tuning"]
+
+
+@pytest.mark.slow
+def test_benchmark_writes_the_runs_it_needs_next_as_nnunet_command_lines(benchmark_run, capsys):
+    """The paper profile's schedules are the trainers' own, so its runs can go to a scheduler: with the tuning
+    subject finished, judging subject 4 needs its oracles and the tuned NoisyLabel, as tuned and calibrated."""
+    run = benchmark_run["root"]
+    paper = dataclasses.replace(
+        PROFILES["paper"],
+        replicates=TINY.replicates,
+        lr_scales=TINY.lr_scales,
+        horizons=TINY.horizons,
+        device="cpu",
+        labels=TINY.labels,
+        scratch_trainer=TINY.scratch_trainer,
+        planning=TESTS,
+    )
+    script = run / "commands.txt"
+    with _profile("paper", paper):
+        assert main(_arguments(benchmark_run, "--profile", "paper", "--forget", "4", "--commands", str(script))) == 0
+    assert "4 command(s) written to" in capsys.readouterr().out
+    lines = script.read_text().splitlines()
+    assert all(
+        line.startswith("env ") and " nnUNetv2_train Dataset502_MRBrainS18 3d_fullres 0 -tr " in line for line in lines
+    )
+    assert sum("-tr nnUNetTrainerRetrain -p nnUNetMed3DPlans -device cpu" in line for line in lines) == 2
+    tuned = benchmark_run["first"]["tuning"]["NoisyLabel"]
+    trainer = f"nnUNetTrainerUnlearnNoisyLabel_{tuned['epochs']}epochs"
+    assert sum(f"-tr {trainer} " in line for line in lines) == 2
+    request = str(run / "forget_4" / "unlearning_request.json")
+    assert all(_environment(line)["nnUNet_unlearning_request"] == request for line in lines)
+    calibrated = next(_environment(line) for line in lines if "calibrated_lr_" in line)
+    config = json.loads(Path(calibrated["nnUNet_unlearning_config"]).read_text())
+    assert config["calibration"]["enabled"] and config["strategies"]["NoisyLabel"]["lr_scale"] == tuned["lr_scale"]
+    assert not list((run / "forget_4").rglob("checkpoint_final.pth"))  # nothing trained here
+
+
+def test_commands_need_the_trainers_own_schedules(tmp_path, capsys):
+    arguments = ["benchmark", str(tmp_path), "--workdir", str(tmp_path / "w"), "--commands", str(tmp_path / "c.txt")]
+    (tmp_path / "training").mkdir()
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("nnunet-unlearning benchmark: error: --commands: the cpu profile trains 10 × 80-step")
+    assert "\n" not in error
+    assert not (tmp_path / "w").exists()

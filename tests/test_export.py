@@ -2,12 +2,17 @@
 plugin, and that names no forgotten case; beside it, what nnU-Net's own export of the same run carries.
 
 On the session's one real ``nnUNetv2_train`` unlearning run (one epoch of two steps, nnU-Net's final validation
-included; ``console_script_run`` in conftest.py).
+included; ``console_script_run`` in conftest.py) and, for nnU-Net's residual-encoder U-Net, an in-process one of the
+same length (``resenc_run``); ``--strict`` exports with the intensity statistics fingerprinted without the forgotten
+case.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,12 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONSOLE_SCRIPT_TRAINER
-from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS
+from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
+from test_architectures import _resenc_plans
 
 from nnunet_unlearning.artifacts import CERTIFICATE_JSON, FINAL_CHECKPOINT, METRICS_FILE, REQUEST_FILE
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.request import UnlearningRequest
+from nnunet_unlearning.evidence.certificate import certificate_content
+from nnunet_unlearning.request import REQUEST_ENV, UnlearningRequest, write_request
 from nnunet_unlearning.workflows.export import (
     EXPORT_MANIFEST,
     case_mentions,
@@ -29,9 +36,13 @@ from nnunet_unlearning.workflows.export import (
     plugin_network,
     zip_contents,
 )
+from nnunet_unlearning.workflows.strict_fingerprint import PLANS_KEY, strict_fingerprint
 
 TRAINER = CONSOLE_SCRIPT_TRAINER
 BIN = Path(sys.executable).parent
+#: The ResEnc run's plans: test_architectures' tiny ResEnc plans under a name of their own, so that its original
+#: model (nnUNetTrainer__<plans>) is not the one test_architectures trains.
+RESENC_PLANS = "nnUNetResEncExportPlans"
 # nnU-Net's predictor with this plugin made unimportable and nnUNet_extTrainer unset: plain nnU-Net
 PLAIN_NNUNET_PREDICT = """
 import sys, importlib.abc
@@ -52,8 +63,57 @@ def trained_run(console_script_run) -> tuple[Path, dict[str, str]]:
     return console_script_run
 
 
+@pytest.fixture(scope="session")
+def resenc_run(nnunet_world, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """(fold folder, environment) of a certified unlearning run on nnU-Net's residual-encoder U-Net: an original of
+    one epoch of two steps and a NoisyLabel run of the same length, in-process."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+    from nnunet_unlearning.unlearning.schedules import trainer_family
+    from nnunet_unlearning.unlearning.strategies import NoisyLabel
+
+    folder = nnunet_world.preprocessed / DATASET_NAME
+    plans = json.loads((folder / f"{_resenc_plans(nnunet_world)}.json").read_text())
+    (folder / f"{RESENC_PLANS}.json").write_text(json.dumps({**plans, "plans_name": RESENC_PLANS}, indent=2))
+    original = load_trainer(nnUNetTrainer, nnunet_world, plans=RESENC_PLANS)
+    shorten(original)
+    original.run_training()
+    forget = sorted(original.do_split()[0])[:1]
+    out = tmp_path_factory.mktemp("resenc_request") / "unlearning_request.json"
+    request = write_request(DATASET_ID, CONFIGURATION, "0", RESENC_PLANS, "nnUNetTrainer", forget, out=out)
+    previous = os.environ.get(REQUEST_ENV)
+    os.environ[REQUEST_ENV] = str(request)
+    try:
+        trainer = load_trainer(
+            trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"], nnunet_world, plans=RESENC_PLANS
+        )
+        shorten(trainer)
+        trainer.run_training()
+    finally:
+        if previous is None:
+            os.environ.pop(REQUEST_ENV)
+        else:
+            os.environ[REQUEST_ENV] = previous
+    env = {**os.environ, **nnunet_world.env(), "nnUNet_extTrainer": str(trainers_dir()), REQUEST_ENV: str(request)}
+    return Path(trainer.output_folder), env
+
+
 def _forgotten(run: Path) -> list[str]:
     return list(UnlearningRequest.from_file(run / REQUEST_FILE).forget)
+
+
+def _copy_of_run(run: Path, tmp_path: Path) -> Path:
+    """The fold folder of a copy of ``run``'s whole trainer folder under ``tmp_path/results``, for a test that
+    changes its files (a copied run still verifies: its certificate names its own files relative to it)."""
+    target = tmp_path / "results" / DATASET_NAME / run.parent.name
+    shutil.copytree(run.parent, target)
+    return target / run.name
+
+
+def _zipped_json(out: Path, name: str) -> dict:
+    with zipfile.ZipFile(out) as archive:
+        return json.loads(archive.read(next(n for n in archive.namelist() if n.endswith(f"/{name}"))))
 
 
 @pytest.mark.slow
@@ -76,18 +136,31 @@ def test_nnunets_own_export_of_the_run_names_the_forgotten_case(trained_run, tmp
     names = zipfile.ZipFile(out).namelist()
     assert any(name.endswith("dataset_fingerprint.json") for name in names)
     checkpoint = torch.load(run / FINAL_CHECKPOINT, map_location="cpu", weights_only=False)
-    assert checkpoint["optimizer_state"]["state"], "nnU-Net's checkpoint carries the optimizer's momentum"
+    # nnU-Net's checkpoint carries the optimizer's momentum once a step was taken (a calibrated run may stop at
+    # its first check, before any step: then there is none, and nnU-Net's export still finds its progress plot)
+    steps = json.loads((run / METRICS_FILE).read_text())["steps_taken"]
+    assert bool(checkpoint["optimizer_state"]["state"]) == (steps > 0)
 
 
 @pytest.mark.slow
-def test_export_installs_and_predicts_with_plain_nnunet(nnunet_world, trained_run, tmp_path, capsys, monkeypatch):
-    run, env = trained_run
-    monkeypatch.setenv("nnUNet_extTrainer", env["nnUNet_extTrainer"])  # the run's test trainer class
+@pytest.mark.parametrize(
+    ("run_fixture", "flags"),
+    [("console_script_run", []), ("resenc_run", ["--strict"])],
+    ids=["PlainConvUNet", "ResEnc-strict"],
+)
+def test_export_installs_and_predicts_with_plain_nnunet(
+    nnunet_world, request, tmp_path, capsys, monkeypatch, run_fixture, flags
+):
+    """nnU-Net's own architectures need nothing of this plugin to be served: PlainConvUNet as exported, ResEnc with
+    the strict statistics (a strict export's plans carry an entry nnU-Net does not know)."""
+    run, env = request.getfixturevalue(run_fixture)
+    trainer, plans = run.parent.name.split("__")[:2]
+    monkeypatch.setenv("nnUNet_extTrainer", env["nnUNet_extTrainer"])  # the run's trainer class
     out = tmp_path / "model.zip"
-    assert main(["export", str(run), "-o", str(out)]) == 0
+    assert main(["export", str(run), "-o", str(out), *flags]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
 
-    prefix = f"{DATASET_NAME}/{TRAINER}__{PLANS}__{CONFIGURATION}"
+    prefix = f"{DATASET_NAME}/{run.parent.name}"
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == sorted(
             [
@@ -121,7 +194,7 @@ def test_export_installs_and_predicts_with_plain_nnunet(nnunet_world, trained_ru
     for channel in sorted((nnunet_world.raw / DATASET_NAME / "imagesTr").glob(f"{case}_0*.nii.gz")):
         (images / channel.name).symlink_to(channel)
     arguments = ["-i", str(images), "-o", str(predictions), "-d", str(DATASET_ID), "-c", CONFIGURATION, "-f", "0"]
-    arguments += ["-tr", TRAINER, "-p", PLANS, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"]
+    arguments += ["-tr", trainer, "-p", plans, "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"]
     predicted = subprocess.run(
         [str(BIN / "python"), "-c", PLAIN_NNUNET_PREDICT, *arguments],
         env=plain,
@@ -156,6 +229,66 @@ def test_export_refusals(trained_run, tmp_path, monkeypatch):
     finally:
         metrics.write_bytes(saved)
     assert (run / CERTIFICATE_JSON).is_file() and not (tmp_path / "b.zip").exists()
+
+
+@pytest.mark.slow
+def test_strict_export_carries_the_strict_statistics(trained_run, tmp_path, monkeypatch, capsys):
+    run, env = trained_run
+    monkeypatch.setenv("nnUNet_extTrainer", env["nnUNet_extTrainer"])
+    plans_file = run.parent / "plans.json"
+    before = plans_file.read_bytes()
+    out = tmp_path / "model.zip"
+    assert main(["export", str(run), "-o", str(out), "--strict"]) == 0
+    assert "strict intensity statistics" in capsys.readouterr().out
+    assert plans_file.read_bytes() == before
+
+    request = UnlearningRequest.from_file(run / REQUEST_FILE)
+    fingerprint = strict_fingerprint(request, json.loads(before), plans_file)
+    plans = _zipped_json(out, "plans.json")
+    assert plans[PLANS_KEY] == {channel.channel: channel.strict for channel in fingerprint.channels}
+    assert plans[PLANS_KEY] != json.loads(before)[PLANS_KEY]
+    assert {key: value for key, value in plans.items() if key not in (PLANS_KEY, "unlearning_strict_fingerprint")} == {
+        key: value for key, value in json.loads(before).items() if key != PLANS_KEY
+    }
+    manifest = _zipped_json(out, EXPORT_MANIFEST)
+    assert manifest["intensity_statistics"] == "strict"
+    assert manifest["strict_fingerprint"] == fingerprint.record() and not fingerprint.input_changes
+    assert "network topology" in manifest["still_derived_from_the_forgotten"]
+    with zipfile.ZipFile(out) as archive:
+        member = next(n for n in archive.namelist() if n.endswith(FINAL_CHECKPOINT))
+        checkpoint = torch.load(io.BytesIO(archive.read(member)), map_location="cpu", weights_only=False)
+    assert checkpoint["init_args"]["plans"] == plans  # the checkpoint's copy of the plans is the strict one too
+    assert case_mentions(zip_contents(out), _forgotten(run)) == {}
+
+
+@pytest.mark.slow
+def test_strict_export_of_ct_channels_needs_a_model_trained_on_strict_plans(trained_run, tmp_path, monkeypatch, capsys):
+    """CTNormalization reads the plans' statistics: strict ones would change the model's input, so a strict export
+    is refused, unless the model trained with the strict plans of its request (then they are its own)."""
+    run, env = trained_run
+    monkeypatch.setenv("nnUNet_extTrainer", env["nnUNet_extTrainer"])
+    copy = _copy_of_run(run, tmp_path)
+    plans_file = copy.parent / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    plans["configurations"][CONFIGURATION]["normalization_schemes"] = ["CTNormalization"] * 2
+    plans_file.write_text(json.dumps(plans))
+    request = UnlearningRequest.from_file(copy / REQUEST_FILE)
+    assert "intensity statistics" in " ".join(certificate_content(copy)["statement"]["does_not_show"])
+
+    assert main(["export", str(copy), "-o", str(tmp_path / "ct.zip"), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "channel 0" in err and "CTNormalization" in err and "strict-plans" in err
+    assert not (tmp_path / "ct.zip").exists()
+
+    # as if trained with `-p <strict plans>`: the run's plans are its request's strict plans
+    plans_file.write_text(json.dumps(strict_fingerprint(request, plans, plans_file).plans(plans)))
+    assert main(["export", str(copy), "-o", str(tmp_path / "strict.zip"), "--strict"]) == 0
+    record = _zipped_json(tmp_path / "strict.zip", EXPORT_MANIFEST)["strict_fingerprint"]
+    assert record["input_changes"] is False and record["channels"]["0"]["reads_statistics"] is True
+    statement = certificate_content(copy)["statement"]
+    assert "without every case" in " ".join(statement["shows"])
+    assert "intensity statistics" not in " ".join(statement["does_not_show"])
 
 
 def test_a_med3d_network_is_named_as_needing_the_plugin():

@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunet_unlearning.artifacts import AUDIT_FILE, FINAL_CHECKPOINT, REQUEST_FILE, RETRAIN_PREFIX, SETS, ModelFolder
+from nnunet_unlearning.artifacts import (
+    AUDIT_FILE,
+    FINAL_CHECKPOINT,
+    REQUEST_FILE,
+    RETRAIN_PREFIX,
+    SETS,
+    ModelFolder,
+    distinct_labels,
+)
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.audit_attack import CI_LEVEL, CLASSIFIER, membership_attack
 from nnunet_unlearning.evaluation.audit_features import (
@@ -45,10 +53,10 @@ AUDIT_SETS = (*(name for name in SETS if name != "forget"), "forget")
 
 
 def _labels(runs: Sequence[ModelFolder]) -> list[str]:
-    """ "retrain" for the oracle (the plain ``nnUNetTrainerRetrain``), else the trainer name; the full folder
-    name where that is ambiguous."""
+    """ "retrain" for the oracle (the plain ``nnUNetTrainerRetrain``), else the trainer name; made distinct
+    where that is ambiguous (`artifacts.distinct_labels`)."""
     short = ["retrain" if r.trainer == RETRAIN_PREFIX else r.trainer for r in runs]
-    return [s if short.count(s) == 1 else r.name for s, r in zip(short, runs)]
+    return distinct_labels(short, [r.path for r in runs])
 
 
 def _check_request(request: UnlearningRequest) -> None:

@@ -1,4 +1,5 @@
-"""The evaluation hook: Dice and MAE of the model on the forget, retain and held-out cases.
+"""The evaluation hook: Dice and MAE of the model on the forget, retain and held-out cases, and its
+membership scores on each case (`subject_scores`: the per-subject membership test reads them).
 
 Predicts each case's full preprocessed volume with nnU-Net's own sliding-window predictor and scores it
 on the preprocessed grid (the configuration's spacing, cropped to the non-zero region), against the
@@ -19,13 +20,15 @@ import torch
 
 from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
+from nnunet_unlearning.evaluation.subject_scores import scored_voxels, voxel_scores
 from nnunet_unlearning.evaluation.summary import aggregate
-from nnunet_unlearning.records import ClinicalRiskRecord, EvaluationRecord, SetSummary
+from nnunet_unlearning.records import ClinicalRiskRecord, EvaluationRecord, MembershipScores, SetSummary
 
 
 @dataclass
 class Evaluation:
-    """One evaluation of a model: when, per-case metrics, per-set aggregates, and its cost in seconds."""
+    """One evaluation of a model: when, per-case metrics and membership scores, per-set aggregates, and its
+    cost in seconds."""
 
     tag: str
     epoch: int
@@ -33,6 +36,7 @@ class Evaluation:
     sets: dict[str, SetSummary]
     clinical_risk: ClinicalRiskRecord
     seconds: float
+    membership: dict[str, MembershipScores]
 
     def to_json(self) -> EvaluationRecord:
         """The evaluation as unlearning_metrics.json records it."""
@@ -42,7 +46,7 @@ class Evaluation:
             "seconds": round(self.seconds, 3),
             "sets": self.sets,
             "clinical_risk": self.clinical_risk,
-            "cases": {k: v.to_dict() for k, v in self.cases.items()},
+            "cases": {k: {**v.to_dict(), "membership": self.membership[k]} for k, v in self.cases.items()},
         }
 
 
@@ -72,6 +76,7 @@ class EvaluationHook:
         self._labels = list(labels)
         # -1 marks voxels outside nnU-Net's crop of the case
         self._ignored = (-1,) if ignore_label is None else (-1, ignore_label)
+        self._ignore_label = ignore_label
         self._spacing_mm = list(spacing_mm)
         self._critical = tuple(critical)
         self._make_predictor = make_predictor
@@ -81,6 +86,7 @@ class EvaluationHook:
         start = time.perf_counter()
         predictor = self._make_predictor(network)
         cases = {}
+        membership: dict[str, MembershipScores] = {}
         for case in sorted({c for cases in self.case_sets.values() for c in cases}):
             data, seg, _, _ = self._dataset.load_case(case)
             logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
@@ -94,8 +100,16 @@ class EvaluationHook:
                 ignore_labels=self._ignored,
                 spacing_mm=self._spacing_mm,
             )
+            phi, loss = voxel_scores(probabilities, truth, scored_voxels(truth, self._ignore_label))
+            membership[case] = {"logit_confidence": float(phi.mean()), "loss": float(loss.mean())}
         sets = aggregate(cases, self.case_sets)
         risk = clinical_risk(cases, self.case_sets, self._critical)
         return Evaluation(
-            tag=tag, epoch=epoch, cases=cases, sets=sets, clinical_risk=risk, seconds=time.perf_counter() - start
+            tag=tag,
+            epoch=epoch,
+            cases=cases,
+            sets=sets,
+            clinical_risk=risk,
+            seconds=time.perf_counter() - start,
+            membership=membership,
         )

@@ -44,6 +44,9 @@ KIND = "nnunet-unlearning unlearning certificate"
 #: 2 adds the verdict; format 1 certificates (no verdict) still verify
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
+#: The plans entry that marks strict plans (``workflows/strict_fingerprint.py``): intensity statistics
+#: fingerprinted without the lineage's forgotten cases; its ``request_id`` names the request.
+STRICT_PLANS_KEY = "unlearning_strict_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,9 @@ def _source_root(dataset_name: str) -> str | None:
         return None
 
 
-def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> StatementRecord:
-    """What the certificate shows and what it does not, in plain sentences."""
+def statement(is_retrain: bool, has_retrain: bool, has_audit: bool, strict_statistics: bool) -> StatementRecord:
+    """What the certificate shows and what it does not, in plain sentences. ``strict_statistics``: the run's
+    plans carry intensity statistics fingerprinted without the request's lineage (`strict_plans_of`)."""
     if is_retrain:
         origin = (
             "The certified model was trained from scratch by the retrain trainer on the request's retain "
@@ -159,6 +163,12 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> Statement
             "the run never writes nnU-Net's checkpoint_best.pth (an early, barely unlearned state), and "
             "its resumable checkpoint_latest.pth is removed when it ends.",
         )
+    if strict_statistics:
+        shows.append(
+            "The run's plans carry intensity statistics that nnU-Net's fingerprint gives without every case this "
+            "request's lineage forgot (`nnunet-unlearning strict-plans`): the preprocessing the model was trained "
+            "with and expects does not derive from them."
+        )
     does_not = [
         "Approximate unlearning gives no formal guarantee: this does not prove that the model equals, or is "
         "distributed like, a model never trained on the forgotten cases, nor that no information about them "
@@ -175,6 +185,13 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> Statement
         "preprocessed, caches), predictions, logs and backups elsewhere are not covered; deleting them is the "
         "data controller's task.",
     ]
+    if not strict_statistics:
+        does_not.append(
+            "The plans' intensity statistics (foreground mean, standard deviation and percentiles per channel), "
+            "which fix the preprocessing the model was trained with and expects, were computed by nnU-Net over "
+            "every training case, the forgotten ones included (`nnunet-unlearning strict-plans` and `export "
+            "--strict` compute them without them)."
+        )
     if not has_retrain:
         does_not.append(
             "No finished retrain run of this request was found beside this run, so there is no gap to "
@@ -186,6 +203,17 @@ def statement(is_retrain: bool, has_retrain: bool, has_audit: bool) -> Statement
             "there is no privacy evidence beyond Dice and MAE."
         )
     return {"shows": shows, "does_not_show": does_not}
+
+
+def strict_plans_of(run_folder: Path, request_id: str) -> bool:
+    """Whether the plans the run trained with (nnU-Net's ``plans.json`` beside ``run_folder``) are strict plans
+    of request ``request_id`` (:data:`STRICT_PLANS_KEY`)."""
+    plans = Path(run_folder).resolve().parent / "plans.json"
+    try:
+        mark = json.loads(plans.read_text()).get(STRICT_PLANS_KEY) if plans.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable plans state nothing strict
+    return isinstance(mark, dict) and mark.get("request_id") == request_id
 
 
 def _file_entry(folder: Path, name: str) -> FileEntry:
@@ -287,7 +315,9 @@ def certificate_content(run_folder: Path) -> CertificateRecord:
             "audit_settings": run.audit.get("settings") if run.audit and this.mia is not None else None,
         },
         "verdict": verdict(run.metrics, retrain is not None),
-        "statement": statement(run.is_retrain, retrain is not None, this.mia is not None),
+        "statement": statement(
+            run.is_retrain, retrain is not None, this.mia is not None, strict_plans_of(folder, run.request_id)
+        ),
     }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict, cast
 
-from nnunet_unlearning.artifacts import RETRAIN_PREFIX, SETS, RunFolder, load_run
+from nnunet_unlearning.artifacts import RETRAIN_PREFIX, SETS, RunFolder, distinct_labels, load_run
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.summary import gaps, unlearning_figures
 from nnunet_unlearning.records import AuditModelRecord, EvaluationRecord, TableRow
@@ -207,7 +207,8 @@ class Comparison:
 
 def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFolder | None) -> tuple[Model, ...]:
     start = original.evaluation("start") if original is not None else None
-    names = [run.trainer for run in runs]
+    ordered = ([oracle] if oracle is not None else []) + [run for run in runs if run is not oracle]
+    names = dict(zip(map(id, ordered), distinct_labels([r.trainer for r in ordered], [r.folder for r in ordered])))
     audits = audited_models(runs)
     models = []
     if original is not None and start is not None:
@@ -225,8 +226,8 @@ def _models(runs: Sequence[RunFolder], original: RunFolder | None, oracle: RunFo
                 mia_result(audits.get(original.metrics.get("original_checkpoint_sha256") or "")),
             )
         )
-    for run in ([oracle] if oracle is not None else []) + [run for run in runs if run is not oracle]:
-        name = run.trainer if names.count(run.trainer) == 1 else f"{run.folder.parent.name}/{run.folder.name}"
+    for run in ordered:
+        name = names[id(run)]
         own_start = run.evaluation("start")
         role = "oracle" if run is oracle else "retrain" if run.is_retrain else "unlearned"
         models.append(

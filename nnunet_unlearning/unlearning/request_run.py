@@ -145,6 +145,10 @@ class RequestRunMixin:
         the model's SHA-256, its table in the log and, for a certified run, the certificate."""
         if self.local_rank != 0:
             return
+        if not (Path(self.output_folder) / "progress.png").is_file():
+            # nnU-Net plots it after every epoch, and its own export needs it: a run that took no epoch (a
+            # calibrated run already forgotten at check 0, SSD, an untouched fold) gets the empty plot
+            self.logger.plot_progress_png(self.output_folder)
         self.record.finish(self.output_folder, Path(self.output_folder) / FINAL_CHECKPOINT)
         self.print_to_log_file("\n" + self.record.table())
         if self.certified:

@@ -1,16 +1,21 @@
 """``nnunet-unlearning benchmark``: the MRBrainS18 unlearning benchmark, end to end, in one folder.
 
 convert the release (IR, FLAIR; the profile's label set) → plan and preprocess (profile) → the benchmark's split
-(`benchmark_design`) → train the original Med3D model → per forget set: request, retrain oracle, every strategy at
-both horizons → per forget set: membership-inference audit and report → ``benchmark.json`` and
-``benchmark.md`` (`benchmark_tables`). Every number in them is computed from this run's files.
+(`benchmark_design`) → train the original Med3D model → tuning on the tuning subject: K retrain oracles, K − 1
+more originals and every strategy's grid (`benchmark_tuning`), the choice → per judged forget set: request, K
+oracles, each strategy at its tuned setting, as tuned and calibrated → per forget set: membership-inference audit
+and report → every run against the retrain distribution (`benchmark_distribution`) → ``benchmark.json`` and
+``benchmark.md`` (`benchmark_tables`, `benchmark_distribution`). Every number in them is computed from this
+run's files.
 
 Everything goes under ``workdir`` (nnU-Net's three folders included). Run again with the same arguments,
-it continues: finished trainings are kept (`benchmark_runs`), audits and reports are redone.
+it continues: finished trainings are kept (`benchmark_runs`), audits and reports are redone. The trainings
+run here, or go to a scheduler as command lines batch by batch, or are only collected (`benchmark_runs.executor`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -23,9 +28,11 @@ from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_json, atomic_write_text
 from nnunet_unlearning.workflows import benchmark_design as design
+from nnunet_unlearning.workflows import benchmark_distribution as replicas
 from nnunet_unlearning.workflows import benchmark_tables as tables
+from nnunet_unlearning.workflows import benchmark_tuning as tuning
 from nnunet_unlearning.workflows import profiles
-from nnunet_unlearning.workflows.benchmark_runs import Run, train_runs
+from nnunet_unlearning.workflows.benchmark_runs import Run, executor
 from nnunet_unlearning.workflows.original_trainer import original_trainer
 from nnunet_unlearning.workflows.profiles import PROFILES
 
@@ -104,6 +111,9 @@ def run_benchmark(
     sizes: Sequence[int] = design.SIZES,
     strategies: Sequence[str] | None = None,
     jobs: int | None = None,
+    replicates: int | None = None,
+    commands: Path | None = None,
+    collect: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Run the benchmark (see the module doc); return the path of ``benchmark.md``.
@@ -116,6 +126,12 @@ def run_benchmark(
         sizes: forget-set sizes of the design (1: each training subject in turn).
         strategies: strategy names to run (default: all).
         jobs: trainings side by side (default: the profile's).
+        replicates: K, independently trained originals and oracles per forget set (default: the profile's);
+            1 gives one oracle and no membership test.
+        commands: write the runs needed next as ``nnUNetv2_train`` command lines to this file instead of training
+            them (`benchmark_runs.write_commands`) and raise `benchmark_runs.RunsPendingError`; call again once
+            they have run. Only for a profile whose schedules are the trainers' own (``paper``).
+        collect: train nothing; build the tables from the finished runs, the others reported as missing.
     """
     started_all = time.perf_counter()
     if profile_name not in PROFILES:
@@ -129,6 +145,20 @@ def run_benchmark(
     jobs = jobs or profile.jobs
     if jobs < 1:
         raise UserInputError(f"--jobs {jobs}: must be at least 1")
+    replicates = replicates or profile.replicates
+    if replicates < 1:
+        raise UserInputError(f"--replicates {replicates}: must be at least 1")
+    if commands is not None and collect:
+        raise UserInputError("--commands and --collect: give one of them")
+    schedules = (profile.original_epochs, profile.original_iterations, profile.unlearning_iterations)
+    # the trainers' own: nnU-Net's 1000 × 250 for the original (and so the oracle), 250-step unlearning epochs
+    own = (profiles.NNUNET_EPOCHS, profiles.NNUNET_ITERATIONS, profiles.NNUNET_ITERATIONS)
+    if commands is not None and schedules != own:
+        raise UserInputError(
+            f"--commands: the {profile_name} profile trains {profile.original_epochs} × {profile.original_iterations}"
+            f"-step originals and {profile.unlearning_iterations}-step unlearning epochs, which nnUNetv2_train "
+            "cannot be told; run it here (--jobs N) or use --profile paper"
+        )
     workdir = Path(workdir).resolve()
     _prepare_workdir(workdir, overwrite)
 
@@ -142,34 +172,42 @@ def run_benchmark(
 
     original_name, encoder = original_trainer(profile.scratch_trainer)
     config = profiles.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
-    original = Run(
-        original_name,
-        DATASET_NAME,
-        config,
-        plans,
-        profile.original_epochs,
-        profile.original_iterations,
-        workdir / "nnUNet_results",
-    )
+    originals = [
+        Run(
+            original_name,
+            DATASET_NAME,
+            config,
+            plans,
+            profile.original_epochs,
+            profile.original_iterations,
+            replicas.original_results(workdir, replicate),
+        )
+        for replicate in range(replicates)
+    ]
     started = _step(
         f"training the original model ({original_name}, {encoder}) on "
         f"{', '.join(design.TRAINING_SUBJECTS)}; held out {', '.join(design.HELDOUT_SUBJECTS)}"
     )
-    failures = train_runs([original], environment, profile.device, 1)
+    scheduled = Path(commands).resolve() if commands is not None else None
+    execute = executor(environment, profile.device, jobs, scheduled, collect)
+    failures = executor(environment, profile.device, 1, scheduled, collect)(originals[:1])
     if failures:
+        if collect:
+            raise UserInputError(f"--collect: nothing to collect, the original model has not finished ({failures[0]})")
         raise RuntimeError(f"the original model did not train: {failures[0]}")
     print(f"    done in {time.perf_counter() - started:.0f} s")
 
     from nnunet_unlearning.request import write_request
 
-    runs_by_set: dict[tuple[str, ...], list[Run]] = {}
-    for forget_set in forget_sets:
-        folder = workdir / design.forget_tag(forget_set)
-        request = folder / REQUEST_FILE
+    def requested(forget_set: tuple[str, ...]) -> Path:
+        request = workdir / design.forget_tag(forget_set) / REQUEST_FILE
         if not request.is_file():
             write_request(DATASET_ID, config, "0", plans, original_name, list(forget_set), out=request)
-        results = folder / "nnUNet_results"
-        runs = [
+        return request
+
+    def oracles(forget_set: tuple[str, ...]) -> list[Run]:
+        folder, request = workdir / design.forget_tag(forget_set), requested(forget_set)
+        return [
             Run(
                 ORACLE,
                 DATASET_NAME,
@@ -177,32 +215,61 @@ def run_benchmark(
                 plans,
                 profile.original_epochs,
                 profile.original_iterations,
-                results,
+                replicas.oracle_results(folder, replicate),
                 request,
             )
+            for replicate in range(replicates)
         ]
-        runs += [
-            Run(
-                f"nnUNetTrainerUnlearn{name}_{epochs}epochs",
-                DATASET_NAME,
-                config,
-                plans,
-                epochs,
-                profile.unlearning_iterations,
-                results,
-                request,
-            )
-            for name in names
-            for epochs in profile.horizons
-        ]
-        runs_by_set[forget_set] = runs
-    every_run = [run for runs in runs_by_set.values() for run in runs]
+
+    tuning_set = design.tuning_set()
+    judged_sets = [f for f in forget_sets if f != tuning_set]
+    tuning_folder = workdir / design.forget_tag(tuning_set)
+    base = Run("", DATASET_NAME, config, plans, 0, profile.unlearning_iterations, Path(), requested(tuning_set))
+    points = [
+        (point, tuning.point_run(point, tuning_folder, base))
+        for point in tuning.grid(names, profile.lr_scales, profile.horizons)
+    ]
+    oracles_by_set = {tuning_set: oracles(tuning_set)}
     started = _step(
-        f"training {len(every_run)} models: per forget set the retrain oracle and "
-        f"{len(names)} strategies × {len(profile.horizons)} horizons, {jobs} at a time"
+        f"tuning on subject {design.TUNING_SUBJECT}: {replicates} retrain oracle(s), {replicates - 1} more "
+        f"original(s) and {len(points)} grid runs ({len(names)} strategies × learning-rate scales "
+        f"{list(profile.lr_scales)} × {len(profile.horizons)} horizons), {jobs} at a time"
     )
-    failures += train_runs(every_run, environment, profile.device, jobs)
+    tuning_runs = oracles_by_set[tuning_set] + originals[1:] + [run for _, run in points]
+    failures += execute(tuning_runs)
     print(f"    done in {time.perf_counter() - started:.0f} s")
+
+    training = [design.case_id(s) for s in design.TRAINING_SUBJECTS]
+    heldout = [design.case_id(s) for s in design.HELDOUT_SUBJECTS]
+    everyone = {"training": training, "heldout": heldout}
+    tuned = tuning.choose(
+        [(point, run) for point, run in points if run.finished],
+        [e for r in oracles_by_set[tuning_set] if r.finished and (e := replicas.end_evaluation(r)) is not None],
+        replicas.original_evaluation(originals[0], everyone, profile.device),
+        design.case_sets(tuning_set),
+    )
+    tuning.write_tuning(workdir / "tuning.json", tuned, design.TUNING_SUBJECT)
+    for strategy, choice in tuned.items():
+        print(f"    {strategy}: lr scale {choice['lr_scale']:g}, {choice['epochs']} epochs ({choice['reason']})")
+
+    # the tuning subject's report: the trainers' defaults (scale 1) at both horizons
+    runs_by_set = {tuning_set: [oracles_by_set[tuning_set][0]] + [r for p, r in points if p.lr_scale == 1]}
+    for forget_set in judged_sets:
+        folder = workdir / design.forget_tag(forget_set)
+        oracles_by_set[forget_set] = oracles(forget_set)
+        base = dataclasses.replace(base, request=requested(forget_set))
+        chosen = [p for s in names if (p := tuning.chosen_point(tuned, s)) is not None]
+        runs_by_set[forget_set] = [oracles_by_set[forget_set][0]] + [
+            tuning.point_run(p, folder, base, calibrated) for p in chosen for calibrated in (False, True)
+        ]
+    every_run = [run for f in judged_sets for run in runs_by_set[f] + oracles_by_set[f][1:]]
+    if every_run:
+        started = _step(
+            f"judging on {len(judged_sets)} forget set(s): per set {replicates} retrain oracle(s) and each strategy "
+            f"at its tuned setting, as tuned and calibrated, {jobs} at a time"
+        )
+        failures += execute(every_run)
+        print(f"    done in {time.perf_counter() - started:.0f} s")
 
     from nnunet_unlearning.evaluation.audit import run_audit
     from nnunet_unlearning.evidence.audit_table import write_audit_evidence
@@ -211,6 +278,8 @@ def run_benchmark(
     reports = {}
     for forget_set, runs in runs_by_set.items():
         runs = [run for run in runs if run.finished]
+        if not runs:  # collected before any of its runs finished: reported missing
+            continue
         folder = workdir / design.forget_tag(forget_set)
         started = _step(f"audit and report for {design.forget_tag(forget_set)}")
         audit = run_audit(
@@ -225,25 +294,46 @@ def run_benchmark(
         reports[forget_set] = json.loads((report.parent / "report.json").read_text())
         print(f"    {report} ({time.perf_counter() - started:.0f} s)")
 
-    rows = tables.benchmark_rows(reports)
+    started = _step(f"scoring {sum(r.finished for r in originals)} original replicate(s) with the evaluation hook")
+    scored = [(run, replicas.original_evaluation(run, everyone, profile.device)) for run in originals if run.finished]
+    candidates = {f: [r for r in runs[1:] if r.finished] for f, runs in runs_by_set.items()}
+    candidates[tuning_set] = [r for _, r in points if r.finished]  # every grid point, against the distribution
+    distribution = replicas.distribution(
+        scored,
+        {f: [r for r in runs if r.finished] for f, runs in oracles_by_set.items()},
+        candidates,
+        training,
+        heldout,
+        design.subject_of,
+    )
+    print(f"    done in {time.perf_counter() - started:.0f} s")
+
+    rows = tables.benchmark_rows({f: r for f, r in reports.items() if f != tuning_set})
+    tuning_rows = tables.benchmark_rows({f: r for f, r in reports.items() if f == tuning_set})
     content = {
         "format": 1,
         "profile": profile.describe(),
         "machine": machine(),
         "original_trainer": original_name,
         "original_encoder": encoder,
-        "training": [design.case_id(s) for s in design.TRAINING_SUBJECTS],
-        "heldout": [design.case_id(s) for s in design.HELDOUT_SUBJECTS],
-        "forget_sets": [list(f) for f in forget_sets],
+        "training": training,
+        "heldout": heldout,
+        "replicates": replicates,
+        "tuning_subject": design.TUNING_SUBJECT,
+        "lr_scales": list(profile.lr_scales),
+        "tuning": tuned,
+        "forget_sets": [list(f) for f in judged_sets],
         "strategies": names,
         "failed_runs": failures,
         "wall_s": time.perf_counter() - started_all,
         "rows": rows,
-        "tables": tables.tables(rows, str(profile.horizons[1])),
+        "tables": {**tables.tables(rows), "tuning_subject": tables.average(tuning_rows, ("model", "horizon"))},
+        "retrain_distribution": distribution,
     }
     atomic_write_json(workdir / "benchmark.json", content)
     path = workdir / "benchmark.md"
-    atomic_write_text(path, tables.markdown(content))
-    print("\n" + tables.markdown(content))
+    text = tables.markdown(content) + "\n" + replicas.markdown(distribution)
+    atomic_write_text(path, text)
+    print("\n" + text)
     print(f"benchmark: {path}")
     return path

@@ -3,7 +3,8 @@
 The original model is trained on five of the seven training subjects and validated on the other two (the
 held-out set every evaluation reports). Forget sets: each training subject alone (leave-one-subject-out),
 and nested sets of 2 and 3 subjects (the first subjects in `TRAINING_SUBJECTS` order) for the effect of
-the forget-set size.
+the forget-set size. The first training subject is the tuning subject: each strategy's settings are chosen
+on it alone (`benchmark_tuning`) and judged on the other forget sets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from nnunet_unlearning.files import atomic_write_json
 TRAINING_SUBJECTS = ("1", "4", "5", "7", "14")
 HELDOUT_SUBJECTS = ("070", "148")
 SIZES = (1, 2, 3)
+#: The subject every strategy is tuned on; it is never one the tuned settings are judged on.
+TUNING_SUBJECT = TRAINING_SUBJECTS[0]
 
 
 def subject_of(case: str) -> str:
@@ -50,6 +53,21 @@ def forget_sets(sizes: Iterable[int] = SIZES, only: Sequence[str] | None = None)
         else:
             result.append(tuple(case_id(s) for s in TRAINING_SUBJECTS[:size]))
     return result
+
+
+def tuning_set() -> tuple[str, ...]:
+    """The tuning subject's forget set (its case ids)."""
+    return (case_id(TUNING_SUBJECT),)
+
+
+def case_sets(forget: Sequence[str]) -> dict[str, list[str]]:
+    """The forget, retain and held-out case ids of a forget set."""
+    training = [case_id(s) for s in TRAINING_SUBJECTS]
+    return {
+        "forget": list(forget),
+        "retain": [c for c in training if c not in forget],
+        "heldout": [case_id(s) for s in HELDOUT_SUBJECTS],
+    }
 
 
 def forget_tag(forget: Sequence[str]) -> str:

@@ -4,29 +4,37 @@ A run is one ``nnUNetv2_train``-equivalent training (the trainer found by name a
 its own ``nnUNet_results`` and, for unlearning and retraining, its own request file. A run whose fold
 folder already holds ``checkpoint_final.pth`` is finished and skipped, so an interrupted benchmark
 continues where it stopped; an unfinished folder is the benchmark's own partial output and is replaced.
+
+How runs are executed (`executor`): here, ``jobs`` at a time (`train_runs`); as command lines for a scheduler
+(`write_commands`: each an ``nnUNetv2_train`` call with its environment, for a SLURM array, say), after which
+the benchmark stops until it is called again; or not at all (collect: unfinished runs are reported missing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 from nnunet_unlearning.artifacts import FINAL_CHECKPOINT
+from nnunet_unlearning.files import atomic_write_text
 from nnunet_unlearning.request import REQUEST_ENV
+from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 
 FOLD = 0
 
 
 @dataclass(frozen=True)
 class Run:
-    """One training of the benchmark. ``results``: its ``nnUNet_results``; ``request``: its request file."""
+    """One training of the benchmark. ``results``: its ``nnUNet_results``; ``request``: its request file;
+    ``config``: its run config (docs/unlearning.md), ``variant`` what that config changes, in words."""
 
     trainer: str
     dataset_name: str
@@ -36,6 +44,8 @@ class Run:
     iterations: int
     results: Path
     request: Path | None = None
+    config: Path | None = None
+    variant: str = ""
 
     @property
     def folder(self) -> Path:
@@ -54,6 +64,8 @@ def train_run(run: Run, environment: dict[str, str], device: str) -> float:
     os.environ["nnUNet_results"] = str(run.results)
     if run.request is not None:
         os.environ[REQUEST_ENV] = str(run.request)
+    if run.config is not None:
+        os.environ[CONFIG_ENV] = str(run.config)
     from nnunet_unlearning.nnunet.inprocess import train
     from nnunet_unlearning.nnunet.trainers_dir import find_trainer
     from nnunet_unlearning.workflows import profiles
@@ -106,3 +118,55 @@ def train_runs(
                 failures.append(f"{where}: {type(error).__name__}: {error}".splitlines()[0])
                 progress(f"    [{done}/{len(todo)}] FAILED {failures[-1]} (log: {run.results.parent / 'logs'})")
     return failures
+
+
+class RunsPendingError(Exception):
+    """The runs the benchmark needs next were written as command lines (``path``, ``count`` of them); it goes on
+    when called again after they have run."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        super().__init__(f"{count} command(s) written to {path}")
+        self.path, self.count = path, count
+
+
+def command_line(run: Run, environment: Mapping[str, str], device: str) -> str:
+    """``run`` as one shell line: ``env`` with nnU-Net's folders, the run's ``nnUNet_results``, request and run
+    config and our trainers' folder, then ``nnUNetv2_train``; the schedule is the trainer's own."""
+    from nnunet_unlearning.nnunet.trainers_dir import trainers_dir
+
+    variables = {**environment, "nnUNet_results": str(run.results), "nnUNet_extTrainer": str(trainers_dir())}
+    if run.request is not None:
+        variables[REQUEST_ENV] = str(run.request)
+    if run.config is not None:
+        variables[CONFIG_ENV] = str(run.config)
+    train = ["nnUNetv2_train", run.dataset_name, run.configuration, str(FOLD), "-tr", run.trainer, "-p", run.plans]
+    words = ["env", *(f"{k}={v}" for k, v in sorted(variables.items())), *train, "-device", device]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def write_commands(runs: Sequence[Run], environment: Mapping[str, str], device: str, path: Path) -> list[str]:
+    """Write the unfinished runs' command lines to ``path``, one per line, and raise `RunsPendingError`; return
+    no failure when every run has finished."""
+    todo = [run for run in runs if not run.finished]
+    if not todo:
+        return []
+    lines = [command_line(run, environment, device) for run in todo]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    raise RunsPendingError(path, len(lines))
+
+
+def missing_runs(runs: Sequence[Run]) -> list[str]:
+    """Collect: train nothing; one line per unfinished run, reported like a failed one."""
+    return [f"{run.trainer} ({run.results.parent.name}): not finished" for run in runs if not run.finished]
+
+
+def executor(
+    environment: Mapping[str, str], device: str, jobs: int, commands: Path | None = None, collect: bool = False
+) -> Callable[[Sequence[Run]], list[str]]:
+    """How the benchmark executes a batch of runs (module doc): returns one line per run that failed or is
+    missing."""
+    if collect:
+        return missing_runs
+    if commands is not None:
+        return lambda runs: write_commands(runs, environment, device, commands)
+    return lambda runs: train_runs(runs, dict(environment), device, jobs)

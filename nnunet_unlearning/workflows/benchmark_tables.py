@@ -63,14 +63,17 @@ _EPOCHS = re.compile(r"_(\d+)epochs$")
 
 
 def model_key(row: Mapping) -> tuple[str, str]:
-    """(model, horizon) of a report row: the strategy and its epochs for an unlearning run; "original" and
-    "retrain oracle" (horizon "-") otherwise."""
+    """(model, horizon) of a report row: the strategy, with the settings it changed from their defaults, and its
+    epochs for an unlearning run; "original" and "retrain oracle" (horizon "-") otherwise."""
     if row["role"] == "original":
         return "original", "-"
     if row["role"] in ("oracle", "retrain"):
         return "retrain oracle", "-"
     match = _EPOCHS.search(row["trainer"] or "")
-    return row["strategy"] or row["trainer"], match.group(1) if match else "-"
+    # runs of one trainer under other settings (a tuned learning rate, calibration) are other models
+    settings = row.get("non_default_settings")
+    model = row["strategy"] or row["trainer"]
+    return model + (f" [{settings}]" if settings not in (None, "defaults") else ""), match.group(1) if match else "-"
 
 
 def benchmark_rows(reports: Mapping[tuple[str, ...], Mapping]) -> list[dict]:
@@ -102,15 +105,25 @@ def average(rows: Sequence[Mapping], keys: Sequence[str]) -> list[dict]:
     ]
 
 
-def seed_comparison(main: Sequence[Mapping], long_horizon: str) -> dict | None:
-    """The seed study's Noisy Label headline next to ours at the long horizon, and next to the oracle."""
-    ours = next((r for r in main if r["model"] == SEED_STRATEGY and r["horizon"] == long_horizon), None)
+def _plain_seed_strategy(model: str) -> bool:
+    """Whether a table's model is the seed study's strategy trained for a fixed schedule (at any learning rate),
+    as the seed study ran it, not calibrated."""
+    return model == SEED_STRATEGY or (model.startswith(f"{SEED_STRATEGY} [") and "calibration" not in model)
+
+
+def seed_comparison(main: Sequence[Mapping]) -> dict | None:
+    """The seed study's Noisy Label headline next to ours at our longest horizon, and next to the oracle."""
+    ours = max(
+        (r for r in main if _plain_seed_strategy(r["model"]) and r["horizon"].isdigit()),
+        key=lambda r: int(r["horizon"]),
+        default=None,
+    )
     oracle = next((r for r in main if r["model"] == "retrain oracle"), None)
     if ours is None:
         return None
     return {
-        "strategy": SEED_STRATEGY,
-        "horizon_epochs": long_horizon,
+        "strategy": ours["model"],
+        "horizon_epochs": ours["horizon"],
         "seed_forget_drop_pct": SEED_FORGET_DROP_PCT,
         "forget_drop_pct": ours["forget_drop_pct"],
         "seed_retain_retention_pct": SEED_RETAIN_RETENTION_PCT,
@@ -121,11 +134,11 @@ def seed_comparison(main: Sequence[Mapping], long_horizon: str) -> dict | None:
     }
 
 
-def tables(rows: Sequence[Mapping], long_horizon: str) -> dict:
-    """The main (leave-one-subject-out) table, the size table and the seed comparison."""
+def tables(rows: Sequence[Mapping]) -> dict:
+    """The main (leave-one-subject-out) table, the size table and the seed comparison, over the judged sets."""
     main = average([r for r in rows if r["size"] == 1], ("model", "horizon"))
     sizes = average(sorted(rows, key=lambda r: r["size"]), ("size", "model", "horizon"))
-    return {"leave_one_subject_out": main, "sizes": sizes, "seed_comparison": seed_comparison(main, long_horizon)}
+    return {"leave_one_subject_out": main, "sizes": sizes, "seed_comparison": seed_comparison(main)}
 
 
 def _oracle_clause(dice: float | None, oracle: float | None, gap: float | None) -> str:
@@ -151,7 +164,7 @@ def _change(percent: str) -> str:
 def seed_sentence(comparison: Mapping | None) -> str:
     """The honest comparison with the seed study, in words chosen by the measured values."""
     if comparison is None:
-        return f"{SEED_STRATEGY} was not run, so there is no comparison with the seed study."
+        return f"{SEED_STRATEGY} was not judged, so there is no comparison with the seed study."
     c = {
         k: v
         if isinstance(v, str)
@@ -160,7 +173,7 @@ def seed_sentence(comparison: Mapping | None) -> str:
     }
     verdict = _oracle_clause(comparison["dice_forget"], comparison["oracle_dice_forget"], comparison["gap_dice_forget"])
     return (
-        f"Seed study, {c['strategy']} after 50 epochs: forget Dice {_change(c['seed_forget_drop_pct'])}, retain "
+        f"Seed study, {SEED_STRATEGY} after 50 epochs: forget Dice {_change(c['seed_forget_drop_pct'])}, retain "
         f"{c['seed_retain_retention_pct']} % kept. Here, {c['strategy']} after {c['horizon_epochs']} epochs: "
         f"forget Dice {_change(c['forget_drop_pct'])}, retain {c['retain_retention_pct']} % kept; its forget Dice "
         f"{c['dice_forget']} against the retrain oracle's {c['oracle_dice_forget']} (Δ {c['gap_dice_forget']}): "
@@ -185,13 +198,30 @@ def markdown(content: Mapping) -> str:
         "over Dice forget, retain, held-out and MIA efficacy (docs/report.md). Values are means over the "
         "forget sets counted in the 'forget sets' column.",
         "",
-        "## Leave one subject out (forget size 1)",
+        "## Tuning",
         "",
-        markdown_table(t["leave_one_subject_out"], MAIN_COLUMNS, HEADERS),
+        f"Each strategy's learning-rate scale ({', '.join(f'{s:g}' for s in content['lr_scales'])}) and "
+        f"horizon were chosen on subject {content['tuning_subject']} alone (docs/benchmarks.md), then judged "
+        "unchanged on the other forget sets below:",
         "",
-        "## Forget-set size",
+        *(
+            f"- {name}: lr scale {c['lr_scale']:g}, {c['epochs']} epochs; {c['reason']}"
+            for name, c in content["tuning"].items()
+        ),
         "",
-        markdown_table(t["sizes"], SIZE_COLUMNS, HEADERS),
+        f"Subject {content['tuning_subject']} at the trainers' defaults (scale 1), not a judged result:",
+        "",
+        markdown_table(t["tuning_subject"], MAIN_COLUMNS, HEADERS),
+        "",
+        "## Leave one subject out (forget size 1), judged",
+        "",
+        markdown_table(t["leave_one_subject_out"], MAIN_COLUMNS, HEADERS)
+        if t["leave_one_subject_out"]
+        else "No judged forget set of size 1 was run.",
+        "",
+        "## Forget-set size, judged",
+        "",
+        markdown_table(t["sizes"], SIZE_COLUMNS, HEADERS) if t["sizes"] else "No judged forget set was run.",
         "",
         "## Against the seed study and the retrain oracle",
         "",

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_unlearning.artifacts import CERTIFICATE_JSON, CERTIFICATE_MD, METRICS_FILE, SETS
+from nnunet_unlearning.artifacts import CERTIFICATE_JSON, CERTIFICATE_MD, METRICS_FILE, SETS, UNLEARN_PREFIX
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evidence.table_format import markdown_table
 from nnunet_unlearning.files import atomic_write_json
@@ -185,7 +185,7 @@ def headline(unlearned_folder: Path, retrained_folder: Path, audit: Path | None 
     unlearned = json.loads((unlearned_folder / METRICS_FILE).read_text())
     retrained = json.loads((retrained_folder / METRICS_FILE).read_text())
     certificate = json.loads((unlearned_folder / CERTIFICATE_JSON).read_text())
-    strategy = unlearned["trainer"].removeprefix("nnUNetTrainerUnlearn")
+    strategy = unlearned["trainer"].removeprefix(UNLEARN_PREFIX)
     rows = {
         "original": unlearned["evaluations"][0]["sets"],
         strategy: unlearned["evaluations"][-1]["sets"],

@@ -55,7 +55,8 @@ class ErasurePlan:
     edit: dict[Path, str] = field(default_factory=dict)
 
 
-def _folder(variable: str, dataset_name: str) -> Path:
+def nnunet_folder(variable: str, dataset_name: str) -> Path:
+    """``$<variable>/<dataset_name>`` for one of nnU-Net's folder variables; one-line error when it is unset."""
     value = os.environ.get(variable)
     if not value:
         raise UserInputError(f"environment variable {variable} is not set (nnU-Net needs it)")
@@ -159,9 +160,9 @@ def plan_erasure(request: UnlearningRequest) -> ErasurePlan:
     """Every file to remove and every file to edit for the cases the request's lineage forgot."""
     cases = tuple(sorted({*request.forget, *request.forgotten_before}))
     chosen = set(cases)
-    raw = _folder("nnUNet_raw", request.dataset_name)
-    preprocessed = _folder("nnUNet_preprocessed", request.dataset_name)
-    results = _folder("nnUNet_results", request.dataset_name)
+    raw = nnunet_folder("nnUNet_raw", request.dataset_name)
+    preprocessed = nnunet_folder("nnUNet_preprocessed", request.dataset_name)
+    results = nnunet_folder("nnUNet_results", request.dataset_name)
     plan = ErasurePlan(cases)
     plan.remove += _case_files(raw / "imagesTr", cases) + _case_files(raw / "labelsTr", cases)
     for folder in sorted(p for p in preprocessed.iterdir() if p.is_dir()):
@@ -222,7 +223,7 @@ def erase(run_folder: Path, dry_run: bool = False) -> Path | ErasurePlan:
         failed = checked.first_finding
         raise UserInputError(f"{certificate}: fails verify ({failed}); the model is not accepted")
     request = UnlearningRequest.from_file(run_folder / REQUEST_FILE)
-    results = _folder("nnUNet_results", request.dataset_name)
+    results = nnunet_folder("nnUNet_results", request.dataset_name)
     if unfinished := unfinished_runs(results, request.request_id):
         raise UserInputError(
             f"{unfinished[0]}: a run of request {request.request_id} has not finished (it may still read the "
@@ -240,7 +241,7 @@ def erase(run_folder: Path, dry_run: bool = False) -> Path | ErasurePlan:
         edited.append({"path": str(path), "sha256_before": before, "sha256_after": sha256_file(path)})
     for path in plan.remove:
         path.unlink()
-    roots = [_folder(v, request.dataset_name) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")]
+    roots = [nnunet_folder(v, request.dataset_name) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")]
     record = {
         "format": 1,
         "request_id": request.request_id,

@@ -15,6 +15,11 @@ plans.json, fold_N/checkpoint_final.pth}``), so ``nnUNetv2_install_pretrained_mo
 
 ``fold_N/unlearning_export.json`` names the request, the certificate (SHA-256), both checkpoints' SHA-256 and
 what still derives from the patients (the plans' intensity statistics and the preprocessing they fix).
+
+``strict``: the plans (``plans.json`` and the checkpoint's copy in ``init_args``) get the intensity statistics
+fingerprinted without the lineage's forgotten cases (``strict_fingerprint.py``), and the manifest says so. Refused
+when a channel's normalisation reads those statistics (``CTNormalization``) and they change: the model would get
+other inputs than it was trained on; a model trained on the strict plans of its request exports unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from nnunet_unlearning.artifacts import CERTIFICATE_JSON, FINAL_CHECKPOINT, REQU
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import sha256_file, target_mode
 from nnunet_unlearning.request import UnlearningRequest
+from nnunet_unlearning.workflows.strict_fingerprint import StrictFingerprint, strict_fingerprint
 
 EXPORT_MANIFEST = "unlearning_export.json"
 #: Checkpoint entries nnU-Net's predictor reads; everything else stays behind.
@@ -49,15 +55,23 @@ DERIVED_STATEMENT = (
     "computed by nnU-Net's fingerprint over every training case, the forgotten ones included, and fix the "
     "preprocessing this model expects; the export carries them unchanged."
 )
+STRICT_STATEMENT = (
+    "The plans' intensity statistics were fingerprinted again without every case the request's lineage forgot "
+    "(strict_fingerprint). The plans' median spacing and shape, and the target spacing, patch size and network "
+    "topology planned from them, were computed over every training case, the forgotten ones included; they fix "
+    "the grid and the network the model works with and are kept."
+)
 
 
 @dataclass(frozen=True)
 class Export:
-    """What `export_run` wrote: the zip, the names inside it, and the network class when plain nnU-Net lacks it."""
+    """What `export_run` wrote: the zip, the names inside it, the network class when plain nnU-Net lacks it, and
+    a strict export's fingerprint (what the strict statistics change)."""
 
     path: Path
     members: tuple[str, ...]
     needs_plugin: str | None
+    strict: StrictFingerprint | None = None
 
 
 def plugin_network(plans: Mapping, configuration: str) -> str | None:
@@ -113,12 +127,15 @@ def expanded(files: Mapping[str, bytes]) -> dict[str, bytes]:
     return result
 
 
-def _stripped_checkpoint(path: Path) -> tuple[bytes, str]:
+def _stripped_checkpoint(path: Path, plans: Mapping | None) -> tuple[bytes, str]:
     """(the checkpoint with only what inference reads, the nnU-Net trainer class it now names). The run's class
-    is the one its checkpoint names (a chained request's folder name is not a class name)."""
+    is the one its checkpoint names (a chained request's folder name is not a class name). ``plans``: replace the
+    plans in ``init_args`` (a strict export), else keep them."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     kept = {key: checkpoint[key] for key in INFERENCE_KEYS if key in checkpoint}
     kept["init_args"] = {key: checkpoint["init_args"][key] for key in INIT_ARGS if key in checkpoint["init_args"]}
+    if plans is not None:
+        kept["init_args"]["plans"] = dict(plans)
     kept["trainer_name"] = nnunet_base_trainer(checkpoint["trainer_name"])
     buffer = io.BytesIO()
     torch.save(kept, buffer)
@@ -143,11 +160,27 @@ def _certified_run(run_folder: Path) -> tuple[UnlearningRequest, str | None]:
     return UnlearningRequest.from_file(run_folder / REQUEST_FILE), checked.verdict
 
 
-def export_run(run_folder: Path, out: Path) -> Export:
-    """Write the deployable zip of the certified unlearning run in ``run_folder`` (its ``fold_N``) to ``out``.
+def _strict_plans(request: UnlearningRequest, plans: Mapping, source: Path) -> tuple[dict, StrictFingerprint]:
+    """(the plans with the strict intensity statistics, the fingerprint); refuses plans whose strict statistics
+    would change a channel's normalised input."""
+    fingerprint = strict_fingerprint(request, plans, source)
+    changed = next((channel for channel in fingerprint.channels if channel.input_changes), None)
+    if changed is not None:
+        raise UserInputError(
+            f"{source}: channel {changed.channel} ({changed.name or 'unnamed'}) uses {changed.normalization}, which "
+            "normalises with the plans' intensity statistics, so strict ones would feed the model other inputs than "
+            "it was trained on; train it on strict plans (nnunet-unlearning strict-plans) to export it --strict"
+        )
+    return fingerprint.plans(plans), fingerprint
+
+
+def export_run(run_folder: Path, out: Path, strict: bool = False) -> Export:
+    """Write the deployable zip of the certified unlearning run in ``run_folder`` (its ``fold_N``) to ``out``;
+    ``strict``: with the intensity statistics fingerprinted without the lineage's forgotten cases.
 
     Raises `UserInputError` for a folder that is not a certified run, a certificate that fails verify, an
-    ``out`` that exists or lies inside the run, and an export that would carry a forgotten case id.
+    ``out`` that exists or lies inside the run, an export that would carry a forgotten case id and, strict, a
+    channel whose normalised input the strict statistics would change.
     """
     run_folder, out = Path(run_folder).resolve(), Path(out).resolve()
     if out.suffix != ".zip":
@@ -158,11 +191,16 @@ def export_run(run_folder: Path, out: Path) -> Export:
         raise UserInputError(f"{out}: lies inside the run's results folder, which is never written to")
     request, checked_verdict = _certified_run(run_folder)
     model_folder, dataset_name = run_folder.parent, run_folder.parent.parent.name
-    plans = json.loads((model_folder / "plans.json").read_text())
+    plans_file = model_folder / "plans.json"
+    plans, plans_bytes = json.loads(plans_file.read_text()), plans_file.read_bytes()
+    fingerprint = None
+    if strict:
+        plans, fingerprint = _strict_plans(request, plans, plans_file)
+        plans_bytes = (json.dumps(plans, indent=4) + "\n").encode()
     configuration = request.original.configuration
-    weights, base = _stripped_checkpoint(run_folder / FINAL_CHECKPOINT)
+    weights, base = _stripped_checkpoint(run_folder / FINAL_CHECKPOINT, plans if strict else None)
     prefix = f"{dataset_name}/{model_folder.name}"
-    manifest = {
+    manifest: dict[str, object] = {
         "format": 1,
         "request_id": request.request_id,
         "certificate_sha256": sha256_file(run_folder / CERTIFICATE_JSON),
@@ -173,9 +211,15 @@ def export_run(run_folder: Path, out: Path) -> Export:
         "kept_checkpoint_entries": list(INFERENCE_KEYS),
         "still_derived_from_the_forgotten": DERIVED_STATEMENT,
     }
+    if fingerprint is not None:
+        manifest |= {
+            "intensity_statistics": "strict",
+            "strict_fingerprint": fingerprint.record(),
+            "still_derived_from_the_forgotten": STRICT_STATEMENT,
+        }
     files = {
         f"{prefix}/dataset.json": (model_folder / "dataset.json").read_bytes(),
-        f"{prefix}/plans.json": (model_folder / "plans.json").read_bytes(),
+        f"{prefix}/plans.json": plans_bytes,
         f"{prefix}/{run_folder.name}/{FINAL_CHECKPOINT}": weights,
         f"{prefix}/{run_folder.name}/{EXPORT_MANIFEST}": (json.dumps(manifest, indent=2) + "\n").encode(),
     }
@@ -185,7 +229,7 @@ def export_run(run_folder: Path, out: Path) -> Export:
         name, cases = next(iter(leaks.items()))
         raise UserInputError(f"{name}: would carry forgotten case {cases[0]}; nothing was exported")
     _write_zip(out, files)
-    return Export(out, tuple(files), plugin_network(plans, configuration))
+    return Export(out, tuple(files), plugin_network(plans, configuration), fingerprint)
 
 
 def _write_zip(out: Path, files: Mapping[str, bytes]) -> None:

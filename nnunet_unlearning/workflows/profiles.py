@@ -191,6 +191,8 @@ class Profile:
     audit_bootstrap: int
     labels: str  # the converter's label set
     scratch_trainer: str  # the original's trainer without MedicalNet weights (`original_trainer`)
+    replicates: int  # K: independently trained originals, and oracles per forget set (the retrain distribution)
+    lr_scales: tuple[float, ...]  # the tuning grid's learning-rate scales (× the original's rate), × the horizons
     planning: CpuPlanning | None = None  # None: nnU-Net's own planning at full resolution
 
     def describe(self) -> str:
@@ -204,7 +206,9 @@ class Profile:
         return (
             f"{network}; original and retrain oracle {self.original_epochs} epochs × "
             f"{self.original_iterations} iterations; unlearning {self.horizons[0]} and {self.horizons[1]} "
-            f"epochs × {self.unlearning_iterations} iterations; {self.jobs} training(s) side by side"
+            f"epochs × {self.unlearning_iterations} iterations, tuned over learning-rate scales "
+            f"{list(self.lr_scales)}; {self.replicates} replicate(s) of the original and of each oracle; "
+            f"{self.jobs} training(s) side by side"
         )
 
     def plan(self, dataset_id: int) -> str:
@@ -244,6 +248,8 @@ PROFILES = {
         audit_bootstrap=200,
         labels=CPU.labels,
         scratch_trainer=CPU_ORIGINAL_TRAINER,
+        replicates=4,
+        lr_scales=(0.5, 1.0, 2.0),
         planning=CPU,
     ),
     "paper": Profile(
@@ -258,5 +264,7 @@ PROFILES = {
         audit_bootstrap=1000,
         labels="challenge",
         scratch_trainer="nnUNetTrainerMed3D_scratch",
+        replicates=4,
+        lr_scales=(0.5, 1.0, 2.0),
     ),
 }

@@ -1,0 +1,156 @@
+"""The benchmark's tuning: each strategy's learning-rate scale × schedule length chosen on one subject.
+
+Every strategy runs a small grid (the profile's ``lr_scales`` × its two horizons) on the tuning subject only
+(`benchmark_design.TUNING_SUBJECT`); the grid point whose forget Dice lies closest to the retrain
+distribution's mean (in oracle SDs where the oracles have a spread, else in Dice), among those that keep
+retain and held-out Dice ≥ `benchmark_distribution.UTILITY` × the original's, is chosen, and the strategy
+runs with it, unchanged, on every other forget set. Nothing is tuned on a subject it is judged on. When no
+grid point keeps the utility, the one that keeps most of it is chosen and the choice says so.
+
+A grid point is the trainer a user runs (``nnUNetTrainerUnlearn<Strategy>_<N>epochs``) with a run config
+(docs/unlearning.md) that sets the strategy's ``lr_scale``; a scale of 1 needs no config. Its runs train in
+``nnUNet_results`` of their own per scale (:func:`grid_results`), so the trainer folders do not collide.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_unlearning.artifacts import load_run
+from nnunet_unlearning.evaluation.retrain_distribution import cases_mean, gap_to_distribution
+from nnunet_unlearning.files import atomic_write_json
+from nnunet_unlearning.records import EvaluationRecord
+from nnunet_unlearning.unlearning.run_config import LR_SCALE, STRATEGIES_KEY
+from nnunet_unlearning.workflows.benchmark_distribution import UTILITY, json_ready
+from nnunet_unlearning.workflows.benchmark_runs import Run
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One strategy setting: its learning-rate scale (× the original's rate) and unlearning epochs."""
+
+    strategy: str
+    lr_scale: float
+    epochs: int
+
+    @property
+    def trainer(self) -> str:
+        return f"nnUNetTrainerUnlearn{self.strategy}_{self.epochs}epochs"
+
+    @property
+    def variant(self) -> str:
+        """What tells the point from the trainer's default ("" at scale 1)."""
+        return "" if self.lr_scale == 1 else f"lr×{self.lr_scale:g}"
+
+
+def grid(strategies: Sequence[str], lr_scales: Sequence[float], horizons: Sequence[int]) -> list[GridPoint]:
+    """Every strategy × learning-rate scale × horizon, in that order."""
+    return [GridPoint(s, lr, e) for s in strategies for lr in lr_scales for e in horizons]
+
+
+#: The run config section that makes a run calibrated (docs/unlearning.md): checked after every epoch, it
+#: stops when the forget subjects score like the held-out ones, within the horizon as its longest schedule.
+CALIBRATION = {"enabled": True, "check_every": 1}
+
+
+def grid_results(forget_folder: Path, lr_scale: float, calibrated: bool = False) -> Path:
+    """``nnUNet_results`` of a forget set's runs at ``lr_scale`` (1, not calibrated: the forget set's own)."""
+    if calibrated:
+        return forget_folder / f"calibrated_lr_{lr_scale:g}" / "nnUNet_results"
+    return forget_folder / "nnUNet_results" if lr_scale == 1 else forget_folder / f"lr_{lr_scale:g}" / "nnUNet_results"
+
+
+def run_config(point: GridPoint, forget_folder: Path, calibrated: bool = False) -> Path | None:
+    """The run config of a grid point (written once beside its results), or None at scale 1 uncalibrated."""
+    if point.lr_scale == 1 and not calibrated:
+        return None
+    path = grid_results(forget_folder, point.lr_scale, calibrated).parent / f"{point.strategy}.json"
+    if not path.is_file():
+        config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale}}}
+        if calibrated:
+            config["calibration"] = CALIBRATION
+        atomic_write_json(path, config)
+    return path
+
+
+def point_run(point: GridPoint, forget_folder: Path, base: Run, calibrated: bool = False) -> Run:
+    """The benchmark run of a grid point on a forget set, calibrated or not; ``base`` gives dataset, plans,
+    schedule and request."""
+    return Run(
+        point.trainer,
+        base.dataset_name,
+        base.configuration,
+        base.plans,
+        point.epochs,
+        base.iterations,
+        grid_results(forget_folder, point.lr_scale, calibrated),
+        base.request,
+        run_config(point, forget_folder, calibrated),
+        " ".join(filter(None, (point.variant, "calibrated" if calibrated else ""))),
+    )
+
+
+def _utility(evaluation: EvaluationRecord, original: EvaluationRecord, sets: Mapping[str, Sequence[str]]) -> float:
+    """The smaller of retain and held-out Dice as a fraction of the original's."""
+    return min(cases_mean(evaluation, sets[s]) / cases_mean(original, sets[s]) for s in ("retain", "heldout"))
+
+
+def choose(
+    points: Sequence[tuple[GridPoint, Run]],
+    oracles: Sequence[EvaluationRecord],
+    original: EvaluationRecord,
+    sets: Mapping[str, Sequence[str]],
+) -> dict[str, dict]:
+    """Per strategy, the chosen grid point and every point's numbers (for ``tuning.json``).
+
+    Args:
+        points: the finished grid runs on the tuning subject.
+        oracles: the tuning subject's oracle replicates' end evaluations.
+        original: the original's (replicate 0) evaluation.
+        sets: the tuning forget set's forget / retain / heldout case ids.
+    """
+    by_strategy: dict[str, list[dict]] = {}
+    for point, run in points:
+        end = load_run(run.folder).evaluation("end")
+        if end is None:
+            continue
+        forget = gap_to_distribution(end, oracles, {"forget": sets["forget"]})["forget"]
+        in_sd, gap = forget["gap_in_sd"], float(forget["gap"] if forget["gap"] is not None else math.nan)
+        distance = abs(float(in_sd)) if in_sd is not None else abs(gap)
+        by_strategy.setdefault(point.strategy, []).append(
+            {
+                "lr_scale": point.lr_scale,
+                "epochs": point.epochs,
+                "dice_forget": forget["value"],
+                "gap": gap,
+                "gap_in_sd": in_sd,
+                "distance": distance,
+                "utility": _utility(end, original, sets),
+            }
+        )
+    chosen = {}
+    for strategy, rows in by_strategy.items():
+        kept = [r for r in rows if r["utility"] >= UTILITY and not math.isnan(r["distance"])]
+        if kept:
+            best = min(kept, key=lambda r: (r["distance"], r["epochs"]))
+            reason = f"closest to the oracles' forget Dice among the points keeping ≥ {UTILITY:.0%} utility"
+        else:
+            best = max(rows, key=lambda r: r["utility"])
+            reason = f"no point kept {UTILITY:.0%} utility: the one keeping most of it"
+        chosen[strategy] = {"lr_scale": best["lr_scale"], "epochs": best["epochs"], "reason": reason, "grid": rows}
+    return chosen
+
+
+def chosen_point(tuning: Mapping[str, dict], strategy: str) -> GridPoint | None:
+    """The strategy's chosen grid point from ``choose``'s result, or None when none of its runs finished."""
+    if strategy not in tuning:
+        return None
+    return GridPoint(strategy, tuning[strategy]["lr_scale"], tuning[strategy]["epochs"])
+
+
+def write_tuning(path: Path, tuning: Mapping[str, dict], subject: str) -> None:
+    """``tuning.json``: the tuning subject and, per strategy, the choice and its grid."""
+    atomic_write_json(path, {"tuning_subject": subject, "strategies": json_ready(tuning)})

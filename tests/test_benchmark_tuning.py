@@ -1,0 +1,95 @@
+"""The benchmark's tuning grid: its points, their run configs and folders, and the choice on the tuning subject
+(closest to the oracles' forget Dice under the utility budget; the most utility when no point keeps it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnunet_unlearning.artifacts import METRICS_FILE, distinct_labels
+from nnunet_unlearning.unlearning.run_config import read_config, resolve
+from nnunet_unlearning.unlearning.strategies import STRATEGIES
+from nnunet_unlearning.workflows import benchmark_tuning as tuning
+from nnunet_unlearning.workflows.benchmark_runs import Run
+
+SETS = {"forget": ["f"], "retain": ["r"], "heldout": ["h"]}
+
+
+def _evaluation(forget: float, retain: float, heldout: float) -> dict:
+    cases = {"f": forget, "r": retain, "h": heldout}
+    return {
+        "tag": "end",
+        "cases": {c: {"n_valid_voxels": 1, "mean": {"dice": d}, "classes": {}} for c, d in cases.items()},
+    }
+
+
+def _finished(folder: Path, point: tuning.GridPoint, evaluation: dict) -> tuple[tuning.GridPoint, Run]:
+    run = Run(point.trainer, "Dataset502_MRBrainS18", "3d_fullres", "plans", point.epochs, 1, folder / point.variant)
+    run.folder.mkdir(parents=True)
+    metrics = {
+        "request_id": "x",
+        "trainer": point.trainer,
+        "evaluations": [evaluation],
+        "seconds": {"wall": 1.0},
+        **{name: cases for name, cases in SETS.items()},
+    }
+    (run.folder / METRICS_FILE).write_text(json.dumps(metrics))
+    return point, run
+
+
+def test_the_grid_and_its_run_configs(tmp_path):
+    points = tuning.grid(["NoisyLabel", "SalUn"], (0.5, 1.0), (2, 5))
+    assert len(points) == 8 and points[0] == tuning.GridPoint("NoisyLabel", 0.5, 2)
+    assert points[0].trainer == "nnUNetTrainerUnlearnNoisyLabel_2epochs" and points[0].variant == "lr×0.5"
+    assert tuning.run_config(points[2], tmp_path) is None and points[2].variant == ""  # scale 1: the default
+    config = tuning.run_config(points[0], tmp_path)
+    assert config == tmp_path / "lr_0.5" / "NoisyLabel.json"
+    # a config the trainers accept, setting only the strategy's learning-rate scale
+    noisy = next(s for s in STRATEGIES if s.name == "NoisyLabel")
+    settings = resolve(read_config(config), noisy, str(config))
+    assert settings.lr_scale == 0.5 and settings.non_default == {"lr_scale": 0.5}
+    base = Run("", "D", "3d_fullres", "p", 0, 20, Path(), tmp_path / "request.json")
+    run = tuning.point_run(points[1], tmp_path, base)
+    assert run.results == tmp_path / "lr_0.5" / "nnUNet_results" and run.epochs == 5 and run.iterations == 20
+    assert run.request == tmp_path / "request.json" and run.config == config
+    assert tuning.point_run(points[3], tmp_path, base).results == tmp_path / "nnUNet_results"
+    # the calibrated twin: its own folder, the same scale, calibration on
+    twin = tuning.point_run(points[0], tmp_path, base, calibrated=True)
+    assert twin.results == tmp_path / "calibrated_lr_0.5" / "nnUNet_results" and twin.variant == "lr×0.5 calibrated"
+    calibrated = resolve(read_config(twin.config), noisy, str(twin.config))
+    assert calibrated.lr_scale == 0.5 and calibrated.calibration.enabled
+
+
+def test_the_choice_is_closest_to_the_oracles_within_the_utility_budget(tmp_path):
+    original = _evaluation(0.80, 0.80, 0.70)
+    oracles = [_evaluation(f, 0.80, 0.70) for f in (0.70, 0.72, 0.74, 0.76)]  # mean 0.73, SD 0.0258
+    points = [
+        _finished(tmp_path, tuning.GridPoint("NoisyLabel", 1.0, 2), _evaluation(0.79, 0.80, 0.70)),  # too little
+        _finished(tmp_path, tuning.GridPoint("NoisyLabel", 1.0, 5), _evaluation(0.73, 0.78, 0.69)),  # 97.5 %: no
+        _finished(tmp_path, tuning.GridPoint("NoisyLabel", 2.0, 2), _evaluation(0.75, 0.79, 0.70)),  # chosen
+        _finished(tmp_path, tuning.GridPoint("NoisyLabel", 2.0, 5), _evaluation(0.60, 0.70, 0.60)),
+        _finished(tmp_path, tuning.GridPoint("SalUn", 1.0, 2), _evaluation(0.70, 0.70, 0.60)),
+        _finished(tmp_path, tuning.GridPoint("SalUn", 1.0, 5), _evaluation(0.70, 0.74, 0.62)),
+    ]
+    chosen = tuning.choose(points, oracles, original, SETS)
+    noisy = chosen["NoisyLabel"]
+    assert (noisy["lr_scale"], noisy["epochs"]) == (2.0, 2) and noisy["reason"].startswith("closest")
+    assert len(noisy["grid"]) == 4
+    row = next(r for r in noisy["grid"] if (r["lr_scale"], r["epochs"]) == (2.0, 2))
+    assert row["gap"] == pytest.approx(0.02) and row["utility"] == pytest.approx(0.79 / 0.80)
+    # SalUn keeps 98 % nowhere: the point that keeps most utility, and the reason says so
+    salun = chosen["SalUn"]
+    assert (salun["lr_scale"], salun["epochs"]) == (1.0, 5) and salun["reason"].startswith("no point kept")
+    assert tuning.chosen_point(chosen, "SalUn") == tuning.GridPoint("SalUn", 1.0, 5)
+    assert tuning.chosen_point(chosen, "SCRUB") is None
+
+
+def test_runs_of_one_trainer_in_several_results_folders_get_distinct_labels(tmp_path):
+    """The audit and the report label runs this way: a grid point and its calibrated twin share a trainer."""
+    fold = "nnUNetTrainerUnlearnNoisyLabel_5epochs__p__3d_fullres/fold_0"
+    folders = [tmp_path / setting / "nnUNet_results" / "D" / fold for setting in ("lr_2", "calibrated_lr_2")]
+    folders.append(tmp_path / "nnUNet_results" / "D" / "nnUNetTrainerUnlearnSSD__p__3d_fullres" / "fold_0")
+    short = ["nnUNetTrainerUnlearnNoisyLabel_5epochs"] * 2 + ["nnUNetTrainerUnlearnSSD"]
+    assert distinct_labels(short, folders) == [f"{fold} in lr_2", f"{fold} in calibrated_lr_2", short[2]]

@@ -1,0 +1,126 @@
+"""A run against K reference models: set values and spreads from the hook's case records, the gap in oracle
+SDs, which references are "in" and "out" for a subject, the membership test and its power."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.retrain_distribution import (
+    ReferenceModel,
+    cases_mean,
+    gap_to_distribution,
+    membership_score,
+    membership_tests,
+    power,
+    spread,
+)
+from nnunet_unlearning.evaluation.subject_lira import INDISTINGUISHABLE, MEMBER, OVER_FORGOTTEN
+
+
+def _evaluation(cases: dict[str, tuple[float | None, float, int]], tag: str = "end") -> dict:
+    """An evaluation record with, per case, (mean Dice, logit confidence, scored voxels)."""
+    return {
+        "tag": tag,
+        "cases": {
+            case: {
+                "n_valid_voxels": n,
+                "mean": {"dice": dice},
+                "classes": {},
+                "membership": {"logit_confidence": phi, "loss": -phi},
+            }
+            for case, (dice, phi, n) in cases.items()
+        },
+    }
+
+
+def test_set_values_and_subject_scores_come_from_the_case_records():
+    evaluation = _evaluation({"a": (0.8, 2.0, 100), "b": (0.6, 5.0, 300), "c": (None, 1.0, 10)})
+    assert cases_mean(evaluation, ["a", "b", "c"]) == pytest.approx(0.7)  # undefined Dice left out
+    assert math.isnan(cases_mean(evaluation, ["c"]))
+    # voxel-weighted, as subject_scores pools a subject's cases
+    assert membership_score(evaluation, ["a", "b"]) == pytest.approx((2.0 * 100 + 5.0 * 300) / 400)
+    assert membership_score(evaluation, ["a"], "loss") == pytest.approx(-2.0)
+    with pytest.raises(UserInputError, match="case z: not scored by the evaluation 'end'"):
+        cases_mean(evaluation, ["z"])
+    without = {"tag": "end", "cases": {"a": {"n_valid_voxels": 1, "mean": {"dice": 0.5}, "classes": {}}}}
+    with pytest.raises(UserInputError, match="case a: evaluation 'end' has no membership scores"):
+        membership_score(without, ["a"])
+
+
+def test_gap_in_oracle_standard_deviations():
+    oracles = [_evaluation({"f": (d, 0.0, 1), "r": (0.9, 0.0, 1)}) for d in (0.60, 0.64, 0.62, 0.66)]
+    run = _evaluation({"f": (0.50, 0.0, 1), "r": (0.9, 0.0, 1)})
+    gaps = gap_to_distribution(run, oracles, {"forget": ["f"], "retain": ["r"]})
+    sd = float(np.std([0.60, 0.64, 0.62, 0.66], ddof=1))
+    assert gaps["forget"]["oracle_mean"] == pytest.approx(0.63) and gaps["forget"]["oracle_std"] == pytest.approx(sd)
+    assert gaps["forget"]["gap"] == pytest.approx(-0.13) and gaps["forget"]["gap_in_sd"] == pytest.approx(-0.13 / sd)
+    assert gaps["forget"]["k"] == 4
+    # identical oracles: no spread, so no gap in SDs (not a division by zero)
+    assert gaps["retain"]["gap"] == pytest.approx(0.0) and gaps["retain"]["gap_in_sd"] is None
+    one = gap_to_distribution(run, oracles[:1], {"forget": ["f"]})["forget"]
+    assert math.isnan(one["oracle_std"]) and one["gap_in_sd"] is None
+    assert spread([]).k == 0 and math.isnan(spread([]).mean)
+
+
+def _references(k: int, member_phi: float = 6.0, out_phi: float = 2.0) -> list[ReferenceModel]:
+    """k originals trained on a and b (a's confidence high) and k oracles of a trained on b only."""
+    rng = np.random.default_rng(0)
+    originals = [
+        ReferenceModel(
+            f"original {i}",
+            frozenset({"a", "b"}),
+            _evaluation({"a": (0.8, member_phi + rng.normal(0, 0.3), 50), "b": (0.8, 5.0, 50)}),
+        )
+        for i in range(k)
+    ]
+    oracles = [
+        ReferenceModel(
+            f"oracle {i}",
+            frozenset({"b"}),
+            _evaluation({"a": (0.7, out_phi + rng.normal(0, 0.3), 50), "b": (0.8, 5.0, 50)}),
+        )
+        for i in range(k)
+    ]
+    return originals + oracles
+
+
+def test_the_membership_test_reads_in_and_out_models_from_what_each_trained_on():
+    references = _references(4)
+    verdicts = {
+        phi: membership_tests(_evaluation({"a": (0.7, phi, 50)}), references, {"A": ["a"]})["A"].verdict
+        for phi in (6.0, 2.0, -3.0)
+    }
+    assert verdicts == {6.0: MEMBER, 2.0: INDISTINGUISHABLE, -3.0: OVER_FORGOTTEN}
+    test = membership_tests(_evaluation({"a": (0.7, 2.0, 50)}), references, {"A": ["a"]})["A"]
+    assert (test.reference.k_in, test.reference.k_out) == (4, 4)
+    # subject B was in every reference model's training: no out model, no test
+    assert membership_tests(_evaluation({"b": (0.8, 5.0, 50)}), references, {"B": ["b"]}) == {"B": None}
+
+
+def test_a_model_that_saw_part_of_a_subject_is_neither_in_nor_out():
+    partial = ReferenceModel("partial", frozenset({"a1"}), _evaluation({"a1": (0.8, 9.0, 10), "a2": (0.8, 9.0, 10)}))
+    inside = [
+        ReferenceModel(
+            f"in {i}", frozenset({"a1", "a2"}), _evaluation({"a1": (0.8, 5.0 + i, 10), "a2": (0.8, 5.0, 10)})
+        )
+        for i in range(2)
+    ]
+    outside = [
+        ReferenceModel(f"out {i}", frozenset(), _evaluation({"a1": (0.8, 1.0 + i, 10), "a2": (0.8, 1.0, 10)}))
+        for i in range(2)
+    ]
+    candidate = _evaluation({"a1": (0.8, 1.5, 10), "a2": (0.8, 1.0, 10)})
+    test = membership_tests(candidate, [partial, *inside, *outside], {"A": ["a1", "a2"]})["A"]
+    assert (test.reference.k_in, test.reference.k_out) == (2, 2)
+
+
+def test_power_needs_three_models_a_side_and_finds_a_real_separation():
+    assert power(_references(2), {"A": ["a"]}) is None
+    strong = power(_references(6), {"A": ["a"]})
+    assert strong is not None and strong.has_power and strong.member_trials == 6 and strong.nonmember_trials == 6
+    none = power(_references(6, member_phi=2.0), {"A": ["a"]})
+    assert none is not None and not none.has_power
