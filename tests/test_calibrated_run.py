@@ -62,6 +62,8 @@ def test_an_original_inside_a_wide_band_is_certified_without_a_step(
     original = torch.load(original_checkpoint, map_location="cpu", weights_only=False)["network_weights"]
     assert all(torch.equal(final[key], original[key]) for key in original)
     assert _case_dice(_by_tag(metrics, "end")) == _case_dice(_by_tag(metrics, "start"))
+    # the end is the start's evaluation again, which cost nothing more
+    assert _by_tag(metrics, "end")["seconds"] == 0.0 and metrics["seconds"]["evaluation"] <= metrics["seconds"]["wall"]
     certificate = json.loads((folder / CERTIFICATE_JSON).read_text())
     assert certificate["verdict"]["criteria"]["forgetting"]["verdict"] == "met"
     assert "certifies the state after epoch 0 (0 steps)" in certificate["verdict"]["calibration"]
