@@ -77,7 +77,7 @@ def _held_out_inputs(raw: Path, folder: Path) -> tuple[Path, Path]:
     images, labels = folder / "images", folder / "labels"
     for path in (images, labels):
         path.mkdir(parents=True, exist_ok=True)
-    for subject in design.HELDOUT_SUBJECTS:
+    for subject in design.DEFAULT.heldout:
         case = design.case_id(subject)
         for source in [*(raw / "imagesTr").glob(f"{case}_0*.nii.gz"), raw / "labelsTr" / f"{case}.nii.gz"]:
             link = (images if source.parent.name == "imagesTr" else labels) / source.name

@@ -226,6 +226,8 @@ def _benchmark(args: argparse.Namespace) -> None:
             strategies=args.strategies,
             jobs=args.jobs,
             replicates=args.replicates,
+            heldout=args.heldout,
+            frozen_tuning=args.tuning,
             commands=args.commands,
             collect=args.collect,
             overwrite=args.overwrite,
@@ -382,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one forget set, e.g. --forget 1 or --forget 1 4 (default: the design's sets)",
     )
     p.add_argument(
+        "--heldout",
+        nargs="+",
+        default=None,
+        metavar="SUBJECT",
+        help="subjects held out of the original's training, scored as never seen (default 070 148); the rest train",
+    )
+    p.add_argument(
         "--sizes",
         nargs="+",
         type=int,
@@ -396,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="K: originals, and retrain oracles per forget set, trained independently for the retrain distribution "
         "and the per-subject membership test (default: the profile's, 4; 1: one oracle, no test)",
+    )
+    p.add_argument(
+        "--tuning",
+        type=Path,
+        default=None,
+        metavar="TUNING_JSON",
+        help="judge with the settings frozen in an earlier benchmark's tuning.json instead of tuning again "
+        "(the tuning subject's oracles and grid are not trained)",
     )
     scheduler = p.add_mutually_exclusive_group()
     scheduler.add_argument(

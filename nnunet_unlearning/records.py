@@ -61,10 +61,15 @@ class ClassMetricsRecord(MetricMeans):
 
 class MembershipScores(TypedDict):
     """A model's membership scores on one case (``evaluation/subject_scores.py``): means over the case's
-    ``n_valid_voxels`` scored voxels of the logit-scaled confidence of the true label and of the loss (nats)."""
+    ``n_valid_voxels`` scored voxels of the logit-scaled confidence of the true label and of the loss (nats),
+    and the same over its ``n_foreground_voxels`` scored voxels of a label > 0 (records written before the
+    foreground scores existed lack them)."""
 
     logit_confidence: float
     loss: float
+    foreground_logit_confidence: NotRequired[float]
+    foreground_loss: NotRequired[float]
+    n_foreground_voxels: NotRequired[int]
 
 
 class CaseRecord(TypedDict):
@@ -163,11 +168,17 @@ class EvaluationRecord(TypedDict):
     epoch: int
     #: the evaluation's own wall time
     seconds: float
+    #: "fp32" or "bf16" (CPU autocast), the precision of its predictions; records written before it existed
+    #: were fp32
+    precision: NotRequired[str]
     #: set name → its summary
     sets: dict[str, SetSummary]
     clinical_risk: ClinicalRiskRecord
     #: case id → its metrics
     cases: dict[str, CaseRecord]
+    #: the cases whose scores a start evaluation reused from an earlier run on the same checkpoint
+    #: (``evaluation/kept_scores.py``); absent when it predicted every case
+    reused_cases: NotRequired[list[str]]
 
 
 # --- unlearning_metrics.json: the run --------------------------------------------------------------------------
@@ -416,6 +427,9 @@ class AuditModelRecord(MembershipAttack):
     feature_means: dict[str, dict[str, float]]
     #: the model's audit time
     seconds: float
+    #: "fp32" or "bf16" (CPU autocast), the precision of its predictions, chosen as the evaluation hook chooses
+    #: (``med3d/cpu_precision.py``); audits written before it existed were fp32
+    precision: NotRequired[str]
     #: None without a "retrain" model; added by ``audit_models`` once every model is measured
     gap_to_retrain: NotRequired[AuditGap | None]
 

@@ -13,10 +13,10 @@ from nnunet_unlearning.workflows import benchmark_tables as tables
 
 
 def test_forget_sets_are_leave_one_out_plus_nested_sets():
-    sets = design.forget_sets((1, 2, 3))
+    sets = design.DEFAULT.forget_sets((1, 2, 3))
     assert sets[:5] == [("MRBrainS18_1",), ("MRBrainS18_4",), ("MRBrainS18_5",), ("MRBrainS18_7",), ("MRBrainS18_14",)]
     assert sets[5:] == [("MRBrainS18_1", "MRBrainS18_4"), ("MRBrainS18_1", "MRBrainS18_4", "MRBrainS18_5")]
-    assert design.forget_sets((2,), only=["MRBrainS18_7", "14"]) == [("MRBrainS18_7", "MRBrainS18_14")]
+    assert design.DEFAULT.forget_sets((2,), only=["MRBrainS18_7", "14"]) == [("MRBrainS18_7", "MRBrainS18_14")]
     assert design.forget_tag(("MRBrainS18_7", "MRBrainS18_14")) == "forget_7-14"
 
 
@@ -30,15 +30,49 @@ def test_forget_sets_are_leave_one_out_plus_nested_sets():
 )
 def test_forget_sets_refuse_what_the_design_cannot_run(sizes, only, message):
     with pytest.raises(UserInputError, match=message):
-        design.forget_sets(sizes, only)
+        design.DEFAULT.forget_sets(sizes, only)
 
 
 def test_split_trains_on_five_and_holds_out_two(tmp_path):
-    cases = [design.case_id(s) for s in design.TRAINING_SUBJECTS + design.HELDOUT_SUBJECTS]
-    split = json.loads(design.write_split(tmp_path, cases).read_text())
+    cases = [design.case_id(s) for s in design.DEFAULT.training + design.DEFAULT.heldout]
+    split = json.loads(design.DEFAULT.write_split(tmp_path, cases).read_text())
     assert split == [{"train": cases[:5], "val": cases[5:]}]
     with pytest.raises(UserInputError, match="case MRBrainS18_148 is missing"):
-        design.write_split(tmp_path, cases[:-1])
+        design.DEFAULT.write_split(tmp_path, cases[:-1])
+
+
+def test_held_out_subjects_are_a_parameter_and_the_rest_train(tmp_path):
+    chosen = design.Design.holding_out(["MRBrainS18_4", "148"])
+    assert chosen.training == ("1", "5", "7", "14", "070") and chosen.heldout == ("4", "148")
+    assert chosen.tuning_subject == "1" and chosen.tuning_set() == ("MRBrainS18_1",)
+    assert chosen.case_sets(("MRBrainS18_070",)) == {
+        "forget": ["MRBrainS18_070"],
+        "retain": ["MRBrainS18_1", "MRBrainS18_5", "MRBrainS18_7", "MRBrainS18_14"],
+        "heldout": ["MRBrainS18_4", "MRBrainS18_148"],
+    }
+    with pytest.raises(UserInputError, match="--forget 4: not one of the original model's training subjects"):
+        chosen.forget_sets((1,), ["4"])
+    split = json.loads(chosen.write_split(tmp_path, [design.case_id(s) for s in design.SUBJECTS]).read_text())
+    assert split == [{"train": chosen.training_cases(), "val": chosen.heldout_cases()}]
+    # a workdir keeps its design: a continued run must hold out the same subjects
+    chosen.keep(tmp_path)
+    chosen.keep(tmp_path)
+    with pytest.raises(UserInputError, match="holds out 4, 148, not 070, 148; choose another --workdir"):
+        design.DEFAULT.keep(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("heldout", "message"),
+    [
+        (["99"], "--heldout 99: not an MRBrainS18 training subject"),
+        (["070", "070"], "--heldout: give one or more different subjects"),
+        ([], "--heldout: give one or more different subjects"),
+        (["1", "4", "5", "7", "14"], "at least 3 of the 7 subjects must train"),
+    ],
+)
+def test_held_out_subjects_refused_in_one_line(heldout, message):
+    with pytest.raises(UserInputError, match=message):
+        design.Design.holding_out(heldout)
 
 
 def _row(role, trainer, strategy, dice_forget, wall, settings="defaults"):

@@ -278,3 +278,23 @@ def test_commands_need_the_trainers_own_schedules(tmp_path, capsys):
     assert error.startswith("nnunet-unlearning benchmark: error: --commands: the cpu profile trains 10 × 80-step")
     assert "\n" not in error
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_judges_settings_frozen_in_an_earlier_tuning_json(benchmark_run, tmp_path):
+    """--tuning skips the tuning subject (no oracles, no grid) and judges the frozen settings; collected here,
+    so subject 4's runs are reported missing rather than trained."""
+    run = benchmark_run["root"]
+    frozen = tmp_path / "tuning.json"
+    frozen.write_text((run / "tuning.json").read_text())
+    with _profile("cpu", TINY):
+        assert main(_arguments(benchmark_run, "--forget", "4", "--tuning", str(frozen), "--collect")) == 0
+    content = json.loads((run / "benchmark.json").read_text())
+    assert content["tuning_frozen_from"] == str(frozen)
+    assert content["tuning"] == benchmark_run["first"]["tuning"]
+    assert content["tables"]["tuning_subject"] == []  # the tuning subject is neither trained nor reported
+    assert set(content["retrain_distribution"]["forget_sets"]) <= {"4"}
+    missing = content["failed_runs"]
+    assert len(missing) == 2 * TINY.replicates and all("not finished" in line for line in missing)
+    assert f"frozen in {frozen} (not tuned in this run)" in (run / "benchmark.md").read_text()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("checkpoint_final.pth")} == benchmark_run["checkpoints"]

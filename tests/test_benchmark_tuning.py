@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_unlearning.artifacts import METRICS_FILE, distinct_labels
+from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.unlearning.run_config import read_config, resolve
 from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.workflows import benchmark_tuning as tuning
@@ -93,3 +94,19 @@ def test_runs_of_one_trainer_in_several_results_folders_get_distinct_labels(tmp_
     folders.append(tmp_path / "nnUNet_results" / "D" / "nnUNetTrainerUnlearnSSD__p__3d_fullres" / "fold_0")
     short = ["nnUNetTrainerUnlearnNoisyLabel_5epochs"] * 2 + ["nnUNetTrainerUnlearnSSD"]
     assert distinct_labels(short, folders) == [f"{fold} in lr_2", f"{fold} in calibrated_lr_2", short[2]]
+
+
+def test_frozen_settings_are_read_back_and_refused_when_they_cannot_apply(tmp_path):
+    path = tmp_path / "tuning.json"
+    tuned = {"NoisyLabel": {"lr_scale": 0.5, "epochs": 2, "reason": "r", "grid": []}}
+    tuning.write_tuning(path, tuned, "1")
+    assert tuning.read_tuning(path, "1", ["NoisyLabel"]) == tuned
+    with pytest.raises(UserInputError, match="tuned on subject 1, the design tunes on subject 4"):
+        tuning.read_tuning(path, "4", ["NoisyLabel"])
+    with pytest.raises(UserInputError, match="no tuned setting for SCRUB"):
+        tuning.read_tuning(path, "1", ["NoisyLabel", "SCRUB"])
+    with pytest.raises(UserInputError, match=r"not a benchmark tuning\.json"):
+        tuning.read_tuning(tmp_path / "missing.json", "1", ["NoisyLabel"])
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    with pytest.raises(UserInputError, match=r"other\.json: not a benchmark tuning\.json"):
+        tuning.read_tuning(tmp_path / "other.json", "1", ["NoisyLabel"])

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from nnunet_fixture import PLANS
+
+from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, METRICS_FILE
 from nnunet_unlearning.cli import main
-from nnunet_unlearning.workflows.demo import MARKER, format_headline, headline
+from nnunet_unlearning.workflows.demo import (
+    CALIBRATED_CONFIG,
+    MARKER,
+    Schedule,
+    format_headline,
+    headline,
+    side_by_side,
+)
 
 
 def test_refuses_a_folder_it_did_not_make(tmp_path, capsys):
@@ -63,3 +74,24 @@ def test_headline_reads_the_audit_and_words_follow_the_numbers():
     summary["speedup"], summary["seconds"]["unlearning"] = 4.0, 50.0
     table = format_headline(summary)
     assert "no closer to the retrain oracle" in table and "4.0× faster than retraining" in table
+
+
+@pytest.mark.slow
+def test_calibrated_unlearning_and_the_oracle_train_side_by_side(world, forget_request_file, tmp_path):
+    config = tmp_path / "calibrated_run.json"
+    config.write_text(json.dumps(CALIBRATED_CONFIG))
+    results = tmp_path / "nnUNet_results"
+    unlearned, retrained = side_by_side(
+        results, forget_request_file, config, "the first case", PLANS, Schedule(2, 2), Schedule(1, 2)
+    )
+    assert unlearned.parent.name.startswith("nnUNetTrainerUnlearnNoisyLabel__") and unlearned.is_relative_to(results)
+    assert retrained.parent.name.startswith("nnUNetTrainerRetrain__") and retrained.is_relative_to(results)
+    for folder in (unlearned, retrained):
+        assert (folder / FINAL_CHECKPOINT).is_file()
+    # the unlearning run read its run config: it is calibrated
+    assert json.loads((unlearned / METRICS_FILE).read_text())["calibration"]["checks"]
+    assert json.loads((retrained / METRICS_FILE).read_text())["calibration"] is None
+    assert {p.name for p in (tmp_path / "logs").iterdir()} == {
+        "nnUNetTrainerUnlearnNoisyLabel.txt",
+        "nnUNetTrainerRetrain.txt",
+    }

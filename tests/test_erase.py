@@ -73,6 +73,10 @@ def test_erase_removes_the_case_records_it_and_nnunet_still_works(copied, capsys
     for dataset_json in (raw / "dataset.json", preprocessed / "dataset.json"):
         assert json.loads(dataset_json.read_text())["numTraining"] == len(list((raw / "labelsTr").iterdir()))
     assert str(run / CERTIFICATE_JSON) in record["still_naming_a_case"]
+    # the original's scores kept for later requests (written by the run's start evaluation) lose the case too
+    kept = sorted((root / "nnUNet_results" / DATASET_NAME / "nnunet_unlearning_scores").glob("*.json"))
+    assert kept and not any(case in path.read_text() for path in kept)
+    assert not set(map(str, kept)) & set(record["still_naming_a_case"])
     assert record["certificate_sha256"] == hashlib.sha256((run / CERTIFICATE_JSON).read_bytes()).hexdigest()
     assert main(["verify", str(run / CERTIFICATE_JSON)]) == 0, "verify must accept erased source files"
 

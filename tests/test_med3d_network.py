@@ -16,7 +16,12 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_unlearning.errors import UserInputError
-from nnunet_unlearning.med3d.cpu_precision import bf16_decision, training_precision
+from nnunet_unlearning.med3d.cpu_precision import (
+    bf16_decision,
+    evaluation_precision,
+    probe_seconds,
+    training_precision,
+)
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.med3d.resnet import MedicalNetResNet
 
@@ -203,3 +208,28 @@ def test_cpu_bf16_decision_is_fixed_or_measured_and_logged():
         training_precision(Med3DUNet(2, 3, depth=10, strides=ANISOTROPIC, decoder_channels=TINY), torch.device("cpu"))
         is None
     )
+
+
+def test_the_evaluation_hook_predicts_in_the_training_precision():
+    kwargs = {"depth": 10, "strides": ANISOTROPIC, "decoder_channels": TINY}
+    x = torch.randn(1, 2, 8, 16, 16)
+    fp32 = Med3DUNet(2, 3, **kwargs).eval()
+    bf16 = Med3DUNet(2, 3, cpu_bf16="yes", **kwargs).eval()
+    bf16.load_state_dict(fp32.state_dict())
+    assert evaluation_precision(fp32)[0] == "fp32"
+    assert evaluation_precision(torch.nn.Conv3d(2, 3, 1))[0] == "fp32"  # any network without the setting
+    precision, context = evaluation_precision(bf16)
+    assert precision == "bf16"
+    with torch.no_grad(), context:
+        rounded = bf16(x)[0]
+    with torch.no_grad():
+        exact = fp32(x)[0]
+    assert rounded.dtype == torch.bfloat16 and not torch.equal(rounded.float(), exact)
+    assert torch.allclose(rounded.float(), exact, atol=0.1, rtol=0.1)
+
+
+def test_the_bf16_probe_runs_where_gradients_are_off():
+    # an evaluation-only process (audit, scoring an original) asks for the decision first under no_grad
+    with torch.no_grad():
+        times = probe_seconds(steps=1)
+    assert set(times) == {"fp32", "bf16"} and all(t > 0 for t in times.values())

@@ -125,6 +125,7 @@ class _Predictor:
 
     configuration_manager = types.SimpleNamespace(patch_size=list(SHAPE), data_identifier="records_3d")
     label_manager = types.SimpleNamespace(ignore_label=None)
+    network = torch.nn.Identity()  # no cpu_bf16 setting: predicts in fp32
 
     def __init__(self, seed: int) -> None:
         self._generator = torch.Generator().manual_seed(seed)

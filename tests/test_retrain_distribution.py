@@ -22,7 +22,8 @@ from nnunet_unlearning.evaluation.subject_lira import INDISTINGUISHABLE, MEMBER,
 
 
 def _evaluation(cases: dict[str, tuple[float | None, float, int]], tag: str = "end") -> dict:
-    """An evaluation record with, per case, (mean Dice, logit confidence, scored voxels)."""
+    """An evaluation record with, per case, (mean Dice, logit confidence, scored voxels); the foreground scores
+    are the same, over half the voxels."""
     return {
         "tag": tag,
         "cases": {
@@ -30,7 +31,13 @@ def _evaluation(cases: dict[str, tuple[float | None, float, int]], tag: str = "e
                 "n_valid_voxels": n,
                 "mean": {"dice": dice},
                 "classes": {},
-                "membership": {"logit_confidence": phi, "loss": -phi},
+                "membership": {
+                    "logit_confidence": phi,
+                    "loss": -phi,
+                    "foreground_logit_confidence": phi,
+                    "foreground_loss": -phi,
+                    "n_foreground_voxels": n // 2,
+                },
             }
             for case, (dice, phi, n) in cases.items()
         },
@@ -44,10 +51,18 @@ def test_set_values_and_subject_scores_come_from_the_case_records():
     # voxel-weighted, as subject_scores pools a subject's cases
     assert membership_score(evaluation, ["a", "b"]) == pytest.approx((2.0 * 100 + 5.0 * 300) / 400)
     assert membership_score(evaluation, ["a"], "loss") == pytest.approx(-2.0)
+    # the foreground scores are weighted by foreground voxels, a case without any is left out
+    evaluation["cases"]["b"]["membership"].update(foreground_logit_confidence=7.0, n_foreground_voxels=50)
+    evaluation["cases"]["c"]["membership"].update(foreground_logit_confidence=float("nan"), n_foreground_voxels=0)
+    fg = "foreground_logit_confidence"
+    assert membership_score(evaluation, ["a", "b", "c"], fg) == pytest.approx((2.0 * 50 + 7.0 * 50) / 100)
+    assert math.isnan(membership_score(evaluation, ["c"], fg))
     with pytest.raises(UserInputError, match="case z: not scored by the evaluation 'end'"):
         cases_mean(evaluation, ["z"])
     without = {"tag": "end", "cases": {"a": {"n_valid_voxels": 1, "mean": {"dice": 0.5}, "classes": {}}}}
-    with pytest.raises(UserInputError, match="case a: evaluation 'end' has no membership scores"):
+    with pytest.raises(
+        UserInputError, match="case a: evaluation 'end' has no foreground_logit_confidence membership score"
+    ):
         membership_score(without, ["a"])
 
 

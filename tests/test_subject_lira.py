@@ -21,7 +21,13 @@ from nnunet_unlearning.evaluation.subject_lira import (
     membership_power,
     subject_test,
 )
-from nnunet_unlearning.evaluation.subject_scores import CLIP, MEMBER_HIGHER, subject_score, voxel_scores
+from nnunet_unlearning.evaluation.subject_scores import (
+    CLIP,
+    MEMBER_HIGHER,
+    case_membership,
+    subject_score,
+    voxel_scores,
+)
 
 # --- the test on synthetic Gaussians --------------------------------------------------------------------------
 
@@ -47,7 +53,12 @@ def test_member_like_score_is_flagged_out_like_is_not_and_far_below_is_over_forg
 
 
 def test_loss_members_score_lower_so_the_member_side_flips():
-    assert MEMBER_HIGHER == {"logit_confidence": True, "loss": False}
+    assert MEMBER_HIGHER == {
+        "logit_confidence": True,
+        "loss": False,
+        "foreground_logit_confidence": True,
+        "foreground_loss": False,
+    }
     in_loss, out_loss = _draws(2, 0.2, 6, 0.05), _draws(3, 0.6, 6, 0.05)
     assert subject_test(in_loss, out_loss, 0.2, member_higher=False).verdict == MEMBER
     assert subject_test(in_loss, out_loss, 1.0, member_higher=False).verdict == OVER_FORGOTTEN
@@ -204,6 +215,19 @@ def test_voxel_scores_against_a_hand_computation():
     valid = (truth >= 0) & (truth != IGNORE)
     phi, loss = voxel_scores(probabilities, truth, valid)
     assert phi == pytest.approx(_PHI, rel=1e-6) and loss == pytest.approx(_LOSS, abs=1e-7)
+
+
+def test_case_membership_means_over_all_scored_and_over_foreground_voxels():
+    probabilities, truth = _toy_case()
+    scores = case_membership(probabilities, truth, (truth >= 0) & (truth != IGNORE))
+    assert scores["logit_confidence"] == pytest.approx(np.mean(_PHI), rel=1e-6)
+    assert scores["loss"] == pytest.approx(np.mean(_LOSS), abs=1e-7)
+    # the foreground voxels are the second (truth 2) and the fourth (truth 1) scored voxel
+    assert scores["n_foreground_voxels"] == 2
+    assert scores["foreground_logit_confidence"] == pytest.approx((_PHI[1] + _PHI[3]) / 2, rel=1e-6)
+    assert scores["foreground_loss"] == pytest.approx((_LOSS[1] + _LOSS[3]) / 2, abs=1e-7)
+    background = case_membership(probabilities, np.zeros_like(truth), truth >= 0)
+    assert background["n_foreground_voxels"] == 0 and math.isnan(background["foreground_logit_confidence"])
 
 
 class _Predictor:

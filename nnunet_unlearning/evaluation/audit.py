@@ -1,8 +1,8 @@
 """``nnunet-unlearning audit``: a membership-inference audit of the original, unlearned and retrained models.
 
 For each model, on the request's cases: predict every preprocessed volume with nnU-Net's sliding-window
-predictor (no mirroring, as the evaluation hook), sample the same patches for every model (seeded by
-case), summarise the model's per-voxel loss, confidence and entropy per patch (`audit_features`), train an
+predictor (no mirroring and the precision of the evaluation hook), sample the same patches for every model
+(seeded by case), summarise the model's per-voxel loss, confidence and entropy per patch (`audit_features`), train an
 attack to tell retain patches (members) from held-out patches (non-members) of THAT model, and judge the
 forget patches (`audit_attack`). A perfect unlearner's forget patches look like the retrain oracle's.
 Interpretation and formulas: docs/audit.md. Its table and the certificates that quote it are written by
@@ -42,6 +42,7 @@ from nnunet_unlearning.evaluation.audit_features import (
 )
 from nnunet_unlearning.evaluation.subject_scores import scored_voxels
 from nnunet_unlearning.files import atomic_write_json, sha256_file
+from nnunet_unlearning.med3d.cpu_precision import evaluation_precision
 from nnunet_unlearning.nnunet.glue import trained_predictor
 from nnunet_unlearning.records import AuditGap, AuditModelRecord, AuditRecord, MembershipAttack
 from nnunet_unlearning.request import UnlearningRequest
@@ -123,9 +124,11 @@ class _Cases:
 @torch.no_grad()
 def _features(predictor, cases: _Cases, case_ids: Sequence[str]) -> dict[str, np.ndarray]:
     features = {}
+    _, context = evaluation_precision(predictor.network)
     for case in case_ids:
         data, truth, valid, origins = cases.load(case)
-        logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(data))
+        with context:
+            logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(data))
         features[case] = patch_features(voxel_maps(logits, truth, valid), valid, origins, cases.patch_size)
     return features
 
@@ -223,6 +226,7 @@ def audit_models(
             **attack,
             "feature_means": _feature_means(features),
             "seconds": round(time.perf_counter() - started, 3),
+            "precision": evaluation_precision(predictor.network)[0],
         }
     if cases is None:
         raise ValueError("an audit needs at least one model")

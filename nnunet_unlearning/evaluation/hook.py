@@ -5,23 +5,27 @@ Predicts each case's full preprocessed volume with nnU-Net's own sliding-window 
 on the preprocessed grid (the configuration's spacing, cropped to the non-zero region), against the
 preprocessed label map. Voxels outside the crop (-1) and ignore-label voxels are excluded. Test-time
 mirroring is off: the hook tracks the model across training, and mirroring would multiply its cost by up to
-8 without changing what it tracks. For challenge-protocol numbers in the original image space, predict with
-``nnUNetv2_predict`` and score with ``nnunet-unlearning evaluate``.
+8 without changing what it tracks. A Med3D network that trains under CPU bf16 autocast is also evaluated under
+it (`med3d.cpu_precision.evaluation_precision`; each record says which precision it used). For
+challenge-protocol numbers in the original image space, predict with ``nnUNetv2_predict`` and score with
+``nnunet-unlearning evaluate``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from nnunet_unlearning.evaluation.clinical_risk import clinical_risk
+from nnunet_unlearning.evaluation.kept_scores import KeptScores
 from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
-from nnunet_unlearning.evaluation.subject_scores import scored_voxels, voxel_scores
+from nnunet_unlearning.evaluation.subject_scores import case_membership, scored_voxels
 from nnunet_unlearning.evaluation.summary import aggregate
+from nnunet_unlearning.med3d.cpu_precision import evaluation_precision
 from nnunet_unlearning.records import ClinicalRiskRecord, EvaluationRecord, MembershipScores, SetSummary
 
 
@@ -37,17 +41,25 @@ class Evaluation:
     clinical_risk: ClinicalRiskRecord
     seconds: float
     membership: dict[str, MembershipScores]
+    #: "fp32" or "bf16" (CPU autocast): the precision of the predictions (`med3d.cpu_precision`)
+    precision: str = "fp32"
+    #: the cases whose scores were reused from an earlier evaluation of the same checkpoint (`kept_scores`)
+    reused: list[str] = field(default_factory=list)
 
     def to_json(self) -> EvaluationRecord:
         """The evaluation as unlearning_metrics.json records it."""
-        return {
+        record: EvaluationRecord = {
             "tag": self.tag,
             "epoch": self.epoch,
             "seconds": round(self.seconds, 3),
+            "precision": self.precision,
             "sets": self.sets,
             "clinical_risk": self.clinical_risk,
             "cases": {k: {**v.to_dict(), "membership": self.membership[k]} for k, v in self.cases.items()},
         }
+        if self.reused:
+            record["reused_cases"] = self.reused
+        return record
 
 
 class EvaluationHook:
@@ -82,14 +94,25 @@ class EvaluationHook:
         self._make_predictor = make_predictor
 
     @torch.no_grad()
-    def evaluate(self, network: torch.nn.Module, tag: str, epoch: int) -> Evaluation:
+    def evaluate(self, network: torch.nn.Module, tag: str, epoch: int, kept: KeptScores | None = None) -> Evaluation:
+        """Score ``network`` on every case of the sets. ``kept``: the scores kept for this very checkpoint
+        (`kept_scores`; only for a network holding exactly those weights): cases found there are not predicted,
+        and the cases predicted are added to it."""
         start = time.perf_counter()
         predictor = self._make_predictor(network)
         cases = {}
         membership: dict[str, MembershipScores] = {}
+        reused = []
+        precision, context = evaluation_precision(network)
         for case in sorted({c for cases in self.case_sets.values() for c in cases}):
+            found = kept.get(case, precision) if kept is not None else None
+            if found is not None:
+                cases[case], membership[case] = found
+                reused.append(case)
+                continue
             data, seg, _, _ = self._dataset.load_case(case)
-            logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
+            with context:
+                logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
             probabilities = torch.softmax(logits.float(), dim=0).cpu().numpy()
             truth = np.asarray(seg)[0].astype(np.int16)
             cases[case] = case_metrics(
@@ -100,8 +123,11 @@ class EvaluationHook:
                 ignore_labels=self._ignored,
                 spacing_mm=self._spacing_mm,
             )
-            phi, loss = voxel_scores(probabilities, truth, scored_voxels(truth, self._ignore_label))
-            membership[case] = {"logit_confidence": float(phi.mean()), "loss": float(loss.mean())}
+            membership[case] = case_membership(probabilities, truth, scored_voxels(truth, self._ignore_label))
+            if kept is not None:
+                kept.put(case, precision, cases[case], membership[case])
+        if kept is not None:
+            kept.save()
         sets = aggregate(cases, self.case_sets)
         risk = clinical_risk(cases, self.case_sets, self._critical)
         return Evaluation(
@@ -112,4 +138,6 @@ class EvaluationHook:
             clinical_risk=risk,
             seconds=time.perf_counter() - start,
             membership=membership,
+            precision=precision,
+            reused=reused,
         )

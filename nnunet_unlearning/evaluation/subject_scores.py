@@ -10,7 +10,11 @@ probability of the true label g:
   2022), which makes a confidence close to Gaussian across models; 1 − p_g is computed as Σ_{c≠g} p_c
   (no cancellation near p_g = 1), and both p_g and 1 − p_g are clipped below at ``clip``, which bounds φ
   to ±log(1/clip) so that a few saturated voxels cannot dominate the mean;
-- ``loss`` = mean_v −log p_g(v), the cross-entropy in nats, with p_g clipped the same way.
+- ``loss`` = mean_v −log p_g(v), the cross-entropy in nats, with p_g clipped the same way;
+- ``foreground_logit_confidence`` and ``foreground_loss``: the same means over the scored voxels whose true
+  label is not background (label > 0). In a brain MRI most scored voxels are background that every model
+  predicts with near certainty; their φ varies from seed to seed by more than the memorisation of a subject
+  moves it (measured: docs/benchmarks.md), so the foreground scores carry the membership signal.
 
 A subject with several cases is scored over all its voxels together (a voxel-weighted mean). Arrays are
 channel-first, in nnU-Net's axis order of the preprocessed grid; channel c is label c.
@@ -25,13 +29,43 @@ import numpy as np
 import torch
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.records import MembershipScores
 
 #: Lower clip of p_g and 1 − p_g: |φ| ≤ log(1e12) ≈ 27.6 and the loss ≤ 27.6 nats per voxel.
 CLIP = 1e-12
 
 #: Per score, whether members (models trained on the subject) tend to score higher: the side of the
 #: one-sided membership test in `subject_lira`, fixed before seeing any data.
-MEMBER_HIGHER = {"logit_confidence": True, "loss": False}
+MEMBER_HIGHER = {
+    "logit_confidence": True,
+    "loss": False,
+    "foreground_logit_confidence": True,
+    "foreground_loss": False,
+}
+
+
+def case_membership(probabilities: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> MembershipScores:
+    """A model's membership scores on one case (see the module docstring).
+
+    Args:
+        probabilities: (C, X, Y, Z) softmax output, channel c = label c.
+        truth: integer label map (X, Y, Z).
+        valid: boolean mask (X, Y, Z) of the voxels scored (`scored_voxels`).
+
+    Returns:
+        The four means and the number of foreground voxels they average over (the all-voxel means average over
+        ``valid.sum()``); a case without foreground gets NaN foreground means and a count of 0.
+    """
+    phi, loss = voxel_scores(probabilities, truth, valid)
+    foreground = truth[valid] > 0
+    n_foreground = int(foreground.sum())
+    return {
+        "logit_confidence": float(phi.mean()),
+        "loss": float(loss.mean()),
+        "foreground_logit_confidence": float(phi[foreground].mean()) if n_foreground else float("nan"),
+        "foreground_loss": float(loss[foreground].mean()) if n_foreground else float("nan"),
+        "n_foreground_voxels": n_foreground,
+    }
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,15 @@ bf16 autocast against 0.52 s in fp32; on a CPU without them bf16 can be slower (
 plans name a setting (Med3DUNet's ``cpu_bf16`` arch_kwarg) and the decision is taken on the machine that
 trains: "no" (fp32, the default), "yes", or "auto": bf16 when oneDNN reports bf16 support and a short probe
 (a small 3D conv stack, forward + backward, medians of a few steps) runs at least 10 % faster under autocast.
-The decision is made once per process and logged by the trainers. It applies to training steps only:
-evaluation and ``nnUNetv2_predict`` always run in fp32.
+The decision is made once per process and logged by the trainers. It applies to training steps and to the
+evaluation hook's predictions (`evaluation_precision`: the hook predicts every case of every check with the
+training network, which on the CPU profile costs more than the training between checks); ``nnUNetv2_predict``
+always runs in fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import statistics
 import time
@@ -34,15 +37,17 @@ def probe_seconds(steps: int = 4) -> dict[str, float]:
     )  # fmt: skip
     x = torch.randn(2, 2, 16, 48, 48)
     times: dict[str, float] = {}
-    for label, enabled in (("fp32", False), ("bf16", True)):
-        samples = []
-        for _ in range(steps + 1):  # the first step warms oneDNN's kernel cache
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
-                out = net(x)
-            out.float().square().mean().backward()
-            samples.append(time.perf_counter() - start)
-        times[label] = statistics.median(samples[1:])
+    # the first decision may be asked for under torch.no_grad (an evaluation-only process: audit, scoring)
+    with torch.enable_grad():
+        for label, enabled in (("fp32", False), ("bf16", True)):
+            samples = []
+            for _ in range(steps + 1):  # the first step warms oneDNN's kernel cache
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+                    out = net(x)
+                out.float().square().mean().backward()
+                samples.append(time.perf_counter() - start)
+            times[label] = statistics.median(samples[1:])
     return times
 
 
@@ -71,3 +76,16 @@ def training_precision(network: nn.Module, device: torch.device) -> str | None:
         return None
     use, why = bf16_decision(setting)
     return f"training precision: {'bf16 autocast' if use else 'fp32'} ({why})"
+
+
+def evaluation_precision(network: nn.Module) -> tuple[str, contextlib.AbstractContextManager]:
+    """("bf16" or "fp32", the context to predict in) for the evaluation hook's predictions with ``network``:
+    CPU bf16 autocast when the network trains in bf16 on this CPU (its ``cpu_bf16`` setting, decided as for
+    training), fp32 otherwise (any other network, a GPU). Every model a benchmark compares is scored on one
+    machine with one network class, so all its evaluations share the precision."""
+    setting = getattr(network, "cpu_bf16", "no")
+    parameter = next(network.parameters(), None)
+    on_cpu = parameter is None or parameter.device.type == "cpu"
+    if not on_cpu or setting == "no" or not bf16_decision(setting)[0]:
+        return "fp32", contextlib.nullcontext()
+    return "bf16", torch.autocast("cpu", dtype=torch.bfloat16)

@@ -76,7 +76,8 @@ class Med3DUNet(nn.Module):
         norm: "batch" (MedicalNet's) or "instance" (nnU-Net's), in encoder and decoder.
         decoder_channels: widths of decoder levels 0..4.
         cpu_bf16: "no", "yes" or "auto": whether training steps on a CPU run under bf16 autocast
-            (`cpu_precision.py`); evaluation (``eval()`` mode) and GPUs are unaffected.
+            (`cpu_precision.py`); an ``eval()``-mode forward runs in the caller's precision (the evaluation hook
+            chooses by the same setting, `cpu_precision.evaluation_precision`); GPUs are unaffected.
 
     Input (B, input_channels, X, Y, Z) with X, Y, Z divisible by the product of the strides per axis;
     output logits (B, num_classes, X, Y, Z) (and the lower levels, with deep supervision), always fp32.

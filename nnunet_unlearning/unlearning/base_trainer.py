@@ -26,6 +26,7 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.calibration import Calibration
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.evaluation.kept_scores import KeptScores, scores_folder
 from nnunet_unlearning.med3d.original_recipe import initial_lr_of, recipe_of
 from nnunet_unlearning.nnunet.glue import (
     bare_network,
@@ -180,7 +181,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
         self._calibration_stopped = False
         if not resumed:
-            start = self._evaluate("start")
+            # the original's weights: their scores from an earlier request against this checkpoint are reused
+            start = self._evaluate("start", kept=self._kept_scores())
             if self.calibration is not None:
                 # check 0 is the original: its weights, and its running statistics as they are (none changed)
                 original = (
@@ -467,20 +469,30 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 dist.broadcast(tensor, src=0)
         return evaluation
 
-    def _score(self, network: torch.nn.Module, tag: str, epoch: int | None = None) -> EvaluationRecord:
+    def _kept_scores(self) -> KeptScores:
+        """The per-case scores kept for the checkpoint this run starts from (`evaluation.kept_scores`)."""
+        return KeptScores(
+            scores_folder(Path(self.output_folder_base).parent),
+            self.request.original.checkpoint_sha256,
+            Path(self.preprocessed_dataset_folder),
+        )
+
+    def _score(
+        self, network: torch.nn.Module, tag: str, epoch: int | None = None, kept: KeptScores | None = None
+    ) -> EvaluationRecord:
         """Evaluate ``network`` with the hook (rank 0 only), record it at ``epoch`` (default: the current one)
-        and return its JSON."""
+        and return its JSON. ``kept``: scores kept for exactly these weights (the start evaluation's)."""
         self.set_deep_supervision_enabled(False)
-        evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch)
+        evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch, kept)
         self.set_deep_supervision_enabled(self.enable_deep_supervision)
         record = evaluation.to_json()
         self.record.add(record, self.output_folder)
         self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(record))
         return record
 
-    def _evaluate(self, tag: str, epoch: int | None = None) -> EvaluationRecord | None:
+    def _evaluate(self, tag: str, epoch: int | None = None, kept: KeptScores | None = None) -> EvaluationRecord | None:
         """Evaluate the network as it is (rank 0); return the evaluation's JSON there, None elsewhere."""
-        evaluation = self._score(bare_network(self.network), tag, epoch) if self.local_rank == 0 else None
+        evaluation = self._score(bare_network(self.network), tag, epoch, kept) if self.local_rank == 0 else None
         if self.is_ddp:
             dist.barrier()
         return evaluation

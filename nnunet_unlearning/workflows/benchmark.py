@@ -26,6 +26,7 @@ from pathlib import Path
 
 from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.kept_scores import SCORES_ENV
 from nnunet_unlearning.files import atomic_write_json, atomic_write_text
 from nnunet_unlearning.workflows import benchmark_design as design
 from nnunet_unlearning.workflows import benchmark_distribution as replicas
@@ -80,7 +81,7 @@ def machine() -> str:
     )
 
 
-def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
+def _prepare_data(workdir: Path, mrbrains18: Path, profile, subjects: design.Design) -> str:
     """Convert and plan once (kept across continued runs); write the split; return the plans name."""
     from nnunet_unlearning.conversion.mrbrains18 import convert_mrbrains18
 
@@ -99,7 +100,7 @@ def _prepare_data(workdir: Path, mrbrains18: Path, profile) -> str:
     raw = json.loads((workdir / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text())
     labels = workdir / "nnUNet_raw" / DATASET_NAME / "labelsTr"
     cases = [p.name.removesuffix(raw["file_ending"]) for p in labels.iterdir()]
-    design.write_split(preprocessed, cases)
+    subjects.write_split(preprocessed, cases)
     return plans_done.read_text().strip()
 
 
@@ -112,6 +113,8 @@ def run_benchmark(
     strategies: Sequence[str] | None = None,
     jobs: int | None = None,
     replicates: int | None = None,
+    heldout: Sequence[str] | None = None,
+    frozen_tuning: Path | None = None,
     commands: Path | None = None,
     collect: bool = False,
     overwrite: bool = False,
@@ -123,11 +126,15 @@ def run_benchmark(
         workdir: the benchmark's folder; an earlier benchmark there is continued unless ``overwrite``.
         profile_name: ``cpu`` or ``paper`` (`profiles`).
         forget: one forget set (subject or case ids) instead of the design's sets.
+        heldout: the subjects held out of the original's training (`benchmark_design.Design.holding_out`);
+            the others train (default 070 and 148). A continued benchmark must hold out the same.
         sizes: forget-set sizes of the design (1: each training subject in turn).
         strategies: strategy names to run (default: all).
         jobs: trainings side by side (default: the profile's).
         replicates: K, independently trained originals and oracles per forget set (default: the profile's);
             1 gives one oracle and no membership test.
+        frozen_tuning: an earlier benchmark's ``tuning.json``: its settings are judged as they are, and the
+            tuning subject's oracles and grid are not trained (`benchmark_tuning.read_tuning`).
         commands: write the runs needed next as ``nnUNetv2_train`` command lines to this file instead of training
             them (`benchmark_runs.write_commands`) and raise `benchmark_runs.RunsPendingError`; call again once
             they have run. Only for a profile whose schedules are the trainers' own (``paper``).
@@ -140,7 +147,8 @@ def run_benchmark(
     mrbrains18 = Path(mrbrains18).resolve()
     if not (mrbrains18 / "training").is_dir():
         raise UserInputError(f"{mrbrains18}: no training/ folder; give the MRBrainS18 release folder")
-    forget_sets = design.forget_sets(sizes, forget)
+    subjects = design.Design.holding_out(heldout or design.DEFAULT_HELDOUT)
+    forget_sets = subjects.forget_sets(sizes, forget)
     names = strategy_names(strategies)
     jobs = jobs or profile.jobs
     if jobs < 1:
@@ -161,14 +169,17 @@ def run_benchmark(
         )
     workdir = Path(workdir).resolve()
     _prepare_workdir(workdir, overwrite)
+    subjects.keep(workdir)
 
     environment = {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     environment["nnUNet_compile"] = "false"
+    # every run keeps its own nnUNet_results; the original's kept start scores are shared by all of them
+    environment[SCORES_ENV] = str(workdir / "original_scores")
     if profile.planning is not None:  # the CPU profile's augmentation workers; a GPU keeps nnU-Net's default
         environment["nnUNet_n_proc_DA"] = str(profile.planning.augmentation_workers)
     os.environ.update(environment)
     print(profile.describe())
-    plans = _prepare_data(workdir, mrbrains18, profile)
+    plans = _prepare_data(workdir, mrbrains18, profile, subjects)
 
     original_name, encoder = original_trainer(profile.scratch_trainer)
     config = profiles.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
@@ -186,7 +197,7 @@ def run_benchmark(
     ]
     started = _step(
         f"training the original model ({original_name}, {encoder}) on "
-        f"{', '.join(design.TRAINING_SUBJECTS)}; held out {', '.join(design.HELDOUT_SUBJECTS)}"
+        f"{', '.join(subjects.training)}; held out {', '.join(subjects.heldout)}"
     )
     scheduled = Path(commands).resolve() if commands is not None else None
     execute = executor(environment, profile.device, jobs, scheduled, collect)
@@ -221,46 +232,53 @@ def run_benchmark(
             for replicate in range(replicates)
         ]
 
-    tuning_set = design.tuning_set()
+    tuning_set = subjects.tuning_set()
     judged_sets = [f for f in forget_sets if f != tuning_set]
     tuning_folder = workdir / design.forget_tag(tuning_set)
-    base = Run("", DATASET_NAME, config, plans, 0, profile.unlearning_iterations, Path(), requested(tuning_set))
-    points = [
-        (point, tuning.point_run(point, tuning_folder, base))
-        for point in tuning.grid(names, profile.lr_scales, profile.horizons)
-    ]
-    oracles_by_set = {tuning_set: oracles(tuning_set)}
-    started = _step(
-        f"tuning on subject {design.TUNING_SUBJECT}: {replicates} retrain oracle(s), {replicates - 1} more "
-        f"original(s) and {len(points)} grid runs ({len(names)} strategies × learning-rate scales "
-        f"{list(profile.lr_scales)} × {len(profile.horizons)} horizons), {jobs} at a time"
-    )
-    tuning_runs = oracles_by_set[tuning_set] + originals[1:] + [run for _, run in points]
-    failures += execute(tuning_runs)
+    # a strategy run's fields that every grid point and judged run shares; each sets its own request
+    base = Run("", DATASET_NAME, config, plans, 0, profile.unlearning_iterations, Path())
+    training, heldout_cases = subjects.training_cases(), subjects.heldout_cases()
+    everyone = {"training": training, "heldout": heldout_cases}
+    points: list[tuple[tuning.GridPoint, Run]] = []
+    oracles_by_set: dict[tuple[str, ...], list[Run]] = {}
+    runs_by_set: dict[tuple[str, ...], list[Run]] = {}
+    if frozen_tuning is not None:
+        tuned = tuning.read_tuning(frozen_tuning, subjects.tuning_subject, names)
+        started = _step(f"settings frozen in {frozen_tuning}; {replicates - 1} more original(s), {jobs} at a time")
+        failures += execute(originals[1:])
+    else:
+        tuning_base = dataclasses.replace(base, request=requested(tuning_set))
+        points = [
+            (point, tuning.point_run(point, tuning_folder, tuning_base))
+            for point in tuning.grid(names, profile.lr_scales, profile.horizons)
+        ]
+        oracles_by_set[tuning_set] = oracles(tuning_set)
+        started = _step(
+            f"tuning on subject {subjects.tuning_subject}: {replicates} retrain oracle(s), {replicates - 1} more "
+            f"original(s) and {len(points)} grid runs ({len(names)} strategies × learning-rate scales "
+            f"{list(profile.lr_scales)} × {len(profile.horizons)} horizons), {jobs} at a time"
+        )
+        failures += execute(oracles_by_set[tuning_set] + originals[1:] + [run for _, run in points])
+        tuned = tuning.choose(
+            [(point, run) for point, run in points if run.finished],
+            [e for r in oracles_by_set[tuning_set] if r.finished and (e := replicas.end_evaluation(r)) is not None],
+            replicas.original_evaluation(originals[0], everyone, profile.device),
+            subjects.case_sets(tuning_set),
+        )
+        # the tuning subject's report: the trainers' defaults (scale 1) at both horizons
+        runs_by_set[tuning_set] = [oracles_by_set[tuning_set][0]] + [r for p, r in points if p.lr_scale == 1]
     print(f"    done in {time.perf_counter() - started:.0f} s")
-
-    training = [design.case_id(s) for s in design.TRAINING_SUBJECTS]
-    heldout = [design.case_id(s) for s in design.HELDOUT_SUBJECTS]
-    everyone = {"training": training, "heldout": heldout}
-    tuned = tuning.choose(
-        [(point, run) for point, run in points if run.finished],
-        [e for r in oracles_by_set[tuning_set] if r.finished and (e := replicas.end_evaluation(r)) is not None],
-        replicas.original_evaluation(originals[0], everyone, profile.device),
-        design.case_sets(tuning_set),
-    )
-    tuning.write_tuning(workdir / "tuning.json", tuned, design.TUNING_SUBJECT)
+    tuning.write_tuning(workdir / "tuning.json", tuned, subjects.tuning_subject)
     for strategy, choice in tuned.items():
         print(f"    {strategy}: lr scale {choice['lr_scale']:g}, {choice['epochs']} epochs ({choice['reason']})")
 
-    # the tuning subject's report: the trainers' defaults (scale 1) at both horizons
-    runs_by_set = {tuning_set: [oracles_by_set[tuning_set][0]] + [r for p, r in points if p.lr_scale == 1]}
     for forget_set in judged_sets:
         folder = workdir / design.forget_tag(forget_set)
         oracles_by_set[forget_set] = oracles(forget_set)
-        base = dataclasses.replace(base, request=requested(forget_set))
+        judged_base = dataclasses.replace(base, request=requested(forget_set))
         chosen = [p for s in names if (p := tuning.chosen_point(tuned, s)) is not None]
         runs_by_set[forget_set] = [oracles_by_set[forget_set][0]] + [
-            tuning.point_run(p, folder, base, calibrated) for p in chosen for calibrated in (False, True)
+            tuning.point_run(p, folder, judged_base, calibrated) for p in chosen for calibrated in (False, True)
         ]
     every_run = [run for f in judged_sets for run in runs_by_set[f] + oracles_by_set[f][1:]]
     if every_run:
@@ -297,13 +315,14 @@ def run_benchmark(
     started = _step(f"scoring {sum(r.finished for r in originals)} original replicate(s) with the evaluation hook")
     scored = [(run, replicas.original_evaluation(run, everyone, profile.device)) for run in originals if run.finished]
     candidates = {f: [r for r in runs[1:] if r.finished] for f, runs in runs_by_set.items()}
-    candidates[tuning_set] = [r for _, r in points if r.finished]  # every grid point, against the distribution
+    if points:  # every grid point, against the distribution
+        candidates[tuning_set] = [r for _, r in points if r.finished]
     distribution = replicas.distribution(
         scored,
         {f: [r for r in runs if r.finished] for f, runs in oracles_by_set.items()},
         candidates,
         training,
-        heldout,
+        heldout_cases,
         design.subject_of,
     )
     print(f"    done in {time.perf_counter() - started:.0f} s")
@@ -317,11 +336,12 @@ def run_benchmark(
         "original_trainer": original_name,
         "original_encoder": encoder,
         "training": training,
-        "heldout": heldout,
+        "heldout": heldout_cases,
         "replicates": replicates,
-        "tuning_subject": design.TUNING_SUBJECT,
+        "tuning_subject": subjects.tuning_subject,
         "lr_scales": list(profile.lr_scales),
         "tuning": tuned,
+        "tuning_frozen_from": str(frozen_tuning) if frozen_tuning is not None else None,
         "forget_sets": [list(f) for f in judged_sets],
         "strategies": names,
         "failed_runs": failures,

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, UNLEARN_PREFIX, load_run
 from nnunet_unlearning.evaluation.retrain_distribution import (
+    SCORE,
+    SCORES,
     ReferenceModel,
     cases_mean,
     gap_to_distribution,
@@ -65,7 +67,9 @@ def original_evaluation(run: Run, case_sets: Mapping[str, Sequence[str]], device
     checksum = sha256_file(run.folder / FINAL_CHECKPOINT)
     if cache.is_file():
         kept = json.loads(cache.read_text())
-        if kept.get("checkpoint_sha256") == checksum:
+        # an evaluation from before the default membership score existed is recomputed
+        scored = all(SCORE in case.get("membership", {}) for case in kept["evaluation"]["cases"].values())
+        if kept.get("checkpoint_sha256") == checksum and scored:
             return kept["evaluation"]
     evaluation = evaluate_model_folder(run.folder, case_sets, device, tag="original").to_json()
     atomic_write_json(cache, {"checkpoint_sha256": checksum, "evaluation": evaluation})
@@ -147,11 +151,15 @@ def distribution(
             "dice": {k: spread([d[k] for d in original_dice]).to_dict() for k in everyone},
             "memorisation": spread([d["training"] - d["heldout"] for d in original_dice]).to_dict(),
         },
+        "score": SCORE,
         "power": None,
+        "power_by_score": {},
         "forget_sets": {},
     }
-    found = power(references, subjects)
-    result["power"] = None if found is None else found.to_dict()
+    for score in SCORES:
+        found = power(references, subjects, score=score)
+        result["power_by_score"][score] = None if found is None else found.to_dict()
+    result["power"] = result["power_by_score"][SCORE]
     first = originals[0][1]
     for forget, kept in oracle_evaluations.items():
         sets = {"forget": list(forget), "retain": [c for c in training if c not in forget], "heldout": list(heldout)}
@@ -251,11 +259,18 @@ def markdown(content: Mapping) -> str:
         f"{_mean_sd(originals['dice']['training'])}, held-out {_mean_sd(originals['dice']['heldout'])}; "
         f"memorisation (training − held-out) {_mean_sd(originals['memorisation'])}. Mean ± SD over replicates.",
         "",
-        "Membership test (offline LiRA per subject, docs/audit.md): "
+        f"Membership test (offline LiRA per subject on the score {content.get('score', 'logit_confidence')}, "
+        "docs/audit.md): "
         + (
             content["power"]["sentence"]
             if content["power"]
             else "its power is not measured: it needs at least 3 models trained with and 3 without a subject."
+        ),
+        "",
+        *(
+            f"- on {score}: {found['sentence']}"
+            for score, found in content.get("power_by_score", {}).items()
+            if found and score != content.get("score")
         ),
         "",
         f"Targets per run: forget Dice within one oracle SD (at least {FORGET_TOLERANCE}) of the oracles' mean; "

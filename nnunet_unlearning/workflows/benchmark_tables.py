@@ -201,18 +201,25 @@ def markdown(content: Mapping) -> str:
         "## Tuning",
         "",
         f"Each strategy's learning-rate scale ({', '.join(f'{s:g}' for s in content['lr_scales'])}) and "
-        f"horizon were chosen on subject {content['tuning_subject']} alone (docs/benchmarks.md), then judged "
-        "unchanged on the other forget sets below:",
+        f"horizon were chosen on subject {content['tuning_subject']} alone (docs/benchmarks.md)"
+        + (f", frozen in {frozen} (not tuned in this run)" if (frozen := content.get("tuning_frozen_from")) else "")
+        + ", then judged unchanged on the other forget sets below:",
         "",
         *(
             f"- {name}: lr scale {c['lr_scale']:g}, {c['epochs']} epochs; {c['reason']}"
             for name, c in content["tuning"].items()
         ),
         "",
-        f"Subject {content['tuning_subject']} at the trainers' defaults (scale 1), not a judged result:",
-        "",
-        markdown_table(t["tuning_subject"], MAIN_COLUMNS, HEADERS),
-        "",
+        *(
+            [
+                f"Subject {content['tuning_subject']} at the trainers' defaults (scale 1), not a judged result:",
+                "",
+                markdown_table(t["tuning_subject"], MAIN_COLUMNS, HEADERS),
+                "",
+            ]
+            if t["tuning_subject"]
+            else []
+        ),
         "## Leave one subject out (forget size 1), judged",
         "",
         markdown_table(t["leave_one_subject_out"], MAIN_COLUMNS, HEADERS)

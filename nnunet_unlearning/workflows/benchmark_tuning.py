@@ -14,12 +14,14 @@ A grid point is the trainer a user runs (``nnUNetTrainerUnlearn<Strategy>_<N>epo
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_unlearning.artifacts import load_run
+from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.retrain_distribution import cases_mean, gap_to_distribution
 from nnunet_unlearning.files import atomic_write_json
 from nnunet_unlearning.records import EvaluationRecord
@@ -154,3 +156,24 @@ def chosen_point(tuning: Mapping[str, dict], strategy: str) -> GridPoint | None:
 def write_tuning(path: Path, tuning: Mapping[str, dict], subject: str) -> None:
     """``tuning.json``: the tuning subject and, per strategy, the choice and its grid."""
     atomic_write_json(path, {"tuning_subject": subject, "strategies": json_ready(tuning)})
+
+
+def read_tuning(path: Path, subject: str, strategies: Sequence[str]) -> dict[str, dict]:
+    """Frozen settings from an earlier benchmark's ``tuning.json`` (`write_tuning`), for ``strategies``.
+
+    Raises:
+        UserInputError: the file is missing or not a tuning.json, was tuned on another subject than
+            ``subject``, or lacks a choice for one of ``strategies``.
+    """
+    try:
+        content = json.loads(Path(path).read_text())
+        chosen = content["strategies"]
+        tuned_on = str(content["tuning_subject"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserInputError(f"--tuning {path}: not a benchmark tuning.json ({error})") from None
+    if tuned_on != subject:
+        raise UserInputError(f"--tuning {path}: tuned on subject {tuned_on}, the design tunes on subject {subject}")
+    missing = [s for s in strategies if not {"lr_scale", "epochs"} <= set(chosen.get(s, {}))]
+    if missing:
+        raise UserInputError(f"--tuning {path}: no tuned setting for {', '.join(missing)}")
+    return {s: chosen[s] for s in strategies}

@@ -3,10 +3,11 @@
 phantom (or a real MRBrainS18 release) → convert (tissue labels: grey matter, white matter, CSF) → nnU-Net
 plan + preprocess → plan Med3D → train the original Med3D model (MedicalNet encoder weights when
 ``nnUNet_med3d_weights`` names a checkpoint, random initialisation at the CPU recipe's learning rate otherwise;
-the output says which) → forget request for one subject → unlearn it with NoisyLabel, calibrated: the run
-stops when the forget subject scores like the held-out subjects, within the utility budget, without reading
-the oracle → retrain oracle → membership-inference audit → comparison report and certificate → headline: Dice
-of the three models, the gap to the oracle, the speed-up, the certificate's verdict and the audit's.
+the output says which) → forget request for one subject → side by side in two processes: unlearn it with
+NoisyLabel, calibrated (the run stops when the forget subject scores like the held-out subjects, within the
+utility budget, without reading the oracle), and retrain the oracle → membership-inference audit →
+comparison report and certificate → headline: Dice of the three models, the gap to the oracle, the speed-up,
+the certificate's verdict and the audit's.
 Everything goes under ``--workdir`` (nnU-Net's three folders included); nothing is written elsewhere.
 The schedules are the CPU profile's (printed), so the models are small, not converged ones.
 """
@@ -131,7 +132,6 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     _done(started)
 
     from nnunet_unlearning.request import write_request
-    from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 
     forget = sorted(original.do_split()[0])[0]
     started = _step(f"writing the forget request: forget {forget}")
@@ -139,25 +139,14 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     print(f"    {request_path}")
     config = workdir / "calibrated_run.json"
     atomic_write_json(config, CALIBRATED_CONFIG)
-    os.environ[CONFIG_ENV] = str(config)
     _done(started)
 
-    started = _step(
-        f"unlearning {forget} with {STRATEGY}, calibrated: at most {UNLEARN}, checked against the held-out "
-        "subjects after every epoch"
-    )
-    unlearned = train(f"nnUNetTrainerUnlearn{STRATEGY}", UNLEARN)
-    _done(started)
-    del os.environ[CONFIG_ENV]  # the oracle takes no run config
-    started = _step(f"retraining from scratch without {forget}: the oracle ({ORIGINAL})")
-    retrained = train("nnUNetTrainerRetrain", ORIGINAL)
-    _done(started)
+    runs = side_by_side(workdir / "nnUNet_results", request_path, config, forget)
 
     from nnunet_unlearning.evaluation.audit import run_audit
     from nnunet_unlearning.evidence.audit_table import write_audit_evidence
     from nnunet_unlearning.evidence.report import write_report
 
-    runs = [Path(unlearned.output_folder), Path(retrained.output_folder)]
     started = _step(
         "membership-inference audit of the original, unlearned and retrained models "
         f"({AUDIT_PATCHES} patches per case, {AUDIT_BOOTSTRAP} bootstrap draws)"
@@ -175,6 +164,42 @@ def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = Fa
     print("\n" + format_headline(summary))
     print(f"\nreport: {report}\naudit: {audit}\ncertificate: {runs[0] / CERTIFICATE_MD}\nsummary: {path}")
     return path
+
+
+def side_by_side(
+    results: Path,
+    request: Path,
+    config: Path,
+    forget: str,
+    plans: str = PLANS,
+    unlearn: Schedule = UNLEARN,
+    retrain: Schedule = ORIGINAL,
+) -> list[Path]:
+    """Unlearn ``forget`` calibrated (run config ``config``) and retrain the oracle, both for ``request`` and in
+    ``results`` (an ``nnUNet_results``), side by side in two processes (each trains on one core: two at a time
+    finish sooner than one after the other, docs/benchmarks.md); return their fold folders (unlearned,
+    retrained). Each run's console goes to ``<results>/../logs/<trainer>.txt``."""
+    from nnunet_unlearning.workflows.benchmark_runs import Run, train_runs
+
+    common = (DATASET_NAME, CONFIGURATION, plans)
+    unlearned = Run(f"nnUNetTrainerUnlearn{STRATEGY}", *common, unlearn.epochs, unlearn.iterations, results,
+                    request, config)  # fmt: skip
+    retrained = Run("nnUNetTrainerRetrain", *common, retrain.epochs, retrain.iterations, results, request)
+    started = _step(
+        f"side by side: unlearning {forget} with {STRATEGY}, calibrated (at most {unlearn}, checked against the "
+        f"held-out subjects after every epoch), and retraining without it, the oracle ({retrain}); "
+        f"logs in {results.parent / 'logs'}"
+    )
+    environment = {
+        name: os.environ[name]
+        for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_compile", "nnUNet_n_proc_DA")
+        if name in os.environ
+    }
+    failures = train_runs([retrained, unlearned], environment, "cpu", jobs=2)
+    if failures:
+        raise RuntimeError(f"a demo training failed: {failures[0]}")
+    _done(started)
+    return [unlearned.folder, retrained.folder]
 
 
 def headline(unlearned_folder: Path, retrained_folder: Path, audit: Path | None = None) -> dict:

@@ -12,7 +12,8 @@ every case the request's lineage forgot, this removes
 
 and edits ``splits_final.json`` (the case leaves every fold), both ``dataset.json`` files (``numTraining``;
 a ``dataset`` listing loses the case), the converter's ``subjects.json`` (the case's record) and nnU-Net's
-``validation/summary.json`` files (the case's per-case entry). It runs only after the model is accepted (the
+``validation/summary.json`` files (the case's per-case entry), and the scores kept of the original models
+(``evaluation/kept_scores.py``: the case's entries). It runs only after the model is accepted (the
 run's certificate verifies) and while no run of the request is unfinished, since most strategies read the
 forget data. ``unlearning_erasure.json``, written into the accepted run's folder, lists each removed file
 with its SHA-256 and size, each edited file with its SHA-256 before and after, and the files that still name
@@ -39,6 +40,7 @@ from nnunet_unlearning.artifacts import (
     RESUME_STATE_FILE,
 )
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.kept_scores import scores_folder, without_cases
 from nnunet_unlearning.files import atomic_write_json, atomic_write_text, sha256_file
 from nnunet_unlearning.request import UnlearningRequest
 
@@ -182,6 +184,7 @@ def plan_erasure(request: UnlearningRequest) -> ErasurePlan:
         (path, lambda p: _without_cases_in_summary(p, chosen))
         for path in sorted(results.glob("*/fold_*/validation/summary.json"))
     ]
+    edits += [(path, lambda p: without_cases(p, chosen)) for path in sorted(scores_folder(results).glob("*.json"))]
     for path, edit in edits:
         if path.is_file() and (text := edit(path)) is not None:
             plan.edit[path] = text
