@@ -15,7 +15,10 @@ from nnunet_unlearning.workflows import benchmark_tables as tables
 def test_forget_sets_are_leave_one_out_plus_nested_sets():
     sets = design.DEFAULT.forget_sets((1, 2, 3))
     assert sets[:5] == [("MRBrainS18_1",), ("MRBrainS18_4",), ("MRBrainS18_5",), ("MRBrainS18_7",), ("MRBrainS18_14",)]
-    assert sets[5:] == [("MRBrainS18_1", "MRBrainS18_4"), ("MRBrainS18_1", "MRBrainS18_4", "MRBrainS18_5")]
+    # the nested sets leave the tuning subject out: nothing is judged on the subject it was tuned on
+    assert design.DEFAULT.tuning_subject == "1"
+    assert sets[5:] == [("MRBrainS18_4", "MRBrainS18_5"), ("MRBrainS18_4", "MRBrainS18_5", "MRBrainS18_7")]
+    assert design.DEFAULT.forget_sets((4,)) == [tuple(design.case_id(s) for s in ("4", "5", "7", "14"))]
     assert design.DEFAULT.forget_sets((2,), only=["MRBrainS18_7", "14"]) == [("MRBrainS18_7", "MRBrainS18_14")]
     assert design.forget_tag(("MRBrainS18_7", "MRBrainS18_14")) == "forget_7-14"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ from nnunet_unlearning.unlearning.strategies import NoisyLabel
 _BASE = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
 
 
-def _calibrated_run(name: str, acceptance: dict, world, tmp_path, monkeypatch) -> tuple[Path, dict]:
+def _calibrated_run(name: str, acceptance: dict, world, tmp_path, monkeypatch) -> tuple[Any, Path, dict]:
     config = {
         "epochs": 3,
         "iterations_per_epoch": 2,
@@ -39,7 +40,7 @@ def _calibrated_run(name: str, acceptance: dict, world, tmp_path, monkeypatch) -
     trainer.num_val_iterations_per_epoch = 1
     trainer.run_training()
     folder = Path(trainer.output_folder)
-    return folder, json.loads((folder / METRICS_FILE).read_text())
+    return trainer, folder, json.loads((folder / METRICS_FILE).read_text())
 
 
 def _by_tag(metrics: dict, tag: str) -> dict:
@@ -54,10 +55,14 @@ def _case_dice(evaluation: dict) -> dict:
 def test_an_original_inside_a_wide_band_is_certified_without_a_step(
     request_world, original_checkpoint, tmp_path, monkeypatch
 ):
-    folder, metrics = _calibrated_run("calwide", {"tolerance": 100.0}, request_world, tmp_path, monkeypatch)
+    trainer, folder, metrics = _calibrated_run("calwide", {"tolerance": 100.0}, request_world, tmp_path, monkeypatch)
     decision = metrics["calibration"]["decision"]
     assert decision["reason"] == "forgotten" and decision["target_reached"]
     assert (decision["steps_used"], metrics["steps_taken"], len(metrics["calibration"]["checks"])) == (0, 0, 1)
+    # checked before nnU-Net's data loading: no dataloader or augmentation worker was started, and the model
+    # folder still holds what nnUNetv2_predict reads besides the checkpoint
+    assert (trainer.dataloader_train, trainer.dataloader_val, trainer.dataloader_forget) == (None, None, None)
+    assert all((folder.parent / name).is_file() for name in ("plans.json", "dataset.json"))
     final = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     original = torch.load(original_checkpoint, map_location="cpu", weights_only=False)["network_weights"]
     assert all(torch.equal(final[key], original[key]) for key in original)
@@ -74,7 +79,7 @@ def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
     request_world, original_checkpoint, tmp_path, monkeypatch, capsys
 ):
     point_band = {"z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
-    folder, metrics = _calibrated_run("calpoint", point_band, request_world, tmp_path, monkeypatch)
+    _, folder, metrics = _calibrated_run("calpoint", point_band, request_world, tmp_path, monkeypatch)
     calibration = metrics["calibration"]
     checks, decision = calibration["checks"], calibration["decision"]
     print("calibration decision:", json.dumps(decision), "checks:", json.dumps(checks))

@@ -90,6 +90,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.strategy = self.settings.make_strategy(self.strategy_class)
         self._apply_settings()
         self.dataloader_forget: Any = None  # nnU-Net's augmenter, built in get_dataloaders
+        self._calibration_stopped = False  # set by a calibration check that stops the run
         # set by on_train_start, before any step, checkpoint or evaluation reads them
         self.context: StrategyContext
         self.guard: ParameterGuard | None = None
@@ -144,8 +145,11 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         """(primary stream, held-out validation stream); the forget stream goes to ``dataloader_forget``.
 
         The primary stream is the retain stream, or the forget stream for strategies that read only
-        forget batches; a stream the strategy does not read is never built.
+        forget batches; a stream the strategy does not read is never built. A calibrated run that stopped at
+        check 0 builds none: (None, None), which nnU-Net's ``on_train_end`` accepts.
         """
+        if self._calibration_stopped:
+            return None, None
         retain = case_dataset(self, self.request.retain)
         forget = case_dataset(self, self.request.forget)
         if self.strategy.forget_labels == "other_subject":
@@ -167,8 +171,15 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         return primary, validation_loader(self, case_dataset(self, heldout))
 
     def on_train_start(self):
+        """Load the original, evaluate it and, in a calibrated run, check it before any data is loaded.
+
+        Check 0 runs before nnU-Net's ``on_train_start`` builds the dataloaders and starts their augmentation
+        workers (most of a short run's wall time on the CPU profile): a run whose original already meets the
+        test stops without them, and nnU-Net's start then only writes the model folder's plans and dataset.
+        """
         resumed = self.current_epoch > 0
-        super().on_train_start()
+        if not self.was_initialized:
+            self.initialize()
         with exit_on_user_error(self.__class__.__name__):
             original_weights = load_original_weights(
                 self.request, self.plans_manager.plans, self.configuration_name, self.fold, bare_network(self.network)
@@ -179,19 +190,21 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self._open_record()
         self.hook = self._make_hook()
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
-        self._calibration_stopped = False
         if not resumed:
             # the original's weights: their scores from an earlier request against this checkpoint are reused
             start = self._evaluate("start", kept=self._kept_scores())
             if self.calibration is not None:
-                # check 0 is the original: its weights, and its running statistics as they are (none changed)
+                # check 0 is the original: its weights, and its running statistics as they are (none changed);
+                # it stops the run when the original meets the test, or scores the forget cases below it
                 original = (
                     _cpu_state(bare_network(self.network)),
                     self._recalibrated(bare_network(self.network), False),
                     start,
                 )
-                if self._decide(start, original, last=False):
-                    raise _CalibratedStopError  # the original meets the test, or scores the forget cases below it
+                self._decide(start, original, last=False)
+        super().on_train_start()  # the dataloaders, unless check 0 stopped the run (``get_dataloaders``)
+        if self._calibration_stopped:
+            raise _CalibratedStopError
         if self.request.untouched:
             self.num_epochs = 0  # also when a schedule was set after construction (nnU-Net's loop reads it now)
             self.print_to_log_file(

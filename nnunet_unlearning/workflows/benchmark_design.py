@@ -2,9 +2,10 @@
 
 The original model is trained on the release's subjects except the held-out ones (070 and 148 unless
 ``--heldout`` names others), which every evaluation reports. Forget sets: each training subject alone
-(leave-one-subject-out), and nested sets of 2 and 3 subjects (the first training subjects in the release's
-order) for the effect of the forget-set size. The first training subject is the tuning subject: each
-strategy's settings are chosen on it alone (`benchmark_tuning`) and judged on the other forget sets.
+(leave-one-subject-out), and nested sets of 2 and 3 subjects for the effect of the forget-set size. The first
+training subject is the tuning subject: each strategy's settings are chosen on it alone (`benchmark_tuning`)
+and judged on the other forget sets, so the nested sets are drawn from the judged subjects only (the first
+ones after the tuning subject, in the release's order: 4 + 5 and 4 + 5 + 7 by default).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class Design:
         return [case_id(s) for s in self.heldout]
 
     def forget_sets(self, sizes: Iterable[int] = SIZES, only: Sequence[str] | None = None) -> list[tuple[str, ...]]:
-        """Forget sets as tuples of case ids: every single training subject for size 1, the first ``k`` subjects
-        for size ``k`` > 1; or just ``only`` (subject or case ids) when given."""
+        """Forget sets as tuples of case ids: every single training subject for size 1, the first ``k`` judged
+        subjects (never the tuning subject) for size ``k`` > 1; or just ``only`` (subject or case ids) when given."""
         if only:
             chosen = tuple(case_id(subject_of(c)) for c in only)
             unknown = [c for c in chosen if subject_of(c) not in self.training]
@@ -95,7 +96,7 @@ class Design:
             if size == 1:
                 result += [(case_id(s),) for s in self.training]
             else:
-                result.append(tuple(case_id(s) for s in self.training[:size]))
+                result.append(tuple(case_id(s) for s in self.training[1 : size + 1]))
         return result
 
     def tuning_set(self) -> tuple[str, ...]:
