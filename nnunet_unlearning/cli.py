@@ -395,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=int,
         default=[1, 2, 3],
-        help="forget-set sizes (default 1 2 3; 1 = each training subject in turn)",
+        help=(
+            "forget-set sizes (default 1 2 3; 1 = each training subject in turn, k > 1 = the first k training "
+            "subjects after the tuning subject)"
+        ),
     )
     p.add_argument("--strategies", nargs="+", default=None, help="strategy names (default: all)")
     p.add_argument("--jobs", type=int, default=None, help="trainings side by side (default: the profile's)")
