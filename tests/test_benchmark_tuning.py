@@ -63,6 +63,17 @@ def test_the_grid_and_its_run_configs(tmp_path):
     assert calibrated.lr_scale == 0.5 and calibrated.calibration.enabled
 
 
+def test_a_grid_scale_multiplies_the_strategys_own_default_rate(tmp_path):
+    """SCRUB runs at 0.05 × the original's rate by default: scale 0.5 is 0.025, and its calibrated twin at
+    scale 1 trains at the default, as the uncalibrated run at scale 1 (no config) does."""
+    scrub = next(s for s in STRATEGIES if s.name == "SCRUB")
+    assert tuning.default_lr_scale("SCRUB") == 0.05 and tuning.default_lr_scale("NoisyLabel") == 1.0
+    half = tuning.run_config(tuning.GridPoint("SCRUB", 0.5, 2), tmp_path)
+    assert half is not None and resolve(read_config(half), scrub, str(half)).lr_scale == 0.025
+    twin = tuning.run_config(tuning.GridPoint("SCRUB", 1.0, 2), tmp_path, calibrated=True)
+    assert twin is not None and resolve(read_config(twin), scrub, str(twin)).lr_scale == 0.05
+
+
 def test_the_choice_is_closest_to_the_oracles_within_the_utility_budget(tmp_path):
     original = _evaluation(0.80, 0.80, 0.70)
     oracles = [_evaluation(f, 0.80, 0.70) for f in (0.70, 0.72, 0.74, 0.76)]  # mean 0.73, SD 0.0258

@@ -8,8 +8,10 @@ runs with it, unchanged, on every other forget set. Nothing is tuned on a subjec
 grid point keeps the utility, the one that keeps most of it is chosen and the choice says so.
 
 A grid point is the trainer a user runs (``nnUNetTrainerUnlearn<Strategy>_<N>epochs``) with a run config
-(docs/unlearning.md) that sets the strategy's ``lr_scale``; a scale of 1 needs no config. Its runs train in
-``nnUNet_results`` of their own per scale (:func:`grid_results`), so the trainer folders do not collide.
+(docs/unlearning.md) that sets the strategy's ``lr_scale``. A grid scale multiplies the strategy's own default
+``lr_scale`` (1 for most strategies; SCRUB's is 0.05, GradientAscent's 0.1), so scale 1 is the trainer's
+default and needs no config. Its runs train in ``nnUNet_results`` of their own per scale
+(:func:`grid_results`), so the trainer folders do not collide.
 """
 
 from __future__ import annotations
@@ -25,14 +27,16 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.retrain_distribution import cases_mean, gap_to_distribution
 from nnunet_unlearning.files import atomic_write_json
 from nnunet_unlearning.records import EvaluationRecord
-from nnunet_unlearning.unlearning.run_config import LR_SCALE, STRATEGIES_KEY
+from nnunet_unlearning.unlearning.run_config import LR_SCALE, STRATEGIES_KEY, strategy_parameters
+from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.workflows.benchmark_distribution import UTILITY, json_ready
 from nnunet_unlearning.workflows.benchmark_runs import Run
 
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One strategy setting: its learning-rate scale (× the original's rate) and unlearning epochs."""
+    """One strategy setting: its learning-rate scale (× the strategy's default ``lr_scale``) and unlearning
+    epochs."""
 
     strategy: str
     lr_scale: float
@@ -65,13 +69,19 @@ def grid_results(forget_folder: Path, lr_scale: float, calibrated: bool = False)
     return forget_folder / "nnUNet_results" if lr_scale == 1 else forget_folder / f"lr_{lr_scale:g}" / "nnUNet_results"
 
 
+def default_lr_scale(strategy: str) -> float:
+    """The ``lr_scale`` a strategy runs at when the run config does not set it (docs/strategies.md)."""
+    strategy_class = next(s for s in STRATEGIES if s.name == strategy)
+    return float(strategy_parameters(strategy_class)[LR_SCALE].default)
+
+
 def run_config(point: GridPoint, forget_folder: Path, calibrated: bool = False) -> Path | None:
     """The run config of a grid point (written once beside its results), or None at scale 1 uncalibrated."""
     if point.lr_scale == 1 and not calibrated:
         return None
     path = grid_results(forget_folder, point.lr_scale, calibrated).parent / f"{point.strategy}.json"
     if not path.is_file():
-        config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale}}}
+        config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale * default_lr_scale(point.strategy)}}}
         if calibrated:
             config["calibration"] = CALIBRATION
         atomic_write_json(path, config)
