@@ -22,6 +22,11 @@ class RandomEncoder(FineTune):
 
     name = "RandomEncoder"
 
+    def __init__(self, lr_scale: float = 1.0) -> None:
+        # a re-initialised encoder is trained anew, at the original's rate; FineTune's tuned 0.5 is for
+        # adjusting a trained one
+        super().__init__(lr_scale)
+
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:
         encoder = model.get_submodule("encoder")
         resets = [
