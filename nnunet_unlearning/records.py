@@ -222,10 +222,15 @@ class CheckRecord(TypedDict):
     heldout_mean: float
     #: sample standard deviation of the held-out subjects' scores (0 with one subject)
     heldout_sd: float
-    #: the held-out band's half width, z · heldout_sd + tolerance · |heldout_mean|
+    #: the band's half width: z · heldout_sd + tolerance · |heldout_mean|, or memorisation_tolerance ·
+    #: memorisation under the memorisation reference
     half_width: float
-    #: forget against held-out mean, positive when the model scores the forget subjects better
+    #: forget mean against the band's centre, positive when the model scores the forget subjects better
     gap: float
+    #: the band's centre: the held-out mean, or the forget subjects' check-0 score less the memorisation
+    target: float
+    #: the original's retain-over-held-out advantage (≥ 0) under the memorisation reference, else None
+    memorisation: float | None
     #: "remembered", "forgotten" or "over_forgotten"
     state: str
     #: how far the forget mean lies outside the band (0 inside it)
@@ -242,7 +247,7 @@ class DecisionRecord(TypedDict):
 
     #: "forgotten", "utility_budget", "over_forgotten" or "schedule_end" (a decision is recorded only on a stop)
     reason: str | None
-    #: whether it stopped because the forget subjects reached the held-out band
+    #: whether it stopped because the forget subjects reached the band
     target_reached: bool
     stopped_at_epoch: int
     kept_epoch: int

@@ -1,10 +1,11 @@
 """Calibrated runs through nnU-Net's trainer on the shared CPU fixture (in-process, as ``nnUNetv2_train`` runs it).
 
-Two runs of NoisyLabel under the run config's ``calibration`` section: one whose band is so wide that the
-original already meets it (it stops before any step and certifies the original's weights), and one whose
+Three runs of NoisyLabel under the run config's ``calibration`` section: one whose band is so wide that the
+original already meets it (it stops before any step and certifies the original's weights), one whose
 band is a single point (never met), so the run checks every epoch until over-forgetting, the utility
-budget or the end of its schedule stops it. What each decides depends on the data (real MRBrainS18 or the
-phantom); what is asserted holds whatever it decides: the record, the rollback, the folder, the verdict.
+budget or the end of its schedule stops it, and one under the memorisation reference. What each decides
+depends on the data (real MRBrainS18 or the phantom); what is asserted holds whatever it decides: the
+record, the rollback, the folder, the verdict.
 """
 
 from __future__ import annotations
@@ -114,6 +115,33 @@ def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
     section = report.split("## Calibrated runs", 1)[1].split("\n## ", 1)[0]
     assert verdict["calibration"] in section
     assert sum(line.startswith(("| start |", "| epoch_")) for line in section.splitlines()) == len(checks)
+
+
+@pytest.mark.slow
+def test_the_memorisation_reference_aims_at_the_start_score_less_the_originals_memorisation(
+    request_world, original_checkpoint, tmp_path, monkeypatch
+):
+    acceptance = {"reference": "memorisation", "utility_budget": 0.5}
+    _, folder, metrics = _calibrated_run("calmem", acceptance, request_world, tmp_path, monkeypatch)
+    checks, decision = metrics["calibration"]["checks"], metrics["calibration"]["decision"]
+    start = _case_dice(_by_tag(metrics, "start"))
+
+    def mean(cases: list[str]) -> float:
+        return sum(start[c] for c in cases) / len(cases)
+
+    memorisation = max(mean(metrics["retain"]) - mean(metrics["heldout"]), 0.0)
+    target = mean(metrics["forget"]) - memorisation
+    assert all(c["memorisation"] == pytest.approx(memorisation) for c in checks)
+    assert all(
+        c["target"] == pytest.approx(target) and c["half_width"] == pytest.approx(memorisation / 2) for c in checks
+    )
+    # the original lies a whole memorisation above its target: outside a band of half that width, unless the
+    # original memorised nothing measurable (then it is its own target)
+    assert checks[0]["state"] == ("remembered" if memorisation > 0 else "forgotten")
+    assert (decision["steps_taken"] > 0) == (memorisation > 0)
+    forgetting = json.loads((folder / CERTIFICATE_JSON).read_text())["verdict"]["criteria"]["forgetting"]
+    assert "the memorisation band" in forgetting["text"]
+    assert forgetting["numbers"]["memorisation"] == pytest.approx(memorisation)
 
 
 def test_a_calibrated_run_refuses_to_resume(request_world, tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ from nnunet_unlearning.evaluation.calibration import (
     AcceptanceCriteria,
     Calibration,
     CalibrationSettings,
+    StartScores,
     forgetting_test,
 )
 
@@ -126,3 +127,64 @@ def test_kept_state_before_a_decision_is_an_error():
     assert calibration.decision is None and calibration.to_json()["decision"] is None
     with pytest.raises(RuntimeError, match="not decided"):
         calibration.kept_state()
+
+
+MEMORISATION = AcceptanceCriteria(reference="memorisation")
+#: retain and held-out subjects for the memorisation reference: under the original the two retain subjects
+#: score 0.78 and 0.80 (mean 0.79), the held-out ones 0.76 and 0.78 (mean 0.77): memorisation 0.02
+START = StartScores(forget=[0.80], retain=[0.78, 0.80], heldout=[0.76, 0.78])
+
+
+def test_memorisation_reference_centres_the_band_on_the_start_score_less_the_memorisation():
+    test = forgetting_test([0.80], [0.76, 0.78], MEMORISATION, START)
+    assert test.memorisation == pytest.approx(0.02)
+    assert test.target == pytest.approx(0.78)
+    assert test.half_width == pytest.approx(0.01)  # memorisation_tolerance 0.5 × 0.02
+    # the original itself lies a whole memorisation above its target, so a calibrated run must take steps,
+    # although it lies inside the held-out band
+    assert (test.gap, test.state) == (pytest.approx(0.02), "remembered")
+    assert forgetting_test([0.80], [0.76, 0.78], CRITERIA).state == "forgotten"
+    assert forgetting_test([0.785], [0.76, 0.78], MEMORISATION, START).state == "forgotten"
+    assert forgetting_test([0.765], [0.76, 0.78], MEMORISATION, START).state == "over_forgotten"
+
+
+def test_memorisation_reference_without_memorisation_certifies_the_start_and_follows_the_score_direction():
+    # held-out subjects score better than retain ones under the original: nothing measurable to remove
+    none = StartScores(forget=[0.80], retain=[0.70], heldout=[0.75, 0.77])
+    test = forgetting_test([0.80], [0.75, 0.77], MEMORISATION, none)
+    assert (test.memorisation, test.target, test.half_width, test.state) == (0.0, pytest.approx(0.80), 0.0, "forgotten")
+    # MAE, lower is better: retain 0.1 against held-out 0.2 is a memorisation of 0.1, so the target is 0.1 higher
+    mae = AcceptanceCriteria(score="hard_mae", reference="memorisation")
+    start = StartScores(forget=[0.1], retain=[0.1], heldout=[0.2, 0.2])
+    test = forgetting_test([0.1], [0.2, 0.2], mae, start)
+    assert (test.memorisation, test.target, test.state) == (pytest.approx(0.1), pytest.approx(0.2), "remembered")
+    assert forgetting_test([0.3], [0.2, 0.2], mae, start).state == "over_forgotten"
+    with pytest.raises(ValueError, match="needs the original model's scores"):
+        forgetting_test([0.1], [0.2, 0.2], mae)
+    with pytest.raises(ValueError, match="heldout, memorisation"):
+        AcceptanceCriteria(reference="oracle")
+
+
+def test_memorisation_reference_stream_takes_steps_and_stops_inside_its_band():
+    sets = {"forget": ["f1"], "retain": ["r1", "r2"], "heldout": ["h1", "h2"]}
+
+    def evaluation(epoch: int, forget: float) -> dict:
+        cases = {"f1": forget, "r1": 0.78, "r2": 0.80, "h1": 0.76, "h2": 0.78}
+        return {
+            "tag": "start" if epoch == 0 else f"epoch_{epoch}",
+            "epoch": epoch,
+            "cases": {case: {"mean": {"dice": value}} for case, value in cases.items()},
+            "sets": {"retain": {"dice": 0.79}, "heldout": {"dice": 0.77}},
+        }
+
+    calibration = Calibration(MEMORISATION, CalibrationSettings(enabled=True), sets)
+    reasons = [calibration.add(evaluation(e, f), steps=10 * e, state=lambda e=e: e).reason
+               for e, f in enumerate((0.80, 0.795, 0.787))]  # fmt: skip
+    assert reasons == [None, None, "forgotten"]
+    assert calibration.kept_state() == 2
+    record = calibration.to_json()["checks"][0]
+    assert (record["target"], record["memorisation"], record["state"]) == (
+        pytest.approx(0.78),
+        pytest.approx(0.02),
+        "remembered",
+    )

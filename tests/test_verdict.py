@@ -78,5 +78,28 @@ def test_calibration_sentence_follows_the_recorded_decision():
     text = calibration_text({"decision": decision})
     assert text is not None and "over-forgetting" in text and "rolled back to" in text and "not reached" in text
     reached = calibration_text({"decision": {**decision, "reason": "forgotten", "target_reached": True}})
-    assert reached is not None and "reached the held-out band" in reached and "target reached" in reached
+    assert reached is not None and "reached the band" in reached and "target reached" in reached
     assert calibration_text(None) is None and calibration_text({"decision": None}) is None
+
+
+def test_memorisation_reference_judges_the_forget_cases_against_their_own_start():
+    # under the original the retain case scores 0.9 and the held-out ones 0.8 and 0.9: memorisation 0.05,
+    # so forget cases that scored 0.9 should score 0.85 ± 0.025
+    settings = {"acceptance": {"reference": "memorisation"}}
+
+    def metrics(end_forget: float) -> dict:
+        def evaluation(tag: str, forget: float) -> dict:
+            cases = {"f1": forget, "r1": 0.9, "h1": 0.8, "h2": 0.9}
+            return {"tag": tag, "epoch": 0, "cases": {c: {"mean": {"dice": v}} for c, v in cases.items()},
+                    "sets": {"retain": {"dice": 0.9}, "heldout": {"dice": 0.85}}}  # fmt: skip
+
+        evaluations = [evaluation("start", 0.9), evaluation("end", end_forget)]
+        return {"forget": ["f1"], "retain": ["r1"], "heldout": ["h1", "h2"], "evaluations": evaluations,
+                "settings": settings}  # fmt: skip
+
+    kept = verdict(metrics(0.9), retrain_found=False)["criteria"]["forgetting"]
+    assert kept["verdict"] == NOT_MET and "0.0250 outside the memorisation band 0.8500 ± 0.0250" in kept["text"]
+    assert "its memorisation 0.0500" in kept["text"]
+    assert verdict(metrics(0.86), retrain_found=False)["criteria"]["forgetting"]["verdict"] == MET
+    # the held-out band (the default reference) would have certified the original
+    assert verdict({**metrics(0.9), "settings": None}, retrain_found=False)["criteria"]["forgetting"]["verdict"] == MET

@@ -18,6 +18,17 @@ model does better on the forget subjects than on unseen ones. The forget subject
 - ``forgotten`` when ``|g| ≤ w`` (indistinguishable from held-out subjects under this test),
 - ``over_forgotten`` when ``g < −w`` (scored worse than unseen subjects: that marks them too).
 
+**The memorisation reference** (``reference = "memorisation"``). The held-out band compares the forget
+subjects with *other* subjects, whose difficulty differs by more than an original on the CPU profile memorises
+(0.01–0.02 Dice), so the original itself usually lies inside it and a calibrated run stops before any step.
+This reference compares the forget subjects with *themselves*: under the original model (check 0) the retain
+subjects score ``m = sign · (r̄₀ − h̄₀)`` better than the held-out ones (its memorisation; 0 when negative), and
+a subject the model never saw is expected to score its check-0 mean less that: the band is centred on
+``t = f̄₀ − sign · m`` with half-width ``memorisation_tolerance · m``, and ``g = sign · (f̄ − t)``. With no
+measurable memorisation (m = 0) the original is its own target. Limits: ``m`` is a mean over subjects; a
+subject memorised more or less than the average lands away from its retrained score, and ``m`` rests on the
+difficulty difference between the retain and held-out subjects as much as on memorisation.
+
 Limits: with n = 2 held-out subjects ``s`` rests on one difference and may be near 0 or large by chance;
 with n = 1 only the tolerance remains. The band does not narrow with k (the mean of k forget subjects is
 compared with the spread of single subjects), so for k > 1 it is lenient. It compares means, not
@@ -41,6 +52,9 @@ from nnunet_unlearning.records import CalibrationRecord, CheckRecord
 #: The scores the test can use, and whether a higher value is better (Dice) or worse (MAE).
 HIGHER_IS_BETTER: dict[str, bool] = {"dice": True, "hard_mae": False, "soft_mae": False}
 
+#: What the forget subjects are compared with (:class:`AcceptanceCriteria`'s ``reference``).
+REFERENCES = ("heldout", "memorisation")
+
 State = Literal["remembered", "forgotten", "over_forgotten"]
 Reason = Literal["forgotten", "utility_budget", "over_forgotten", "schedule_end"]
 
@@ -54,17 +68,23 @@ class AcceptanceCriteria:
     ``soft_mae``). ``z``: the band's half-width in held-out standard deviations (ours: 1, "within one
     standard deviation"). ``tolerance``: added to the half-width as a fraction of the held-out mean (ours:
     0.05, i.e. 0.025 Dice at a held-out Dice of 0.5; the band's floor when the held-out subjects agree
-    closely).
+    closely). ``reference``: what the forget subjects are compared with, ``heldout`` (the held-out band) or
+    ``memorisation`` (their own check-0 score less the original's memorisation; module docstring), whose band
+    is ``memorisation_tolerance`` × the memorisation wide (ours: 0.5, half of what is to be removed).
     """
 
     utility_budget: float = 0.98
     score: str = "dice"
     z: float = 1.0
     tolerance: float = 0.05
+    reference: str = "heldout"
+    memorisation_tolerance: float = 0.5
 
     def __post_init__(self) -> None:
         if self.score not in HIGHER_IS_BETTER:
             raise ValueError(f"must be one of {', '.join(HIGHER_IS_BETTER)}, got {self.score!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
 
 
 @dataclass(frozen=True)
@@ -87,9 +107,18 @@ class ForgettingTest:
     heldout_mean: float
     heldout_sd: float
     half_width: float
-    #: positive: the model scores the forget subjects better than unseen ones (in the score's units)
+    #: positive: the model scores the forget subjects better than the band's centre (in the score's units)
     gap: float
     state: State
+    #: the band's centre: the held-out mean, or the memorisation reference's expected score
+    target: float
+    #: the original's memorisation (retain over held-out, ≥ 0) under the memorisation reference, else None
+    memorisation: float | None = None
+
+    @property
+    def band_name(self) -> str:
+        """The band the forget mean was tested against: the held-out band or the memorisation band."""
+        return "held-out band" if self.memorisation is None else "memorisation band"
 
     @property
     def distance(self) -> float:
@@ -97,22 +126,54 @@ class ForgettingTest:
         return max(abs(self.gap) - self.half_width, 0.0)
 
 
-def forgetting_test(forget: Sequence[float], heldout: Sequence[float], criteria: AcceptanceCriteria) -> ForgettingTest:
-    """The test of the module docstring on per-subject scores; NaN scores are left out.
+def _defined(values: Sequence[float]) -> np.ndarray:
+    return np.array([v for v in values if not math.isnan(v)], dtype=float)
 
-    Raises ValueError when either set has no defined score.
+
+@dataclass(frozen=True)
+class StartScores:
+    """Per-subject scores of the original model (check 0): what the memorisation reference starts from."""
+
+    forget: Sequence[float]
+    retain: Sequence[float]
+    heldout: Sequence[float]
+
+
+def forgetting_test(
+    forget: Sequence[float],
+    heldout: Sequence[float],
+    criteria: AcceptanceCriteria,
+    start: StartScores | None = None,
+) -> ForgettingTest:
+    """The test of the module docstring on per-subject scores; NaN scores are left out. ``start``: the
+    original's scores, needed by the memorisation reference.
+
+    Raises ValueError when a set has no defined score, or the memorisation reference has no ``start``.
     """
-    f = np.array([v for v in forget if not math.isnan(v)], dtype=float)
-    h = np.array([v for v in heldout if not math.isnan(v)], dtype=float)
+    f, h = _defined(forget), _defined(heldout)
     if not f.size or not h.size:
         raise ValueError(f"no defined {criteria.score} for the {'forget' if not f.size else 'held-out'} subjects")
     sd = float(h.std(ddof=1)) if h.size >= 2 else 0.0
-    centre = float(h.mean())
-    half = criteria.z * sd + criteria.tolerance * abs(centre)
     sign = 1.0 if HIGHER_IS_BETTER[criteria.score] else -1.0
-    gap = sign * (float(f.mean()) - centre)
+    memorisation = None
+    if criteria.reference == "heldout":
+        target = float(h.mean())
+        half = criteria.z * sd + criteria.tolerance * abs(target)
+    else:
+        if start is None:
+            raise ValueError("the memorisation reference needs the original model's scores (check 0)")
+        f0, r0, h0 = _defined(start.forget), _defined(start.retain), _defined(start.heldout)
+        if not f0.size or not r0.size or not h0.size:
+            raise ValueError(f"no defined {criteria.score} for a set under the original model")
+        memorisation = max(sign * float(r0.mean() - h0.mean()), 0.0)
+        target = float(f0.mean()) - sign * memorisation
+        half = criteria.memorisation_tolerance * memorisation
+    gap = sign * (float(f.mean()) - target)
     state: State = "remembered" if gap > half else "over_forgotten" if gap < -half else "forgotten"
-    return ForgettingTest(criteria.score, int(f.size), int(h.size), float(f.mean()), centre, sd, half, gap, state)
+    return ForgettingTest(
+        criteria.score, int(f.size), int(h.size), float(f.mean()), float(h.mean()), sd, half, gap, state, target,
+        memorisation,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,6 +223,8 @@ class Check:
             "heldout_sd": self.test.heldout_sd,
             "half_width": self.test.half_width,
             "gap": self.test.gap,
+            "target": self.test.target,
+            "memorisation": self.test.memorisation,
             "state": self.test.state,
             "distance": self.test.distance,
             "retain_ratio": self.utility.retain_ratio,
@@ -216,6 +279,14 @@ def case_scores(evaluation: Mapping, cases: Sequence[str], score: str) -> list[f
     return [math.nan if v is None else float(v) for v in values]
 
 
+def start_scores(original: Mapping, case_sets: Mapping[str, Sequence[str]], score: str) -> StartScores | None:
+    """The original's per-subject scores from its evaluation (None without retain cases)."""
+    if not case_sets.get("retain"):
+        return None
+    scores = {name: case_scores(original, case_sets[name], score) for name in ("forget", "retain", "heldout")}
+    return StartScores(**scores)
+
+
 def check_of(
     evaluation: Mapping,
     original: Mapping,
@@ -228,6 +299,7 @@ def check_of(
         case_scores(evaluation, case_sets["forget"], criteria.score),
         case_scores(evaluation, case_sets["heldout"], criteria.score),
         criteria,
+        start_scores(original, case_sets, criteria.score),
     )
     return Check(
         int(evaluation["epoch"]),

@@ -45,12 +45,17 @@ def _draw(evaluations: Sequence[Mapping], title: str, calibration: Mapping | Non
 
 
 def _draw_calibration(ax, calibration: Mapping) -> None:
-    """Forget mean (red) and the held-out band (green) per check; the kept check circled; stop reason above."""
+    """Forget mean (red) and the band it is tested against (green: held-out or memorisation band) per check;
+    the kept check circled; stop reason above."""
     checks = calibration["checks"]
     epochs = [c["epoch"] for c in checks]
-    low = [c["heldout_mean"] - c["half_width"] for c in checks]
-    high = [c["heldout_mean"] + c["half_width"] for c in checks]
-    ax.fill_between(epochs, low, high, color=SET_COLOURS["heldout"], alpha=0.2, label="held-out band")
+    # records written before the memorisation reference have no "target": their band is the held-out one
+    centres = [c.get("target", c["heldout_mean"]) for c in checks]
+    low = [centre - c["half_width"] for centre, c in zip(centres, checks, strict=True)]
+    high = [centre + c["half_width"] for centre, c in zip(centres, checks, strict=True)]
+    reference = calibration["criteria"].get("reference", "heldout")
+    band = "held-out band" if reference == "heldout" else "memorisation band"
+    ax.fill_between(epochs, low, high, color=SET_COLOURS["heldout"], alpha=0.2, label=band)
     ax.plot(epochs, [c["heldout_mean"] for c in checks], "-", color=SET_COLOURS["heldout"], label="held-out mean")
     ax.plot(epochs, [c["forget_mean"] for c in checks], "o-", color=SET_COLOURS["forget"], label="forget mean")
     over = [c for c in checks if not c["within_budget"]]

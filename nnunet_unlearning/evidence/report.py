@@ -55,9 +55,12 @@ def _calibration_markdown(calibrated: Mapping[str, Mapping]) -> list[str]:
     lines = []
     for folder, record in calibrated.items():
         lines += [f"### {folder}", "", record["text"] or "Calibrated run: undecided (interrupted).", ""]
-        lines += ["| check | steps | forget | held-out band | state | retain % | held-out % |", "|" + "---|" * 7]
+        # records written before the memorisation reference have no "target": their band is the held-out one
+        memorisation = any(c.get("memorisation") is not None for c in record["checks"])
+        band = "memorisation band" if memorisation else "held-out band"
+        lines += [f"| check | steps | forget | {band} | state | retain % | held-out % |", "|" + "---|" * 7]
         lines += [
-            f"| {c['tag']} | {c['steps']} | {c['forget_mean']:.4f} | {c['heldout_mean']:.4f} ± "
+            f"| {c['tag']} | {c['steps']} | {c['forget_mean']:.4f} | {c.get('target', c['heldout_mean']):.4f} ± "
             f"{c['half_width']:.4f} | {c['state'].replace('_', ' ')} | {100 * c['retain_ratio']:.1f} | "
             f"{100 * c['heldout_ratio']:.1f} |"
             for c in record["checks"]

@@ -5,8 +5,8 @@ Criteria (defaults in :class:`AcceptanceCriteria`, overridable in the run config
 - ``utility_retain``, ``utility_heldout``: the final model's mean Dice on the set ≥ ``utility_budget`` × the
   original's (the run's "start" evaluation); not measured without one (a retrain run).
 - ``forgetting``: the forgetting test of ``calibration.py`` on the final evaluation: met when the forget
-  cases lie within the held-out band, not met when they lie above it (remembered) or below it
-  (over-forgotten).
+  cases lie within the band of the criteria's reference (the held-out band, or their own start score less
+  the original's memorisation), not met when they lie above it (remembered) or below it (over-forgotten).
 - ``membership_vs_retrain``: the per-subject membership test against the forget cases' scores under models
   retrained without them; no run records such a distribution yet, so it is always not measured, and not
   required.
@@ -20,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from nnunet_unlearning.evaluation.calibration import AcceptanceCriteria, case_scores, forgetting_test
+from nnunet_unlearning.evaluation.calibration import (
+    AcceptanceCriteria,
+    ForgettingTest,
+    case_scores,
+    forgetting_test,
+    start_scores,
+)
 from nnunet_unlearning.records import CriterionRecord, VerdictRecord
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
@@ -72,8 +78,24 @@ def _small_sample_note(n_heldout: int) -> str:
     return ""
 
 
-def forgetting_criterion(end: Mapping | None, case_sets: Mapping, criteria: AcceptanceCriteria) -> CriterionRecord:
-    """The forgetting test on the final evaluation."""
+def _band(test: ForgettingTest, criteria: AcceptanceCriteria) -> str:
+    """The band the forget cases were tested against, in words."""
+    if test.memorisation is None:
+        return (
+            f"the held-out band {test.target:.4f} ± {test.half_width:.4f} ({test.n_heldout} held-out cases, "
+            f"z = {criteria.z:g}, tolerance {criteria.tolerance:g})"
+        )
+    return (
+        f"the memorisation band {test.target:.4f} ± {test.half_width:.4f} (their score under the original less "
+        f"its memorisation {test.memorisation:.4f}, the retain cases' advantage over the held-out ones; "
+        f"tolerance {criteria.memorisation_tolerance:g} × the memorisation)"
+    )
+
+
+def forgetting_criterion(
+    end: Mapping | None, case_sets: Mapping, criteria: AcceptanceCriteria, start: Mapping | None = None
+) -> CriterionRecord:
+    """The forgetting test on the final evaluation (``start``: the original's, for the memorisation reference)."""
     if end is None or not case_sets.get("heldout") or not case_sets.get("forget"):
         return _criterion(NOT_MEASURED, "Forgetting not measured: no final evaluation or no held-out cases.")
     try:
@@ -81,14 +103,12 @@ def forgetting_criterion(end: Mapping | None, case_sets: Mapping, criteria: Acce
             case_scores(end, case_sets["forget"], criteria.score),
             case_scores(end, case_sets["heldout"], criteria.score),
             criteria,
+            None if start is None else start_scores(start, case_sets, criteria.score),
         )
     except ValueError as error:
         return _criterion(NOT_MEASURED, f"Forgetting not measured: {error}.")
     numbers = {**asdict(test), "distance": test.distance, "z": criteria.z, "tolerance": criteria.tolerance}
-    band = (
-        f"the held-out band {test.heldout_mean:.4f} ± {test.half_width:.4f} ({test.n_heldout} held-out cases, "
-        f"z = {criteria.z:g}, tolerance {criteria.tolerance:g})"
-    )
+    band = _band(test, criteria)
     head = f"The forget cases' mean {criteria.score} {test.forget_mean:.4f}"
     note = _small_sample_note(test.n_heldout)
     if test.state == "forgotten":
@@ -114,10 +134,10 @@ def membership_criterion(retrain_found: bool) -> CriterionRecord:
 
 
 REASONS = {
-    "forgotten": "the forget cases reached the held-out band",
+    "forgotten": "the forget cases reached the band",
     "utility_budget": "retain or held-out Dice fell below the utility budget",
-    "over_forgotten": "the forget cases fell below the held-out band (over-forgetting)",
-    "schedule_end": "the schedule ended before the forget cases reached the held-out band",
+    "over_forgotten": "the forget cases fell below the band (over-forgetting)",
+    "schedule_end": "the schedule ended before the forget cases reached the band",
 }
 
 
@@ -153,11 +173,11 @@ def verdict(metrics: Mapping, retrain_found: bool) -> VerdictRecord:
     """The verdict of a finished run from its ``unlearning_metrics.json`` content (module docstring)."""
     criteria, source = acceptance_of(metrics)
     start, end = _evaluation(metrics, "start"), _evaluation(metrics, "end")
-    sets = {"forget": metrics.get("forget", []), "heldout": metrics.get("heldout", [])}
+    sets = {name: metrics.get(name, []) for name in ("forget", "retain", "heldout")}
     results = {
         "utility_retain": utility_criterion(start, end, "retain", criteria.utility_budget),
         "utility_heldout": utility_criterion(start, end, "heldout", criteria.utility_budget),
-        "forgetting": forgetting_criterion(end, sets, criteria),
+        "forgetting": forgetting_criterion(end, sets, criteria, start),
         "membership_vs_retrain": membership_criterion(retrain_found),
     }
     result = overall(results)

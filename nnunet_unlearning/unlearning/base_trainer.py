@@ -111,7 +111,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 f"{self.settings.source}: calibration.enabled: the request has no held-out cases to compare "
                 "the forget cases with"
             )
-        sets = {"forget": self.request.forget, "heldout": self.request.heldout}
+        # retain: the memorisation reference measures the original's retain-over-held-out advantage
+        sets = {"forget": self.request.forget, "retain": self.request.retain, "heldout": self.request.heldout}
         return Calibration(self.settings.acceptance, self.settings.calibration, sets)
 
     def _apply_settings(self) -> None:
@@ -456,7 +457,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             newest = self.calibration.checks[-1]
             self.print_to_log_file(
                 f"calibration check after {newest.steps} steps: forget {newest.test.score} "
-                f"{newest.test.forget_mean:.4f}, held-out band {newest.test.heldout_mean:.4f} ± "
+                f"{newest.test.forget_mean:.4f}, {newest.test.band_name} {newest.test.target:.4f} ± "
                 f"{newest.test.half_width:.4f} ({newest.test.state.replace('_', ' ')}); retain "
                 f"{100 * newest.utility.retain_ratio:.1f} %, held-out {100 * newest.utility.heldout_ratio:.1f} % "
                 f"of the original's Dice; " + ("stop: " + str(decision.reason) if decision.stop else "go on")

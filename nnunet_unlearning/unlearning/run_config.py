@@ -129,6 +129,7 @@ RANGES: dict[str, Range] = {
     "acceptance.utility_budget": Range(0, 1, exclusive_low=True),
     "acceptance.z": _NON_NEGATIVE,
     "acceptance.tolerance": _NON_NEGATIVE,
+    "acceptance.memorisation_tolerance": _NON_NEGATIVE,
     "calibration.check_every": _COUNT,
 }
 
