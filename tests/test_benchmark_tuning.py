@@ -57,10 +57,32 @@ def test_the_grid_and_its_run_configs(tmp_path):
     assert run.request == tmp_path / "request.json" and run.config == config
     assert tuning.point_run(points[3], tmp_path, base).results == tmp_path / "nnUNet_results"
     # the calibrated twin: its own folder, the same scale, calibration on
-    twin = tuning.point_run(points[0], tmp_path, base, calibrated=True)
+    twin = tuning.point_run(points[0], tmp_path, base, calibration="heldout")
     assert twin.results == tmp_path / "calibrated_lr_0.5" / "nnUNet_results" and twin.variant == "lr×0.5 calibrated"
     calibrated = resolve(read_config(twin.config), noisy, str(twin.config))
     assert calibrated.lr_scale == 0.5 and calibrated.calibration.enabled
+    assert calibrated.acceptance.reference == "heldout"
+    # the memorisation twin: another folder, the same scale, the memorisation reference
+    memorisation = tuning.point_run(points[0], tmp_path, base, calibration="memorisation")
+    assert memorisation.results == tmp_path / "calibrated_memorisation_lr_0.5" / "nnUNet_results"
+    assert memorisation.variant == "lr×0.5 calibrated memorisation"
+    settings = resolve(read_config(memorisation.config), noisy, str(memorisation.config))
+    assert settings.calibration.enabled and settings.acceptance.reference == "memorisation"
+
+
+def test_judged_runs_are_the_tuned_point_and_its_calibrated_twins_on_the_long_horizon(tmp_path):
+    base = Run("", "D", "3d_fullres", "p", 0, 20, Path(), tmp_path / "request.json")
+    chosen = [tuning.GridPoint("SCRUB", 0.5, 2), tuning.GridPoint("FineTune", 1.0, 5)]
+    runs = tuning.judged_runs(chosen, tmp_path, base, longest=5)
+    assert [(r.trainer, r.variant) for r in runs] == [
+        ("nnUNetTrainerUnlearnSCRUB_2epochs", "lr×0.5"),
+        ("nnUNetTrainerUnlearnSCRUB_5epochs", "lr×0.5 calibrated"),
+        ("nnUNetTrainerUnlearnSCRUB_5epochs", "lr×0.5 calibrated memorisation"),
+        ("nnUNetTrainerUnlearnFineTune_5epochs", ""),
+        ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated"),
+        ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated memorisation"),
+    ]
+    assert len({r.results for r in runs[:3]}) == 3  # no two share a trainer folder
 
 
 def test_a_grid_scale_multiplies_the_strategys_own_default_rate(tmp_path):
@@ -70,7 +92,7 @@ def test_a_grid_scale_multiplies_the_strategys_own_default_rate(tmp_path):
     assert tuning.default_lr_scale("SCRUB") == 0.05 and tuning.default_lr_scale("NoisyLabel") == 1.0
     half = tuning.run_config(tuning.GridPoint("SCRUB", 0.5, 2), tmp_path)
     assert half is not None and resolve(read_config(half), scrub, str(half)).lr_scale == 0.025
-    twin = tuning.run_config(tuning.GridPoint("SCRUB", 1.0, 2), tmp_path, calibrated=True)
+    twin = tuning.run_config(tuning.GridPoint("SCRUB", 1.0, 2), tmp_path, calibration="heldout")
     assert twin is not None and resolve(read_config(twin), scrub, str(twin)).lr_scale == 0.05
 
 

@@ -3,10 +3,10 @@
 convert the release (IR, FLAIR; the profile's label set) → plan and preprocess (profile) → the benchmark's split
 (`benchmark_design`) → train the original Med3D model → tuning on the tuning subject: K retrain oracles, K − 1
 more originals and every strategy's grid (`benchmark_tuning`), the choice → per judged forget set: request, K
-oracles, each strategy at its tuned setting, as tuned and calibrated → per forget set: membership-inference audit
-and report → every run against the retrain distribution (`benchmark_distribution`) → ``benchmark.json`` and
-``benchmark.md`` (`benchmark_tables`, `benchmark_distribution`). Every number in them is computed from this
-run's files.
+oracles, each strategy at its tuned setting, as tuned and calibrated (held-out band; memorisation reference)
+→ per forget set: membership-inference audit and report → every run against the retrain distribution
+(`benchmark_distribution`) → ``benchmark.json`` and ``benchmark.md`` (`benchmark_tables`,
+`benchmark_distribution`). Every number in them is computed from this run's files.
 
 Everything goes under ``workdir`` (nnU-Net's three folders included). Run again with the same arguments,
 it continues: finished trainings are kept (`benchmark_runs`), audits and reports are redone. The trainings
@@ -277,14 +277,14 @@ def run_benchmark(
         oracles_by_set[forget_set] = oracles(forget_set)
         judged_base = dataclasses.replace(base, request=requested(forget_set))
         chosen = [p for s in names if (p := tuning.chosen_point(tuned, s)) is not None]
-        runs_by_set[forget_set] = [oracles_by_set[forget_set][0]] + [
-            tuning.point_run(p, folder, judged_base, calibrated) for p in chosen for calibrated in (False, True)
-        ]
+        judged = tuning.judged_runs(chosen, folder, judged_base, max(profile.horizons))
+        runs_by_set[forget_set] = [oracles_by_set[forget_set][0], *judged]
     every_run = [run for f in judged_sets for run in runs_by_set[f] + oracles_by_set[f][1:]]
     if every_run:
         started = _step(
             f"judging on {len(judged_sets)} forget set(s): per set {replicates} retrain oracle(s) and each strategy "
-            f"at its tuned setting, as tuned and calibrated, {jobs} at a time"
+            f"at its tuned setting, as tuned and calibrated (held-out band; memorisation reference; at most "
+            f"{max(profile.horizons)} epochs), {jobs} at a time"
         )
         failures += execute(every_run)
         print(f"    done in {time.perf_counter() - started:.0f} s")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnunet_unlearning.artifacts import load_run
@@ -58,14 +58,19 @@ def grid(strategies: Sequence[str], lr_scales: Sequence[float], horizons: Sequen
 
 
 #: The run config section that makes a run calibrated (docs/unlearning.md): checked after every epoch, it
-#: stops when the forget subjects score like the held-out ones, within the horizon as its longest schedule.
+#: stops when the forget subjects score like unseen ones, within the horizon as its longest schedule.
 CALIBRATION = {"enabled": True, "check_every": 1}
+#: The calibrated twins of a judged run, by the forgetting test's reference, with the ``acceptance`` section
+#: each adds: the held-out band (the default) and the memorisation reference.
+CALIBRATIONS: dict[str, dict] = {"heldout": {}, "memorisation": {"reference": "memorisation"}}
 
 
-def grid_results(forget_folder: Path, lr_scale: float, calibrated: bool = False) -> Path:
-    """``nnUNet_results`` of a forget set's runs at ``lr_scale`` (1, not calibrated: the forget set's own)."""
-    if calibrated:
-        return forget_folder / f"calibrated_lr_{lr_scale:g}" / "nnUNet_results"
+def grid_results(forget_folder: Path, lr_scale: float, calibration: str | None = None) -> Path:
+    """``nnUNet_results`` of a forget set's runs at ``lr_scale`` (1, not calibrated: the forget set's own);
+    ``calibration``: a key of :data:`CALIBRATIONS` for a calibrated twin."""
+    if calibration is not None:
+        reference = "" if calibration == "heldout" else f"{calibration}_"
+        return forget_folder / f"calibrated_{reference}lr_{lr_scale:g}" / "nnUNet_results"
     return forget_folder / "nnUNet_results" if lr_scale == 1 else forget_folder / f"lr_{lr_scale:g}" / "nnUNet_results"
 
 
@@ -75,22 +80,27 @@ def default_lr_scale(strategy: str) -> float:
     return float(strategy_parameters(strategy_class)[LR_SCALE].default)
 
 
-def run_config(point: GridPoint, forget_folder: Path, calibrated: bool = False) -> Path | None:
+def run_config(point: GridPoint, forget_folder: Path, calibration: str | None = None) -> Path | None:
     """The run config of a grid point (written once beside its results), or None at scale 1 uncalibrated."""
-    if point.lr_scale == 1 and not calibrated:
+    if point.lr_scale == 1 and calibration is None:
         return None
-    path = grid_results(forget_folder, point.lr_scale, calibrated).parent / f"{point.strategy}.json"
+    path = grid_results(forget_folder, point.lr_scale, calibration).parent / f"{point.strategy}.json"
     if not path.is_file():
         config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale * default_lr_scale(point.strategy)}}}
-        if calibrated:
+        if calibration is not None:
             config["calibration"] = CALIBRATION
+            if CALIBRATIONS[calibration]:
+                config["acceptance"] = CALIBRATIONS[calibration]
         atomic_write_json(path, config)
     return path
 
 
-def point_run(point: GridPoint, forget_folder: Path, base: Run, calibrated: bool = False) -> Run:
-    """The benchmark run of a grid point on a forget set, calibrated or not; ``base`` gives dataset, plans,
-    schedule and request."""
+def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str | None = None) -> Run:
+    """The benchmark run of a grid point on a forget set, calibrated (``calibration``: a key of
+    :data:`CALIBRATIONS`) or not; ``base`` gives dataset, plans, schedule and request."""
+    calibrated = (
+        None if calibration is None else "calibrated" if calibration == "heldout" else f"calibrated {calibration}"
+    )
     return Run(
         point.trainer,
         base.dataset_name,
@@ -98,11 +108,23 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibrated: bool
         base.plans,
         point.epochs,
         base.iterations,
-        grid_results(forget_folder, point.lr_scale, calibrated),
+        grid_results(forget_folder, point.lr_scale, calibration),
         base.request,
-        run_config(point, forget_folder, calibrated),
-        " ".join(filter(None, (point.variant, "calibrated" if calibrated else ""))),
+        run_config(point, forget_folder, calibration),
+        " ".join(filter(None, (point.variant, calibrated))),
     )
+
+
+def judged_runs(chosen: Sequence[GridPoint], forget_folder: Path, base: Run, longest: int) -> list[Run]:
+    """Each chosen point as tuned, then its calibrated twins (one per :data:`CALIBRATIONS` reference) on a
+    schedule of ``longest`` epochs (the profile's long horizon), or the tuned one where that is longer: a
+    calibrated run stops itself, so its schedule only bounds it."""
+    runs = []
+    for point in chosen:
+        runs.append(point_run(point, forget_folder, base))
+        twin = replace(point, epochs=max(point.epochs, longest))
+        runs += [point_run(twin, forget_folder, base, calibration) for calibration in CALIBRATIONS]
+    return runs
 
 
 def _utility(evaluation: EvaluationRecord, original: EvaluationRecord, sets: Mapping[str, Sequence[str]]) -> float:
