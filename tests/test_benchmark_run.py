@@ -238,7 +238,7 @@ def test_benchmark_collects_the_finished_runs_without_training(benchmark_run):
 @pytest.mark.slow
 def test_benchmark_writes_the_runs_it_needs_next_as_nnunet_command_lines(benchmark_run, capsys):
     """The paper profile's schedules are the trainers' own, so its runs can go to a scheduler: with the tuning
-    subject finished, judging subject 4 needs its oracles and the tuned NoisyLabel, as tuned and calibrated."""
+    subject finished, judging subject 4 needs its oracles and the tuned NoisyLabel, as tuned and twice calibrated."""
     run = benchmark_run["root"]
     paper = dataclasses.replace(
         PROFILES["paper"],
@@ -253,7 +253,7 @@ def test_benchmark_writes_the_runs_it_needs_next_as_nnunet_command_lines(benchma
     script = run / "commands.txt"
     with _profile("paper", paper):
         assert main(_arguments(benchmark_run, "--profile", "paper", "--forget", "4", "--commands", str(script))) == 0
-    assert "4 command(s) written to" in capsys.readouterr().out
+    assert "5 command(s) written to" in capsys.readouterr().out
     lines = script.read_text().splitlines()
     assert all(
         line.startswith("env ") and " nnUNetv2_train Dataset502_MRBrainS18 3d_fullres 0 -tr " in line for line in lines
@@ -261,12 +261,18 @@ def test_benchmark_writes_the_runs_it_needs_next_as_nnunet_command_lines(benchma
     assert sum("-tr nnUNetTrainerRetrain -p nnUNetMed3DPlans -device cpu" in line for line in lines) == 2
     tuned = benchmark_run["first"]["tuning"]["NoisyLabel"]
     trainer = f"nnUNetTrainerUnlearnNoisyLabel_{tuned['epochs']}epochs"
-    assert sum(f"-tr {trainer} " in line for line in lines) == 2
+    # the calibrated twins (held-out band, memorisation reference) run on the long horizon as their bound
+    twins = f"nnUNetTrainerUnlearnNoisyLabel_{max(tuned['epochs'], max(TINY.horizons))}epochs"
+    assert sum(f"-tr {trainer} " in line for line in lines) == (1 if trainer != twins else 3)
+    assert sum(f"-tr {twins} " in line for line in lines) == (2 if trainer != twins else 3)
     request = str(run / "forget_4" / "unlearning_request.json")
     assert all(_environment(line)["nnUNet_unlearning_request"] == request for line in lines)
     calibrated = next(_environment(line) for line in lines if "calibrated_lr_" in line)
     config = json.loads(Path(calibrated["nnUNet_unlearning_config"]).read_text())
     assert config["calibration"]["enabled"] and config["strategies"]["NoisyLabel"]["lr_scale"] == tuned["lr_scale"]
+    memorisation = next(_environment(line) for line in lines if "calibrated_memorisation_lr_" in line)
+    config = json.loads(Path(memorisation["nnUNet_unlearning_config"]).read_text())
+    assert config["calibration"]["enabled"] and config["acceptance"] == {"reference": "memorisation"}
     assert not list((run / "forget_4").rglob("checkpoint_final.pth"))  # nothing trained here
 
 
@@ -295,6 +301,7 @@ def test_benchmark_judges_settings_frozen_in_an_earlier_tuning_json(benchmark_ru
     assert content["tables"]["tuning_subject"] == []  # the tuning subject is neither trained nor reported
     assert set(content["retrain_distribution"]["forget_sets"]) <= {"4"}
     missing = content["failed_runs"]
-    assert len(missing) == 2 * TINY.replicates and all("not finished" in line for line in missing)
+    # subject 4's oracles, the tuned NoisyLabel and its two calibrated twins
+    assert len(missing) == TINY.replicates + 3 and all("not finished" in line for line in missing)
     assert f"frozen in {frozen} (not tuned in this run)" in (run / "benchmark.md").read_text()
     assert {p: p.stat().st_mtime_ns for p in run.rglob("checkpoint_final.pth")} == benchmark_run["checkpoints"]
