@@ -96,6 +96,11 @@ class CalibrationSettings:
     check_every: int = 1
 
 
+def band_name(memorisation: float | None) -> str:
+    """The band a check tested against, by its recorded memorisation (None: the held-out reference)."""
+    return "held-out band" if memorisation is None else "memorisation band"
+
+
 @dataclass(frozen=True)
 class ForgettingTest:
     """The forgetting test on one model: the numbers behind the state (module docstring)."""
@@ -117,8 +122,7 @@ class ForgettingTest:
 
     @property
     def band_name(self) -> str:
-        """The band the forget mean was tested against: the held-out band or the memorisation band."""
-        return "held-out band" if self.memorisation is None else "memorisation band"
+        return band_name(self.memorisation)
 
     @property
     def distance(self) -> float:

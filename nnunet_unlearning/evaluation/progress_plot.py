@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 
+from nnunet_unlearning.evaluation.calibration import band_name
 from nnunet_unlearning.evaluation.plot_style import plain_style
 
 SET_COLOURS = {"forget": "tab:red", "retain": "tab:blue", "heldout": "tab:green"}
@@ -53,8 +54,7 @@ def _draw_calibration(ax, calibration: Mapping) -> None:
     centres = [c.get("target", c["heldout_mean"]) for c in checks]
     low = [centre - c["half_width"] for centre, c in zip(centres, checks, strict=True)]
     high = [centre + c["half_width"] for centre, c in zip(centres, checks, strict=True)]
-    reference = calibration["criteria"].get("reference", "heldout")
-    band = "held-out band" if reference == "heldout" else "memorisation band"
+    band = band_name(checks[0].get("memorisation")) if checks else band_name(None)
     ax.fill_between(epochs, low, high, color=SET_COLOURS["heldout"], alpha=0.2, label=band)
     ax.plot(epochs, [c["heldout_mean"] for c in checks], "-", color=SET_COLOURS["heldout"], label="held-out mean")
     ax.plot(epochs, [c["forget_mean"] for c in checks], "o-", color=SET_COLOURS["forget"], label="forget mean")

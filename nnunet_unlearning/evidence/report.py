@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nnunet_unlearning.errors import UserInputError
+from nnunet_unlearning.evaluation.calibration import band_name
 from nnunet_unlearning.evidence.comparison import Comparison, compare
 from nnunet_unlearning.evidence.report_plots import report_plots
 from nnunet_unlearning.evidence.subgroups import GROUP_KEYS, group_rows, read_groups
@@ -56,8 +57,8 @@ def _calibration_markdown(calibrated: Mapping[str, Mapping]) -> list[str]:
     for folder, record in calibrated.items():
         lines += [f"### {folder}", "", record["text"] or "Calibrated run: undecided (interrupted).", ""]
         # records written before the memorisation reference have no "target": their band is the held-out one
-        memorisation = any(c.get("memorisation") is not None for c in record["checks"])
-        band = "memorisation band" if memorisation else "held-out band"
+        # every check of a run shares its reference (the original's memorisation, or none)
+        band = band_name(record["checks"][0].get("memorisation") if record["checks"] else None)
         lines += [f"| check | steps | forget | {band} | state | retain % | held-out % |", "|" + "---|" * 7]
         lines += [
             f"| {c['tag']} | {c['steps']} | {c['forget_mean']:.4f} | {c.get('target', c['heldout_mean']):.4f} ± "
