@@ -83,6 +83,11 @@ def test_judged_runs_are_the_tuned_point_and_its_calibrated_twins_on_the_long_ho
         ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated memorisation"),
     ]
     assert len({r.results for r in runs[:3]}) == 3  # no two share a trainer folder
+    assert [(r.epochs, r.iterations) for r in runs[:3]] == [(2, 20), (5, 20), (5, 20)]
+    # checked every 5 steps: the twins train the same 100 steps in epochs of 5 (a check follows each epoch)
+    checked = tuning.judged_runs(chosen, tmp_path, base, longest=5, check_steps=5)
+    assert [(r.epochs, r.iterations) for r in checked[:3]] == [(2, 20), (20, 5), (20, 5)]
+    assert [r.variant for r in checked] == [r.variant for r in runs]
 
 
 def test_a_grid_scale_multiplies_the_strategys_own_default_rate(tmp_path):

@@ -277,14 +277,15 @@ def run_benchmark(
         oracles_by_set[forget_set] = oracles(forget_set)
         judged_base = dataclasses.replace(base, request=requested(forget_set))
         chosen = [p for s in names if (p := tuning.chosen_point(tuned, s)) is not None]
-        judged = tuning.judged_runs(chosen, folder, judged_base, max(profile.horizons))
+        judged = tuning.judged_runs(chosen, folder, judged_base, max(profile.horizons), profile.check_steps)
         runs_by_set[forget_set] = [oracles_by_set[forget_set][0], *judged]
     every_run = [run for f in judged_sets for run in runs_by_set[f] + oracles_by_set[f][1:]]
     if every_run:
         started = _step(
             f"judging on {len(judged_sets)} forget set(s): per set {replicates} retrain oracle(s) and each strategy "
             f"at its tuned setting, as tuned and calibrated (held-out band; memorisation reference; at most "
-            f"{max(profile.horizons)} epochs), {jobs} at a time"
+            f"{max(profile.horizons)} epochs, checked every "
+            f"{f'{profile.check_steps} steps' if profile.check_steps else 'epoch'}), {jobs} at a time"
         )
         failures += execute(every_run)
         print(f"    done in {time.perf_counter() - started:.0f} s")

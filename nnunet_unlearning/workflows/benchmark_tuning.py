@@ -115,15 +115,26 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str
     )
 
 
-def judged_runs(chosen: Sequence[GridPoint], forget_folder: Path, base: Run, longest: int) -> list[Run]:
+def judged_runs(
+    chosen: Sequence[GridPoint], forget_folder: Path, base: Run, longest: int, check_steps: int | None = None
+) -> list[Run]:
     """Each chosen point as tuned, then its calibrated twins (one per :data:`CALIBRATIONS` reference) on a
     schedule of ``longest`` epochs (the profile's long horizon), or the tuned one where that is longer: a
-    calibrated run stops itself, so its schedule only bounds it."""
+    calibrated run stops itself, so its schedule only bounds it.
+
+    ``check_steps``: steps between a twin's checks. A check follows every epoch, so the twin trains the same
+    steps in epochs that long (``Profile.check_steps``; rounded up to whole epochs); None: the base's epochs.
+    """
     runs = []
     for point in chosen:
         runs.append(point_run(point, forget_folder, base))
         twin = replace(point, epochs=max(point.epochs, longest))
-        runs += [point_run(twin, forget_folder, base, calibration) for calibration in CALIBRATIONS]
+        for calibration in CALIBRATIONS:
+            run = point_run(twin, forget_folder, base, calibration)
+            if check_steps is not None:
+                steps = run.epochs * run.iterations
+                run = replace(run, epochs=-(-steps // check_steps), iterations=check_steps)
+            runs.append(run)
     return runs
 
 

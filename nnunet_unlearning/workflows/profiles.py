@@ -194,6 +194,9 @@ class Profile:
     replicates: int  # K: independently trained originals, and oracles per forget set (the retrain distribution)
     lr_scales: tuple[float, ...]  # the tuning grid's learning-rate scales (× the original's rate), × the horizons
     planning: CpuPlanning | None = None  # None: nnU-Net's own planning at full resolution
+    #: steps between the checks of the benchmark's calibrated runs (their epochs shortened to this; schedules
+    #: set in-process only), None: a check per unlearning epoch
+    check_steps: int | None = None
 
     def describe(self) -> str:
         """What the profile runs, for logs and the benchmark's tables."""
@@ -251,6 +254,7 @@ PROFILES = {
         replicates=4,
         lr_scales=(0.5, 1.0, 2.0),
         planning=CPU,
+        check_steps=5,
     ),
     "paper": Profile(
         "paper",
