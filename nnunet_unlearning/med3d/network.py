@@ -26,6 +26,7 @@ from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.med3d.cpu_precision import SETTINGS as CPU_BF16_SETTINGS
 from nnunet_unlearning.med3d.cpu_precision import bf16_decision
 from nnunet_unlearning.med3d.decoder import Med3DDecoder
+from nnunet_unlearning.med3d.onednn_conv import use_onednn_convolutions
 from nnunet_unlearning.med3d.resnet import NORMS, RESNET_CONFIGS, MedicalNetResNet
 
 N_LEVELS = 6  # input block, conv1, maxpool+layer1, layer2, layer3, layer4
@@ -110,6 +111,8 @@ class Med3DUNet(nn.Module):
             deep_supervision,
         )
         self.decoder.apply(InitWeights_He(1e-2))
+        # nnU-Net predicts one tile at a time: without this, fp32 CPU predictions run in torch's slow fallback
+        use_onednn_convolutions(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if any(n % s for n, s in zip(x.shape[2:], self.total_stride, strict=True)):
