@@ -270,9 +270,9 @@ def test_benchmark_writes_the_runs_it_needs_next_as_nnunet_command_lines(benchma
     calibrated = next(_environment(line) for line in lines if "calibrated_lr_" in line)
     config = json.loads(Path(calibrated["nnUNet_unlearning_config"]).read_text())
     assert config["calibration"]["enabled"] and config["strategies"]["NoisyLabel"]["lr_scale"] == tuned["lr_scale"]
-    memorisation = next(_environment(line) for line in lines if "calibrated_memorisation_lr_" in line)
+    memorisation = next(_environment(line) for line in lines if "calibrated_memorisation_patches_lr_" in line)
     config = json.loads(Path(memorisation["nnUNet_unlearning_config"]).read_text())
-    assert config["calibration"]["enabled"] and config["acceptance"] == {"reference": "memorisation"}
+    assert config["calibration"]["scores"] == "patches" and config["acceptance"] == {"reference": "memorisation"}
     assert not list((run / "forget_4").rglob("checkpoint_final.pth"))  # nothing trained here
 
 

@@ -62,12 +62,14 @@ def test_the_grid_and_its_run_configs(tmp_path):
     calibrated = resolve(read_config(twin.config), noisy, str(twin.config))
     assert calibrated.lr_scale == 0.5 and calibrated.calibration.enabled
     assert calibrated.acceptance.reference == "heldout"
-    # the memorisation twin: another folder, the same scale, the memorisation reference
-    memorisation = tuning.point_run(points[0], tmp_path, base, calibration="memorisation")
-    assert memorisation.results == tmp_path / "calibrated_memorisation_lr_0.5" / "nnUNet_results"
-    assert memorisation.variant == "lr×0.5 calibrated memorisation"
+    assert calibrated.calibration.scores == "volumes"
+    # the memorisation twin: another folder, the same scale, the memorisation reference, checked on patches
+    memorisation = tuning.point_run(points[0], tmp_path, base, calibration="memorisation_patches")
+    assert memorisation.results == tmp_path / "calibrated_memorisation_patches_lr_0.5" / "nnUNet_results"
+    assert memorisation.variant == "lr×0.5 calibrated memorisation patches"
     settings = resolve(read_config(memorisation.config), noisy, str(memorisation.config))
     assert settings.calibration.enabled and settings.acceptance.reference == "memorisation"
+    assert settings.calibration.scores == "patches"
 
 
 def test_judged_runs_are_the_tuned_point_and_its_calibrated_twins_on_the_long_horizon(tmp_path):
@@ -77,10 +79,10 @@ def test_judged_runs_are_the_tuned_point_and_its_calibrated_twins_on_the_long_ho
     assert [(r.trainer, r.variant) for r in runs] == [
         ("nnUNetTrainerUnlearnSCRUB_2epochs", "lr×0.5"),
         ("nnUNetTrainerUnlearnSCRUB_5epochs", "lr×0.5 calibrated"),
-        ("nnUNetTrainerUnlearnSCRUB_5epochs", "lr×0.5 calibrated memorisation"),
+        ("nnUNetTrainerUnlearnSCRUB_5epochs", "lr×0.5 calibrated memorisation patches"),
         ("nnUNetTrainerUnlearnFineTune_5epochs", ""),
         ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated"),
-        ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated memorisation"),
+        ("nnUNetTrainerUnlearnFineTune_5epochs", "calibrated memorisation patches"),
     ]
     assert len({r.results for r in runs[:3]}) == 3  # no two share a trainer folder
     assert [(r.epochs, r.iterations) for r in runs[:3]] == [(2, 20), (5, 20), (5, 20)]

@@ -1,9 +1,10 @@
 """Calibrated runs through nnU-Net's trainer on the shared CPU fixture (in-process, as ``nnUNetv2_train`` runs it).
 
-Three runs of NoisyLabel under the run config's ``calibration`` section: one whose band is so wide that the
+Four runs of NoisyLabel under the run config's ``calibration`` section: one whose band is so wide that the
 original already meets it (it stops before any step and certifies the original's weights), one whose
 band is a single point (never met), so the run checks every epoch until over-forgetting, the utility
-budget or the end of its schedule stops it, and one under the memorisation reference. What each decides
+budget or the end of its schedule stops it, one under the memorisation reference, and one checked on
+patches (`patch_hook`). What each decides
 depends on the data (real MRBrainS18 or the phantom); what is asserted holds whatever it decides: the
 record, the rollback, the folder, the verdict.
 """
@@ -21,6 +22,7 @@ from nnunet_fixture import load_trainer
 from nnunet_unlearning.artifacts import CERTIFICATE_JSON, METRICS_FILE
 from nnunet_unlearning.cli import main
 from nnunet_unlearning.evidence.report import write_report
+from nnunet_unlearning.nnunet.glue import bare_network
 from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 from nnunet_unlearning.unlearning.schedules import trainer_family
 from nnunet_unlearning.unlearning.strategies import NoisyLabel
@@ -28,12 +30,14 @@ from nnunet_unlearning.unlearning.strategies import NoisyLabel
 _BASE = trainer_family(NoisyLabel, __name__)["nnUNetTrainerUnlearnNoisyLabel"]
 
 
-def _calibrated_run(name: str, acceptance: dict, world, tmp_path, monkeypatch) -> tuple[Any, Path, dict]:
+def _calibrated_run(
+    name: str, acceptance: dict, world, tmp_path, monkeypatch, calibration: dict | None = None
+) -> tuple[Any, Path, dict]:
     config = {
         "epochs": 3,
         "iterations_per_epoch": 2,
         "acceptance": acceptance,
-        "calibration": {"enabled": True, "check_every": 1},
+        "calibration": {"enabled": True, "check_every": 1, **(calibration or {})},
     }
     (tmp_path / f"{name}.json").write_text(json.dumps(config))
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / f"{name}.json"))
@@ -154,3 +158,35 @@ def test_a_calibrated_run_refuses_to_resume(request_world, tmp_path, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("nnUNetTrainerUnlearnNoisyLabel_calresume: error: ")
     assert "a calibrated run cannot be resumed with --c" in err[-1]
+
+
+@pytest.mark.slow
+def test_checks_on_patches_leave_whole_volume_scoring_to_the_start_and_the_end(
+    request_world, original_checkpoint, tmp_path, monkeypatch
+):
+    point_band = {"z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
+    patches = {"scores": "patches", "patches_per_case": 3}
+    trainer, folder, metrics = _calibrated_run("calpatch", point_band, request_world, tmp_path, monkeypatch, patches)
+    calibration = metrics["calibration"]
+    checks, decision = calibration["checks"], calibration["decision"]
+    assert calibration["settings"]["scores"] == "patches" and calibration["settings"]["patches_per_case"] == 3
+    assert [c["tag"] for c in checks] == ["start"] + [f"epoch_{e}" for e in range(1, len(checks))]
+    # the checks are not whole-volume evaluations: the record holds only the start and the certified end,
+    # scored afresh at the kept check's epoch (the original kept: the start's evaluation, at no cost); the
+    # checks' cost still counts as evaluation time
+    assert [e["tag"] for e in metrics["evaluations"]] == ["start", "end"]
+    end = _by_tag(metrics, "end")
+    assert end["epoch"] == decision["kept_epoch"]
+    if decision["kept_epoch"] == 0:
+        assert end["seconds"] == 0.0 and _case_dice(end) == _case_dice(_by_tag(metrics, "start"))
+    else:
+        assert end["seconds"] > 0
+    assert metrics["seconds"]["evaluation"] > sum(e["seconds"] for e in metrics["evaluations"])
+    # the certified network is the state the kept check scored: its patch scores again
+    kept = next(c for c in checks if c["tag"] == decision["kept_tag"])
+    trainer.set_deep_supervision_enabled(False)
+    again = trainer.check_hook.evaluate(bare_network(trainer.network), "again", 0)
+    assert again.sets["forget"]["dice"] == pytest.approx(kept["forget_mean"], abs=1e-6)
+    assert again.sets["retain"]["n_cases"] == len(metrics["retain"])
+    verdict = json.loads((folder / CERTIFICATE_JSON).read_text())["verdict"]
+    assert verdict["calibration"].startswith("Calibrated run: stopped")

@@ -12,6 +12,7 @@ from nnunet_unlearning.cli import main
 from nnunet_unlearning.workflows.demo import (
     CALIBRATED_CONFIG,
     MARKER,
+    STRATEGY,
     Schedule,
     format_headline,
     headline,
@@ -84,14 +85,16 @@ def test_calibrated_unlearning_and_the_oracle_train_side_by_side(world, forget_r
     unlearned, retrained = side_by_side(
         results, forget_request_file, config, "the first case", PLANS, Schedule(2, 2), Schedule(1, 2)
     )
-    assert unlearned.parent.name.startswith("nnUNetTrainerUnlearnNoisyLabel__") and unlearned.is_relative_to(results)
+    assert unlearned.parent.name.startswith(f"nnUNetTrainerUnlearn{STRATEGY}__") and unlearned.is_relative_to(results)
     assert retrained.parent.name.startswith("nnUNetTrainerRetrain__") and retrained.is_relative_to(results)
     for folder in (unlearned, retrained):
         assert (folder / FINAL_CHECKPOINT).is_file()
-    # the unlearning run read its run config: it is calibrated
-    assert json.loads((unlearned / METRICS_FILE).read_text())["calibration"]["checks"]
+    # the unlearning run read its run config: it is calibrated, on patches, under the memorisation reference
+    calibration = json.loads((unlearned / METRICS_FILE).read_text())["calibration"]
+    assert calibration["checks"] and calibration["settings"]["scores"] == "patches"
+    assert calibration["criteria"]["reference"] == "memorisation"
     assert json.loads((retrained / METRICS_FILE).read_text())["calibration"] is None
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {
-        "nnUNetTrainerUnlearnNoisyLabel.txt",
+        f"nnUNetTrainerUnlearn{STRATEGY}.txt",
         "nnUNetTrainerRetrain.txt",
     }

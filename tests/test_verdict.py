@@ -80,6 +80,12 @@ def test_calibration_sentence_follows_the_recorded_decision():
     reached = calibration_text({"decision": {**decision, "reason": "forgotten", "target_reached": True}})
     assert reached is not None and "reached the band" in reached and "target reached" in reached
     assert calibration_text(None) is None and calibration_text({"decision": None}) is None
+    # checks on patches: the sentence says what the decision was taken on
+    patches = calibration_text({"decision": decision, "settings": {"scores": "patches", "patches_per_case": 8}})
+    assert patches is not None and patches.endswith(
+        "Its checks scored 8 fixed patches per case; the criteria judge the certified model on whole volumes."
+    )
+    assert "patches" not in (calibration_text({"decision": decision, "settings": {"scores": "volumes"}}) or "")
 
 
 def test_memorisation_reference_judges_the_forget_cases_against_their_own_start():

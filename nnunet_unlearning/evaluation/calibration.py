@@ -87,13 +87,26 @@ class AcceptanceCriteria:
             raise ValueError(f"must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
 
 
+#: What a check scores each case on (:class:`CalibrationSettings`' ``scores``).
+CHECK_SCORES = ("volumes", "patches")
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """The run config's ``calibration`` section: ``enabled`` turns calibrated stopping on; ``check_every``:
-    epochs between checks (the run's last state is always checked)."""
+    epochs between checks (the run's last state is always checked); ``scores``: what a check scores each case
+    on, ``volumes`` (the evaluation hook's whole-volume sliding window) or ``patches`` (``patches_per_case``
+    fixed patches per case, `evaluation.patch_hook`: several times cheaper, scores comparable only within the
+    run; the run's start and end are scored on whole volumes either way)."""
 
     enabled: bool = False
     check_every: int = 1
+    scores: str = "volumes"
+    patches_per_case: int = 8
+
+    def __post_init__(self) -> None:
+        if self.scores not in CHECK_SCORES:
+            raise ValueError(f"must be one of {', '.join(CHECK_SCORES)}, got {self.scores!r}")
 
 
 def band_name(memorisation: float | None) -> str:

@@ -14,7 +14,7 @@ challenge-protocol numbers in the original image space, predict with ``nnUNetv2_
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +99,7 @@ class EvaluationHook:
         (`kept_scores`; only for a network holding exactly those weights): cases found there are not predicted,
         and the cases predicted are added to it."""
         start = time.perf_counter()
-        predictor = self._make_predictor(network)
+        predict = self._predictor(network)
         cases = {}
         membership: dict[str, MembershipScores] = {}
         reused = []
@@ -110,11 +110,9 @@ class EvaluationHook:
                 cases[case], membership[case] = found
                 reused.append(case)
                 continue
-            data, seg, _, _ = self._dataset.load_case(case)
             with context:
-                logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
+                logits, truth = predict(case)
             probabilities = torch.softmax(logits.float(), dim=0).cpu().numpy()
-            truth = np.asarray(seg)[0].astype(np.int16)
             cases[case] = case_metrics(
                 truth,
                 probabilities.argmax(0),
@@ -141,3 +139,15 @@ class EvaluationHook:
             precision=precision,
             reused=reused,
         )
+
+    def _predictor(self, network: torch.nn.Module) -> Callable[[str], tuple[torch.Tensor, np.ndarray]]:
+        """``case -> (logits (C, X, Y, Z), truth (X, Y, Z) int16)``: nnU-Net's sliding window over the case's
+        whole preprocessed volume (called under the evaluation's precision context)."""
+        predictor = self._make_predictor(network)
+
+        def predict(case: str) -> tuple[torch.Tensor, np.ndarray]:
+            data, seg, _, _ = self._dataset.load_case(case)
+            logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(np.asarray(data)))
+            return logits, np.asarray(seg)[0].astype(np.int16)
+
+        return predict

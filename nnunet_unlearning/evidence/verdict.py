@@ -142,16 +142,24 @@ REASONS = {
 
 
 def calibration_text(calibration: Mapping | None) -> str | None:
-    """One sentence on a calibrated run's stop, from its recorded decision; None for other runs."""
+    """One or two sentences on a calibrated run's stop, from its recorded decision (and what its checks scored);
+    None for other runs."""
     decision = (calibration or {}).get("decision")
     if not decision:
         return None
     kept = f"the state after epoch {decision['kept_epoch']} ({decision['steps_used']} steps)"
     certifies = "it rolled back to and certifies" if decision["rolled_back"] else "it certifies"
+    settings = (calibration or {}).get("settings") or {}
+    scored = (
+        f" Its checks scored {settings['patches_per_case']} fixed patches per case; the criteria judge the "
+        "certified model on whole volumes."
+        if settings.get("scores") == "patches"
+        else ""
+    )
     return (
         f"Calibrated run: stopped at epoch {decision['stopped_at_epoch']} after {decision['steps_taken']} steps "
         f"because {REASONS[decision['reason']]}; {certifies} {kept}; target "
-        f"{'reached' if decision['target_reached'] else 'not reached'}."
+        f"{'reached' if decision['target_reached'] else 'not reached'}.{scored}"
     )
 
 

@@ -190,6 +190,10 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self._original_weights = original_weights
         self._open_record()
         self.hook = self._make_hook()
+        # a check's scores: the hook's own, or its patch form (`patch_hook`) under calibration.scores "patches"
+        self.check_hook = self.hook
+        if self.calibration is not None and self.calibration.settings.scores == "patches":
+            self.check_hook = self._make_hook(self.calibration.settings.patches_per_case)
         self._steps_taken = self.current_epoch * self.num_iterations_per_epoch
         if not resumed:
             # the original's weights: their scores from an earlier request against this checkpoint are reused
@@ -197,12 +201,10 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             if self.calibration is not None:
                 # check 0 is the original: its weights, and its running statistics as they are (none changed);
                 # it stops the run when the original meets the test, or scores the forget cases below it
-                original = (
-                    _cpu_state(bare_network(self.network)),
-                    self._recalibrated(bare_network(self.network), False),
-                    start,
-                )
-                self._decide(start, original, last=False)
+                network = bare_network(self.network)
+                check = start if self.check_hook is self.hook else self._check_scores(network, "start")
+                original = (_cpu_state(network), self._recalibrated(network, False), start)
+                self._decide(check, original, last=False)
         super().on_train_start()  # the dataloaders, unless check 0 stopped the run (``get_dataloaders``)
         if self._calibration_stopped:
             raise _CalibratedStopError
@@ -385,8 +387,11 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         else:
             if not self._calibration_stopped:
                 self._calibration_check(last=True)
-            kept = self._restore_kept_state()
-            if kept is not None:
+            kept, kept_epoch = self._restore_kept_state()
+            if kept is None and kept_epoch is not None:
+                # the check scored patches: the certified model's whole-volume scores, at its check's epoch
+                self._evaluate("end", epoch=kept_epoch)
+            elif kept is not None:
                 # the certified model was scored at its check (recorded at that check's epoch): the same
                 # network, the same deterministic sliding window, so that evaluation is the end's
                 end = kept.copy()
@@ -442,8 +447,12 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             candidate = copy.deepcopy(bare_network(self.network))
             self.set_deep_supervision_enabled(self.enable_deep_supervision)
             statistics = self._recalibrated(candidate, across_ranks=False)
-            evaluation = self._score(candidate, f"epoch_{self.current_epoch}")
-            state = (_cpu_state(candidate), statistics, evaluation)
+            tag = f"epoch_{self.current_epoch}"
+            volumes = self.check_hook is self.hook
+            evaluation = self._score(candidate, tag) if volumes else self._check_scores(candidate, tag)
+            # what the run records as its end if it keeps this state: the whole-volume evaluation, or None
+            # when the check scored patches (the end then evaluates the kept state afresh)
+            state = (_cpu_state(candidate), statistics, evaluation if volumes else None)
             del candidate
         return self._decide(evaluation, state, last)
 
@@ -468,20 +477,23 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self._calibration_stopped = bool(stop[0])
         return self._calibration_stopped
 
-    def _restore_kept_state(self) -> EvaluationRecord | None:
+    def _restore_kept_state(self) -> tuple[EvaluationRecord | None, int | None]:
         """Load the state the calibration keeps (already recalibrated when it was checked) into the network;
-        return its evaluation at that check (rank 0; None elsewhere)."""
+        return its whole-volume evaluation at that check (None when the check scored patches) and the check's
+        epoch (rank 0; ``(None, None)`` elsewhere)."""
         network = bare_network(self.network)
-        evaluation = None
+        evaluation, epoch = None, None
         if self.local_rank == 0 and self.calibration is not None:
             weights, statistics, evaluation = self.calibration.kept_state()
+            kept = self.calibration.kept_check()
+            epoch = kept.epoch if kept is not None else None
             network.load_state_dict(weights)
             self.record.running_statistics = statistics
             self.record.calibration = self.calibration.to_json()
         if self.is_ddp:
             for tensor in network.state_dict().values():
                 dist.broadcast(tensor, src=0)
-        return evaluation
+        return evaluation, epoch
 
     def _kept_scores(self) -> KeptScores:
         """The per-case scores kept for the checkpoint this run starts from (`evaluation.kept_scores`)."""
@@ -503,6 +515,15 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.record.add(record, self.output_folder)
         self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(record))
         return record
+
+    def _check_scores(self, network: torch.nn.Module, tag: str) -> EvaluationRecord:
+        """A check's patch scores of ``network`` (rank 0): read by the calibration (its checks record the
+        trajectory), not added to the run's whole-volume evaluations."""
+        self.set_deep_supervision_enabled(False)
+        evaluation = self.check_hook.evaluate(network, tag, self.current_epoch).to_json()
+        self.set_deep_supervision_enabled(self.enable_deep_supervision)
+        self.record.check_seconds += evaluation["seconds"]
+        return evaluation
 
     def _evaluate(self, tag: str, epoch: int | None = None, kept: KeptScores | None = None) -> EvaluationRecord | None:
         """Evaluate the network as it is (rank 0); return the evaluation's JSON there, None elsewhere."""

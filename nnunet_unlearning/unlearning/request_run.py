@@ -19,6 +19,7 @@ import torch
 from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, REQUEST_FILE, SETS, chained_trainer_folder_name
 from nnunet_unlearning.evaluation.clinical_risk import critical_classes
 from nnunet_unlearning.evaluation.hook import EvaluationHook
+from nnunet_unlearning.evaluation.patch_hook import PatchHook
 from nnunet_unlearning.evidence.certificate import write_certificate
 from nnunet_unlearning.med3d.cpu_precision import training_precision
 from nnunet_unlearning.nnunet.glue import (
@@ -125,19 +126,28 @@ class RequestRunMixin:
         self.record.schedule = schedule_of(self)
         self.record.write_request_copy(Path(self.output_folder) / REQUEST_FILE)
 
-    def _make_hook(self) -> EvaluationHook:
-        """The evaluation hook over the request's forget, retain and held-out cases of this trainer's data."""
+    def _make_hook(self, patches_per_case: int | None = None) -> EvaluationHook:
+        """The evaluation hook over the request's forget, retain and held-out cases of this trainer's data;
+        with ``patches_per_case``, its patch form (`patch_hook`: that many patches of the configuration's patch
+        size per case, predicted a training batch at a time), which calibration checks use."""
         request = self.request
         cases = sorted(set(request.forget) | set(request.retain) | set(request.heldout))
-        labels = [int(c) for c in self.label_manager.foreground_labels]
-        return EvaluationHook(
-            case_dataset(self, cases),
-            {name: getattr(request, name) for name in SETS},
-            labels,
-            self.label_manager.ignore_label,
-            self.configuration_manager.spacing,
-            critical_classes(self.dataset_json),
-            lambda net: make_predictor(self, net),
+        arguments: dict[str, Any] = {
+            "dataset": case_dataset(self, cases),
+            "case_sets": {name: getattr(request, name) for name in SETS},
+            "labels": [int(c) for c in self.label_manager.foreground_labels],
+            "ignore_label": self.label_manager.ignore_label,
+            "spacing_mm": self.configuration_manager.spacing,
+            "critical": critical_classes(self.dataset_json),
+            "make_predictor": lambda net: make_predictor(self, net),
+        }
+        if patches_per_case is None:
+            return EvaluationHook(**arguments)
+        return PatchHook(
+            **arguments,
+            patch_size=self.configuration_manager.patch_size,
+            patches_per_case=patches_per_case,
+            batch_size=self.configuration_manager.batch_size,
         )
 
     def _close_record(self) -> None:

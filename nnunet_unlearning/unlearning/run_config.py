@@ -131,6 +131,7 @@ RANGES: dict[str, Range] = {
     "acceptance.tolerance": _NON_NEGATIVE,
     "acceptance.memorisation_tolerance": _NON_NEGATIVE,
     "calibration.check_every": _COUNT,
+    "calibration.patches_per_case": _COUNT,
 }
 
 

@@ -88,6 +88,8 @@ class RunRecord:
         self.schedule: dict | None = None
         self.prepare_seconds = 0.0
         self.train_seconds = 0.0
+        #: seconds of calibration checks scored on patches (`patch_hook`), which are not in ``evaluations``
+        self.check_seconds = 0.0
         #: epochs at which ``--c`` continued an interrupted run (empty for an uninterrupted one)
         self.resumed_at_epochs: list[int] = []
         #: what the run did to the running statistics of normalisation layers (a `RunningStatisticsRecord`), set at
@@ -153,7 +155,7 @@ class RunRecord:
             figures["clinical_risk_change"] = risk_change(
                 evaluations[0]["clinical_risk"], evaluations[-1]["clinical_risk"]
             )
-        evaluation_seconds = sum(e["seconds"] for e in evaluations)
+        evaluation_seconds = sum(e["seconds"] for e in evaluations) + self.check_seconds
         return {
             "request_id": self.request.request_id,
             "trainer": self.trainer,

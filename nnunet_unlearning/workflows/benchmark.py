@@ -3,8 +3,8 @@
 convert the release (IR, FLAIR; the profile's label set) → plan and preprocess (profile) → the benchmark's split
 (`benchmark_design`) → train the original Med3D model → tuning on the tuning subject: K retrain oracles, K − 1
 more originals and every strategy's grid (`benchmark_tuning`), the choice → per judged forget set: request, K
-oracles, each strategy at its tuned setting, as tuned and calibrated (held-out band; memorisation reference)
-→ per forget set: membership-inference audit and report → every run against the retrain distribution
+oracles, each strategy at its tuned setting, as tuned and calibrated (held-out band; memorisation reference,
+checked on patches) → per forget set: membership-inference audit and report → every run against the retrain distribution
 (`benchmark_distribution`) → ``benchmark.json`` and ``benchmark.md`` (`benchmark_tables`,
 `benchmark_distribution`). Every number in them is computed from this run's files.
 
@@ -283,8 +283,8 @@ def run_benchmark(
     if every_run:
         started = _step(
             f"judging on {len(judged_sets)} forget set(s): per set {replicates} retrain oracle(s) and each strategy "
-            f"at its tuned setting, as tuned and calibrated (held-out band; memorisation reference; at most "
-            f"{max(profile.horizons)} epochs, checked every "
+            f"at its tuned setting, as tuned and calibrated (held-out band; memorisation reference, checked on "
+            f"patches; at most {max(profile.horizons)} epochs, checked every "
             f"{f'{profile.check_steps} steps' if profile.check_steps else 'epoch'}), {jobs} at a time"
         )
         failures += execute(every_run)

@@ -60,9 +60,16 @@ def grid(strategies: Sequence[str], lr_scales: Sequence[float], horizons: Sequen
 #: The run config section that makes a run calibrated (docs/unlearning.md): checked after every epoch, it
 #: stops when the forget subjects score like unseen ones, within the horizon as its longest schedule.
 CALIBRATION = {"enabled": True, "check_every": 1}
-#: The calibrated twins of a judged run, by the forgetting test's reference, with the ``acceptance`` section
-#: each adds: the held-out band (the default) and the memorisation reference.
-CALIBRATIONS: dict[str, dict] = {"heldout": {}, "memorisation": {"reference": "memorisation"}}
+#: The calibrated twins of a judged run, by name, with the run config sections each writes: the held-out band
+#: (the default test, checked on whole volumes: on the CPU profile it stops at check 0) and the memorisation
+#: reference, checked on patches (`evaluation.patch_hook`: a check costs a fraction of a whole-volume one).
+CALIBRATIONS: dict[str, dict[str, dict]] = {
+    "heldout": {"calibration": CALIBRATION},
+    "memorisation_patches": {
+        "calibration": {**CALIBRATION, "scores": "patches"},
+        "acceptance": {"reference": "memorisation"},
+    },
+}
 
 
 def grid_results(forget_folder: Path, lr_scale: float, calibration: str | None = None) -> Path:
@@ -88,9 +95,7 @@ def run_config(point: GridPoint, forget_folder: Path, calibration: str | None = 
     if not path.is_file():
         config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale * default_lr_scale(point.strategy)}}}
         if calibration is not None:
-            config["calibration"] = CALIBRATION
-            if CALIBRATIONS[calibration]:
-                config["acceptance"] = CALIBRATIONS[calibration]
+            config.update(CALIBRATIONS[calibration])
         atomic_write_json(path, config)
     return path
 
@@ -99,7 +104,11 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str
     """The benchmark run of a grid point on a forget set, calibrated (``calibration``: a key of
     :data:`CALIBRATIONS`) or not; ``base`` gives dataset, plans, schedule and request."""
     calibrated = (
-        None if calibration is None else "calibrated" if calibration == "heldout" else f"calibrated {calibration}"
+        None
+        if calibration is None
+        else "calibrated"
+        if calibration == "heldout"
+        else f"calibrated {calibration.replace('_', ' ')}"
     )
     return Run(
         point.trainer,
@@ -118,7 +127,7 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str
 def judged_runs(
     chosen: Sequence[GridPoint], forget_folder: Path, base: Run, longest: int, check_steps: int | None = None
 ) -> list[Run]:
-    """Each chosen point as tuned, then its calibrated twins (one per :data:`CALIBRATIONS` reference) on a
+    """Each chosen point as tuned, then its calibrated twins (one per :data:`CALIBRATIONS` entry) on a
     schedule of ``longest`` epochs (the profile's long horizon), or the tuned one where that is longer: a
     calibrated run stops itself, so its schedule only bounds it.
 
