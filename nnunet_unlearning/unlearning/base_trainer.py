@@ -202,7 +202,9 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 # check 0 is the original: its weights, and its running statistics as they are (none changed);
                 # it stops the run when the original meets the test, or scores the forget cases below it
                 network = bare_network(self.network)
-                check = start if self.check_hook is self.hook else self._check_scores(network, "start")
+                check = start  # None on ranks other than 0, which only follow rank 0's decision
+                if self.check_hook is not self.hook and self.local_rank == 0:
+                    check = self._check_scores(network, "start")
                 original = (_cpu_state(network), self._recalibrated(network, False), start)
                 self._decide(check, original, last=False)
         super().on_train_start()  # the dataloaders, unless check 0 stopped the run (``get_dataloaders``)
@@ -389,8 +391,9 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 self._calibration_check(last=True)
             kept, kept_epoch = self._restore_kept_state()
             if kept is None and kept_epoch is not None:
-                # the check scored patches: the certified model's whole-volume scores, at its check's epoch
-                self._evaluate("end", epoch=kept_epoch)
+                # the check scored patches: the certified model's whole-volume scores, at its check's epoch (rank
+                # 0 only, as every kept value: the other ranks meet it at the barrier below)
+                self._score(bare_network(self.network), "end", kept_epoch)
             elif kept is not None:
                 # the certified model was scored at its check (recorded at that check's epoch): the same
                 # network, the same deterministic sliding window, so that evaluation is the end's
