@@ -10,6 +10,7 @@ running on the held-out cases. Thin classes in ``trainers/`` bind a strategy and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -446,9 +447,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         recalibrated) and return whether the run stops; evaluated on rank 0, the answer sent to every rank."""
         evaluation, state = None, None
         if self.local_rank == 0:
-            self.set_deep_supervision_enabled(False)
-            candidate = copy.deepcopy(bare_network(self.network))
-            self.set_deep_supervision_enabled(self.enable_deep_supervision)
+            with self._without_deep_supervision():
+                candidate = copy.deepcopy(bare_network(self.network))
             statistics = self._recalibrated(candidate, across_ranks=False)
             tag = f"epoch_{self.current_epoch}"
             volumes = self.check_hook is self.hook
@@ -511,20 +511,27 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
     ) -> EvaluationRecord:
         """Evaluate ``network`` with the hook (rank 0 only), record it at ``epoch`` (default: the current one)
         and return its JSON. ``kept``: scores kept for exactly these weights (the start evaluation's)."""
-        self.set_deep_supervision_enabled(False)
-        evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch, kept)
-        self.set_deep_supervision_enabled(self.enable_deep_supervision)
+        with self._without_deep_supervision():
+            evaluation = self.hook.evaluate(network, tag, self.current_epoch if epoch is None else epoch, kept)
         record = evaluation.to_json()
         self.record.add(record, self.output_folder)
         self.print_to_log_file(f"unlearning evaluation '{tag}': " + self.record.brief(record))
         return record
 
+    @contextlib.contextmanager
+    def _without_deep_supervision(self):
+        """The network outputs only its full-resolution logits inside (a hook's prediction, a copy to check)."""
+        self.set_deep_supervision_enabled(False)
+        try:
+            yield
+        finally:
+            self.set_deep_supervision_enabled(self.enable_deep_supervision)
+
     def _check_scores(self, network: torch.nn.Module, tag: str) -> EvaluationRecord:
         """A check's patch scores of ``network`` (rank 0): read by the calibration (its checks record the
         trajectory), not added to the run's whole-volume evaluations."""
-        self.set_deep_supervision_enabled(False)
-        evaluation = self.check_hook.evaluate(network, tag, self.current_epoch).to_json()
-        self.set_deep_supervision_enabled(self.enable_deep_supervision)
+        with self._without_deep_supervision():
+            evaluation = self.check_hook.evaluate(network, tag, self.current_epoch).to_json()
         self.record.check_seconds += evaluation["seconds"]
         return evaluation
 
