@@ -245,7 +245,7 @@ class CheckRecord(TypedDict):
 class DecisionRecord(TypedDict):
     """Why a calibrated run stopped and which check's state it certifies."""
 
-    #: "forgotten", "utility_budget", "over_forgotten" or "schedule_end" (a decision is recorded only on a stop)
+    #: "forgotten", "utility_budget", "over_forgotten", "stalled" or "schedule_end" (recorded only on a stop)
     reason: str | None
     #: whether it stopped because the forget subjects reached the band
     target_reached: bool

@@ -34,9 +34,9 @@ def _evaluation(epoch: int, forget: float, retain: float = 0.8, heldout: tuple =
     }
 
 
-def _run(stream: list[dict], last_is_end: bool = True) -> tuple[Calibration, list]:
+def _run(stream: list[dict], last_is_end: bool = True, patience: int | None = None) -> tuple[Calibration, list]:
     """Feed ``stream`` (the first: the original) until the rule stops; return the calibration and decisions."""
-    calibration = Calibration(CRITERIA, CalibrationSettings(enabled=True), SETS)
+    calibration = Calibration(CRITERIA, CalibrationSettings(enabled=True, patience=patience), SETS)
     decisions = []
     for i, evaluation in enumerate(stream):
         decision = calibration.add(
@@ -114,6 +114,27 @@ def test_schedule_end_keeps_the_closest_state_and_says_the_target_was_missed():
     calibration, decisions = _run([_evaluation(0, 0.9), _evaluation(1, 0.75), _evaluation(2, 0.8)])
     assert [d.reason for d in decisions] == [None, None, "schedule_end"]
     assert calibration.kept_state() == "state 1" and not decisions[-1].target_reached
+
+
+def test_patience_gives_up_when_no_check_comes_closer_and_keeps_the_closest_state():
+    # closest at check 1 (0.75); checks 2-4 lie farther from the band: with patience 3 the run stops at check 4
+    forget = [0.9, 0.75, 0.8, 0.77, 0.76, 0.64]
+    calibration, decisions = _run([_evaluation(e, f) for e, f in enumerate(forget)], patience=3)
+    assert [d.reason for d in decisions] == [None, None, None, None, "stalled"]
+    assert calibration.kept_state() == "state 1" and not decisions[-1].target_reached
+    assert calibration.to_json()["decision"]["rolled_back"] is True
+    # a check that comes closer starts the count again; the band reached wins over the count
+    closer = [0.9, 0.75, 0.8, 0.74, 0.8, 0.8, 0.64]
+    calibration, decisions = _run([_evaluation(e, f) for e, f in enumerate(closer)], patience=3)
+    assert decisions[-1].reason == "forgotten" and calibration.kept_state() == "state 6"
+    # without patience (the default) the same stream runs to the band
+    calibration, decisions = _run([_evaluation(e, f) for e, f in enumerate(forget)])
+    assert decisions[-1].reason == "forgotten" and len(decisions) == len(forget)
+    # the budget and the schedule's end are decided before the count
+    broken = [_evaluation(0, 0.9), _evaluation(1, 0.95), _evaluation(2, 0.95, retain=0.7)]
+    assert _run(broken, patience=1)[1][-1].reason == "stalled"  # check 1 came no closer than the original
+    assert _run(broken, patience=2)[1][-1].reason == "utility_budget"
+    assert _run([_evaluation(0, 0.9), _evaluation(1, 0.95)], patience=1)[1][-1].reason == "schedule_end"
 
 
 def test_an_original_already_inside_the_band_stops_before_any_step():

@@ -151,13 +151,15 @@ def test_overrides_are_converted_and_only_changed_values_reported():
         ({"calibrate": True}, "c.json: calibrate: unknown key (known: acceptance, calibration, epochs, "),
         (
             {"calibration": {"every": 2}},
-            "c.json: calibration.every: unknown key (known: check_every, enabled, patches_per_case, scores)",
+            "c.json: calibration.every: unknown key (known: check_every, enabled, patches_per_case, patience, scores)",
         ),
         (
             {"calibration": {"scores": "tiles"}},
             "c.json: calibration.scores: must be one of volumes, patches, got 'tiles'",
         ),
         ({"calibration": {"patches_per_case": 0}}, "c.json: calibration.patches_per_case: must be ≥ 1, got 0"),
+        ({"calibration": {"patience": 0}}, "c.json: calibration.patience: must be ≥ 1, got 0"),
+        ({"calibration": {"patience": 2.5}}, "c.json: calibration.patience: expected an integer or null, got 2.5"),
         ({"calibration": {"enabled": "yes"}}, 'c.json: calibration.enabled: expected true or false, got "yes"'),
         ({"calibration": {"check_every": 0}}, "c.json: calibration.check_every: must be ≥ 1, got 0"),
         ({"calibration": []}, "c.json: calibration: expected a JSON object, got []"),

@@ -80,6 +80,8 @@ def test_calibration_sentence_follows_the_recorded_decision():
     reached = calibration_text({"decision": {**decision, "reason": "forgotten", "target_reached": True}})
     assert reached is not None and "reached the band" in reached and "target reached" in reached
     assert calibration_text(None) is None and calibration_text({"decision": None}) is None
+    stalled = calibration_text({"decision": {**decision, "reason": "stalled"}, "settings": {"patience": 4}})
+    assert stalled is not None and "came no closer to the band in 4 checks in a row" in stalled
     # checks on patches: the sentence says what the decision was taken on
     patches = calibration_text({"decision": decision, "settings": {"scores": "patches", "patches_per_case": 8}})
     assert patches is not None and patches.endswith(

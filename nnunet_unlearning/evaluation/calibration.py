@@ -56,7 +56,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {"dice": True, "hard_mae": False, "soft_mae"
 REFERENCES = ("heldout", "memorisation")
 
 State = Literal["remembered", "forgotten", "over_forgotten"]
-Reason = Literal["forgotten", "utility_budget", "over_forgotten", "schedule_end"]
+Reason = Literal["forgotten", "utility_budget", "over_forgotten", "stalled", "schedule_end"]
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,15 @@ class CalibrationSettings:
     epochs between checks (the run's last state is always checked); ``scores``: what a check scores each case
     on, ``volumes`` (the evaluation hook's whole-volume sliding window) or ``patches`` (``patches_per_case``
     fixed patches per case, `evaluation.patch_hook`: several times cheaper, scores comparable only within the
-    run; the run's start and end are scored on whole volumes either way)."""
+    run; the run's start and end are scored on whole volumes either way); ``patience``: checks in a row that
+    bring the forget score no closer to the band before the run gives up (:func:`decide`; None: never, the run
+    goes on to its schedule's end)."""
 
     enabled: bool = False
     check_every: int = 1
     scores: str = "volumes"
     patches_per_case: int = 8
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.scores not in CHECK_SCORES:
@@ -270,13 +273,14 @@ def closest_within_budget(checks: Sequence[Check]) -> int:
     return min(candidates, key=lambda i: (checks[i].test.distance, i))
 
 
-def decide(checks: Sequence[Check], last: bool) -> Decision:
+def decide(checks: Sequence[Check], last: bool, patience: int | None = None) -> Decision:
     """The stopping rule after the newest of ``checks`` (``last``: the schedule has no steps left).
 
     In this order: the utility budget broken → stop, keep the within-budget state closest to the band;
     forgotten → stop, keep this state; over-forgotten → stop, keep the closest within-budget state (which
-    may be this one); the last check → stop ("schedule_end"), keep the closest within-budget state;
-    otherwise go on. Only a "forgotten" stop reaches the target.
+    may be this one); the last check → stop ("schedule_end"), keep the closest within-budget state; the
+    closest within-budget state ``patience`` or more checks old (none of the last ``patience`` checks came
+    closer) → stop ("stalled"), keep it; otherwise go on. Only a "forgotten" stop reaches the target.
     """
     now = checks[-1]
     if not now.utility.within:
@@ -285,8 +289,11 @@ def decide(checks: Sequence[Check], last: bool) -> Decision:
         return Decision("forgotten", len(checks) - 1, True)
     if now.test.state == "over_forgotten":
         return Decision("over_forgotten", closest_within_budget(checks), False)
+    closest = closest_within_budget(checks)
     if last:
-        return Decision("schedule_end", closest_within_budget(checks), False)
+        return Decision("schedule_end", closest, False)
+    if patience is not None and len(checks) - 1 - closest >= patience:
+        return Decision("stalled", closest, False)
     return Decision(None, len(checks) - 1, False)
 
 
@@ -351,7 +358,7 @@ class Calibration:
         self.checks.append(check_of(evaluation, self._original, self.case_sets, self.criteria, steps))
         newest = len(self.checks) - 1
         self._states[newest] = state()
-        decision = decide(self.checks, last)
+        decision = decide(self.checks, last, self.settings.patience)
         kept = {decision.keep, newest, closest_within_budget(self.checks)}
         self._states = {i: s for i, s in self._states.items() if i in kept}
         if decision.stop:

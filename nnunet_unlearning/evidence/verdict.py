@@ -137,6 +137,7 @@ REASONS = {
     "forgotten": "the forget cases reached the band",
     "utility_budget": "retain or held-out Dice fell below the utility budget",
     "over_forgotten": "the forget cases fell below the band (over-forgetting)",
+    "stalled": "the forget cases came no closer to the band in {patience} checks in a row",
     "schedule_end": "the schedule ended before the forget cases reached the band",
 }
 
@@ -156,9 +157,10 @@ def calibration_text(calibration: Mapping | None) -> str | None:
         if settings.get("scores") == "patches"
         else ""
     )
+    because = REASONS[decision["reason"]].format(patience=settings.get("patience"))
     return (
         f"Calibrated run: stopped at epoch {decision['stopped_at_epoch']} after {decision['steps_taken']} steps "
-        f"because {REASONS[decision['reason']]}; {certifies} {kept}; target "
+        f"because {because}; {certifies} {kept}; target "
         f"{'reached' if decision['target_reached'] else 'not reached'}.{scored}"
     )
 

@@ -132,6 +132,7 @@ RANGES: dict[str, Range] = {
     "acceptance.memorisation_tolerance": _NON_NEGATIVE,
     "calibration.check_every": _COUNT,
     "calibration.patches_per_case": _COUNT,
+    "calibration.patience": _COUNT,
 }
 
 
