@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -164,6 +165,15 @@ def test_power_is_found_where_members_score_higher():
     assert power.auc > 0.95 and power.fisher_p < 1e-6 and power.mean_separation > 4
     as_json = json.loads(json.dumps(power.to_dict()))
     assert as_json["has_power"] is True and as_json["member_flags"] == power.member_flags
+    assert power.member_flag_limit > 0.99 and as_json["member_flag_limit"] == power.member_flag_limit
+
+
+def test_the_flag_limit_follows_the_separation_not_k():
+    # separation 0.70 model spreads (the CPU benchmark's): P(Z > 1.96 - 0.70) = 10.4 % at alpha 0.05
+    power = dataclasses.replace(membership_power(_subjects(effect=6.0)), mean_separation=0.70)
+    assert power.member_flag_limit == pytest.approx(0.1038, abs=1e-4)
+    assert power.sentence.endswith("this separation would flag 10 % of members against 2.5 % of non-members.")
+    assert dataclasses.replace(power, mean_separation=0.0).member_flag_limit == pytest.approx(0.025)
 
 
 def test_no_power_without_an_effect_or_with_the_wrong_side():

@@ -252,6 +252,14 @@ class Power:
         return self.member_flag_rate > self.nonmember_flag_rate and self.fisher_p <= self.alpha
 
     @property
+    def member_flag_limit(self) -> float:
+        """The member flag rate the test tends to as K grows, at this separation: P(Z > z_{1−α/2} − separation)
+        for Gaussian scores of one spread on both sides (the fixed-variance test's model, μ and σ then known);
+        non-members are flagged at α/2 however large K is. More models cannot raise power beyond this: only a
+        larger separation (a model that memorises more) can."""
+        return float(stats.norm.sf(stats.norm.isf(self.alpha / 2) - self.mean_separation))
+
+    @property
     def sentence(self) -> str:
         """The reading, chosen by the numbers."""
         if self.member_flag_rate <= self.nonmember_flag_rate:
@@ -268,12 +276,14 @@ class Power:
             f"{self.nonmember_flags}/{self.nonmember_trials} on subjects they never saw "
             f"({100 * self.nonmember_flag_rate:.0f} %), one-sided Fisher exact p = {self.fisher_p:.3g} "
             f"{significance} α = {self.alpha}; in models lie {self.mean_separation:+.2f} model spreads towards "
-            f"the member side of out models, AUC of the log likelihood ratio {self.auc:.2f}."
+            f"the member side of out models, AUC of the log likelihood ratio {self.auc:.2f}. With many models "
+            f"(K → ∞) this separation would flag {100 * self.member_flag_limit:.0f} % of members against "
+            f"{100 * self.alpha / 2:.1f} % of non-members."
         )
 
     def to_dict(self) -> dict[str, object]:
         """The fields, then the derived rates, ``has_power`` and the sentence."""
-        derived = ("member_flag_rate", "nonmember_flag_rate", "has_power", "sentence")
+        derived = ("member_flag_rate", "nonmember_flag_rate", "member_flag_limit", "has_power", "sentence")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
 
 
