@@ -212,7 +212,15 @@ def test_benchmark_judges_runs_against_its_replicates(benchmark_run):
                 "indistinguishable from retrained",
             )
     assert distribution["power"] is None  # 3 models a side are needed
-    assert "## Against the retrain distribution" in (run / "benchmark.md").read_text()
+    # where each run's wall time went: its training, its evaluations, the rest (the original has no run)
+    assert rows["original"]["seconds"] is None
+    for row in (rows["retrain oracle"], rows["NoisyLabel_5epochs"]):
+        seconds = row["seconds"]
+        assert seconds["wall"] == row["wall_s"] and min(seconds["training"], seconds["evaluation"]) > 0
+        assert seconds["training"] + seconds["evaluation"] + seconds["other"] == pytest.approx(seconds["wall"])
+    markdown = (run / "benchmark.md").read_text()
+    assert "## Against the retrain distribution" in markdown
+    assert "| wall s (training / evaluation / other) |" in markdown
 
 
 @pytest.mark.slow

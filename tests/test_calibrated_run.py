@@ -103,6 +103,11 @@ def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
     assert _by_tag(metrics, "end")["epoch"] == decision["kept_epoch"]
     assert sorted(p.name for p in folder.glob("*.pth")) == ["checkpoint_final.pth"]
     assert not (folder / "unlearning_resume_state.json").exists()
+    # each check after the first (the start's evaluation) counts its copy of the network and its recalibration
+    # as evaluation time beside its scoring
+    evaluation, scored = metrics["seconds"]["evaluation"], sum(e["seconds"] for e in metrics["evaluations"])
+    assert evaluation > scored if len(checks) > 1 else evaluation == scored
+    assert evaluation <= metrics["seconds"]["wall"]
 
     certificate = json.loads((folder / CERTIFICATE_JSON).read_text())
     verdict = certificate["verdict"]

@@ -447,6 +447,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         recalibrated) and return whether the run stops; evaluated on rank 0, the answer sent to every rank."""
         evaluation, state = None, None
         if self.local_rank == 0:
+            started = time.perf_counter()
             with self._without_deep_supervision():
                 candidate = copy.deepcopy(bare_network(self.network))
             statistics = self._recalibrated(candidate, across_ranks=False)
@@ -457,6 +458,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
             # when the check scored patches (the end then evaluates the kept state afresh)
             state = (_cpu_state(candidate), statistics, evaluation if volumes else None)
             del candidate
+            # the check's copy, recalibration and kept state cost evaluation time too (its scoring is counted)
+            self.record.check_seconds += time.perf_counter() - started - evaluation["seconds"]
         return self._decide(evaluation, state, last)
 
     def _decide(self, evaluation: EvaluationRecord | None, state: object, last: bool) -> bool:

@@ -88,7 +88,8 @@ class RunRecord:
         self.schedule: dict | None = None
         self.prepare_seconds = 0.0
         self.train_seconds = 0.0
-        #: seconds of calibration checks scored on patches (`patch_hook`), which are not in ``evaluations``
+        #: seconds of calibration checks not in ``evaluations``: the scoring of patch checks (`patch_hook`) and
+        #: every check's copy of the network, recalibration and kept state
         self.check_seconds = 0.0
         #: epochs at which ``--c`` continued an interrupted run (empty for an uninterrupted one)
         self.resumed_at_epochs: list[int] = []

@@ -81,8 +81,20 @@ def end_evaluation(run: Run) -> EvaluationRecord | None:
     return load_run(run.folder).evaluation("end")
 
 
-def _wall(run: Run) -> float | None:
-    return load_run(run.folder).metrics["seconds"].get("wall")
+def _seconds(run: Run | None) -> dict[str, float] | None:
+    """Where a run's wall time went, in seconds: ``training`` (the strategy's preparation and its steps, or the
+    oracle's), ``evaluation`` (the hook's evaluations and a calibrated run's checks) and ``other`` (the rest:
+    nnU-Net's start and end, checkpoints, the record); None for a model without a run (the original)."""
+    if run is None:
+        return None
+    seconds = load_run(run.folder).metrics["seconds"]
+    training = seconds.get("prepare", 0.0) + seconds["train"]
+    return {
+        "wall": seconds["wall"],
+        "training": training,
+        "evaluation": seconds["evaluation"],
+        "other": seconds["wall"] - training - seconds["evaluation"],
+    }
 
 
 def _test_summary(test: SubjectTest | None) -> dict | None:
@@ -165,7 +177,8 @@ def distribution(
         sets = {"forget": list(forget), "retain": [c for c in training if c not in forget], "heldout": list(heldout)}
         original = {k: cases_mean(first, v) for k, v in sets.items()}
         evaluations = [e for _, e in kept]
-        oracle_wall = _wall(kept[0][0]) if kept else None
+        oracle_seconds = _seconds(kept[0][0]) if kept else None
+        oracle_wall = oracle_seconds["wall"] if oracle_seconds else None
         forget_subjects = {subject_of(c): [c] for c in forget}
         candidates: list[tuple[str, EvaluationRecord, Run | None]] = [
             ("original", first, None),
@@ -182,13 +195,15 @@ def distribution(
             others = [m for m in references if m.evaluation is not evaluation]
             gaps = gap_to_distribution(evaluation, [e for e in evaluations if e is not evaluation], sets)
             tests = {s: _test_summary(t) for s, t in membership_tests(evaluation, others, forget_subjects).items()}
-            wall = _wall(run) if run is not None else None
+            seconds = _seconds(run)
+            wall = seconds["wall"] if seconds else None
             rows.append(
                 {
                     "model": model,
                     "gaps": gaps,
                     "membership": tests,
                     "wall_s": wall,
+                    "seconds": seconds,
                     "targets": _targets(gaps, original, tests, wall, oracle_wall),
                 }
             )
@@ -224,6 +239,14 @@ def _gap_cell(gap: Mapping) -> str:
         return "–"
     units = f" ({gap['gap_in_sd']:+.1f} SD)" if gap["gap_in_sd"] is not None else ""
     return f"{gap['value']:.3f}, Δ {gap['gap']:+.3f}{units}" if gap["gap"] is not None else f"{gap['value']:.3f}"
+
+
+def _wall_cell(seconds: Mapping | None) -> str:
+    """ "79 (15 / 35 / 29)": wall, then training / evaluation / other (`_seconds`); – without a run."""
+    if not seconds:
+        return "–"
+    parts = " / ".join(f"{seconds[k]:.0f}" for k in ("training", "evaluation", "other"))
+    return f"{seconds['wall']:.0f} ({parts})"
 
 
 def _membership_cell(tests: Mapping) -> str:
@@ -276,7 +299,9 @@ def markdown(content: Mapping) -> str:
         f"Targets per run: forget Dice within one oracle SD (at least {FORGET_TOLERANCE}) of the oracles' mean; "
         f"retain and held-out Dice ≥ {UTILITY:.0%} of the original's; every forget subject indistinguishable "
         f"from retrained; wall time ≤ {TIME_SHARE:.0%} of the oracle's. A reference model (original, oracle) is "
-        "judged against the others.",
+        "judged against the others. Wall s: the run's wall time, and in brackets its training (a strategy's "
+        "preparation and steps), its evaluations (the hook's, and a calibrated run's checks) and the rest "
+        "(nnU-Net's start and end, checkpoints, the record).",
         "",
     ]
     columns = {
@@ -285,7 +310,7 @@ def markdown(content: Mapping) -> str:
         "retain": ("Dice retain", "s"),
         "heldout": ("Dice held-out", "s"),
         "membership": ("membership test", "s"),
-        "wall_s": ("wall s", ".0f"),
+        "wall_s": ("wall s (training / evaluation / other)", "s"),
         "targets": ("targets", "s"),
     }
     for tag, entry in content["forget_sets"].items():
@@ -302,7 +327,7 @@ def markdown(content: Mapping) -> str:
                         "model": row["model"],
                         **{s: _gap_cell(row["gaps"][s]) for s in ("forget", "retain", "heldout")},
                         "membership": _membership_cell(row["membership"]),
-                        "wall_s": row["wall_s"],
+                        "wall_s": _wall_cell(row.get("seconds")),
                         "targets": _targets_cell(row["targets"]),
                     }
                     for row in entry["rows"]
