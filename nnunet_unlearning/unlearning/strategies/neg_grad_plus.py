@@ -19,7 +19,8 @@ class NegGradPlus(Strategy):
 
     ``alpha`` (default 0.95, the reference's ``alpha``): weight of the retain term; at α = 1 this is
     FineTune. ``loss_bound`` (default ``None``: ln K): past it the forget term gives no gradient.
-    Uses the trainer's learning rate unchanged (no ``lr_scale``), as FineTune does.
+    Uses the trainer's learning rate unchanged (no ``lr_scale`` argument; factor 1), the rate the MRBrainS18
+    benchmark's CPU profile chose for it on subject 1 (docs/benchmarks.md).
     """
 
     name = "NegGradPlus"
