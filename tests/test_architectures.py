@@ -3,6 +3,7 @@ our Med3D ResNet U-Net, besides the default PlainConvUNet every other test uses.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_unlearning.med3d.plans import plan_med3d
 from nnunet_unlearning.nnunet.glue import bare_network
 from nnunet_unlearning.request import REQUEST_ENV, write_request
+from nnunet_unlearning.unlearning import base_trainer
 from nnunet_unlearning.unlearning.schedules import trainer_family
-from nnunet_unlearning.unlearning.strategies import NoisyLabelFixDecoder
+from nnunet_unlearning.unlearning.strategies import GradientAscent, NoisyLabelFixDecoder
 
 RESENC = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
 
@@ -79,3 +81,34 @@ def test_unlearning_on_other_architectures(world, tmp_path, monkeypatch, make_pl
         assert statistics["batches"] == trainer.recalibration_batches
     else:  # nnU-Net's InstanceNorm keeps no running statistics
         assert statistics["recalibrated_layers"] == statistics["kept_layers"] == 0
+        _one_retain_stream_for_every_recalibration(world, plans, monkeypatch)
+
+
+def _one_retain_stream_for_every_recalibration(world, plans: str, monkeypatch) -> None:
+    """GradientAscent reads no retain batches: its recalibrations (each calibration check's and the end's) share
+    one retain stream, built at the first and finished with the run."""
+    built, finished = [], []
+    real = base_trainer.train_loader
+
+    def counted(trainer, dataset):
+        loader = real(trainer, dataset)
+        built.append(loader)
+        finish = loader._finish
+        monkeypatch.setattr(loader, "_finish", lambda: (finished.append(loader), finish())[1])
+        return loader
+
+    monkeypatch.setattr(base_trainer, "train_loader", counted)
+    trainer = load_trainer(
+        trainer_family(GradientAscent, __name__)["nnUNetTrainerUnlearnGradientAscent"], world, plans=plans
+    )
+    shorten(trainer)
+    trainer.on_train_start()
+    network = bare_network(trainer.network)
+    for _ in range(2):  # as two checks do: a copy with changed BatchNorm parameters, recalibrated
+        candidate = copy.deepcopy(network)
+        with torch.no_grad():
+            next(m for m in candidate.modules() if isinstance(m, torch.nn.BatchNorm3d)).weight.add_(0.1)
+        assert trainer._recalibrated(candidate, across_ranks=False)["batches"] == trainer.recalibration_batches
+    assert len(built) == 1 and not finished
+    trainer.on_train_end()  # the end recalibrates nothing here (the network itself is unchanged), then finishes
+    assert finished == built

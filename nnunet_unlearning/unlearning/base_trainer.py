@@ -91,6 +91,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.strategy = self.settings.make_strategy(self.strategy_class)
         self._apply_settings()
         self.dataloader_forget: Any = None  # nnU-Net's augmenter, built in get_dataloaders
+        #: a strategy that reads no retain batches: the retain stream of its recalibrations, built at the first
+        self._recalibration_loader: Any = None
         self._calibration_stopped = False  # set by a calibration check that stops the run
         # set by on_train_start, before any step, checkpoint or evaluation reads them
         self.context: StrategyContext
@@ -405,8 +407,9 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 self.print_to_log_file("unlearning evaluation 'end': the kept check's, " + self.record.brief(end))
             if self.is_ddp:
                 dist.barrier()
-        if hasattr(self.dataloader_forget, "_finish"):
-            self.dataloader_forget._finish()  # its augmentation workers, as nnU-Net's on_train_end ends its own
+        for own in (self.dataloader_forget, self._recalibration_loader):
+            if hasattr(own, "_finish"):
+                own._finish()  # its augmentation workers, as nnU-Net's on_train_end ends its own
         super().on_train_end()
         remove_resume_state(self.output_folder)
         self._close_record()
@@ -416,21 +419,21 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         only; return what was done, for the record. ``across_ranks``: average them over DDP ranks.
 
         See ``running_statistics.py``: no step let any batch into them, so they still hold the original's.
-        A strategy that reads no retain batches (GradientAscent) gets a retain stream for this alone.
+        A strategy that reads no retain batches (GradientAscent) gets a retain stream for this alone, built once
+        and read by every calibration check and the end (starting its augmentation worker took seconds a check).
         """
         start = time.perf_counter()
         layers = changed_norms(network, self._original_weights)
         used = 0
         if layers:
-            own_loader = not self.strategy.uses_retain
-            loader = (
-                train_loader(self, case_dataset(self, self.request.retain)) if own_loader else self.dataloader_train
-            )
+            loader = self.dataloader_train
+            if not self.strategy.uses_retain:
+                if self._recalibration_loader is None:
+                    self._recalibration_loader = train_loader(self, case_dataset(self, self.request.retain))
+                loader = self._recalibration_loader
             used = recalibrate(
                 network, layers, (to_batch(batch, self.device).data for batch in loader), self.recalibration_batches
             )
-            if own_loader and hasattr(loader, "_finish"):
-                loader._finish()  # its augmentation workers, as nnU-Net shuts down its own loaders
             if across_ranks and self.is_ddp:
                 average_running_statistics(network, layers)
         return {
