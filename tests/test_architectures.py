@@ -93,8 +93,9 @@ def _one_retain_stream_for_every_recalibration(world, plans: str, monkeypatch) -
     def counted(trainer, dataset):
         loader = real(trainer, dataset)
         built.append(loader)
-        finish = loader._finish
-        monkeypatch.setattr(loader, "_finish", lambda: (finished.append(loader), finish())[1])
+        # nnU-Net's single-threaded augmenter (no worker: nnUNet_n_proc_DA=0) has nothing to finish
+        finish = getattr(loader, "_finish", lambda: None)
+        monkeypatch.setattr(loader, "_finish", lambda: (finished.append(loader), finish())[1], raising=False)
         return loader
 
     monkeypatch.setattr(base_trainer, "train_loader", counted)
