@@ -12,7 +12,9 @@ from nnunet_unlearning.cli import main
 from nnunet_unlearning.workflows.demo import (
     CALIBRATED_CONFIG,
     MARKER,
+    ORIGINAL,
     STRATEGY,
+    UNLEARN,
     Schedule,
     format_headline,
     headline,
@@ -49,6 +51,7 @@ def test_headline_comes_from_the_runs_files(finished_runs):
     )
     assert summary["speedup"] == retrained["seconds"]["wall"] / unlearned["seconds"]["wall"]
     assert summary["verdict"]["overall"] == certificate["verdict"]["overall"]
+    assert summary["schedules"] == {"original and retrain oracle": str(ORIGINAL), "unlearning at most": str(UNLEARN)}
     table = format_headline(summary)
     assert table.count("\n| ") == 3 and "forget drop" in table  # one row per model
     assert f"certificate verdict: {certificate['verdict']['overall']}." in table
