@@ -1,0 +1,76 @@
+"""Where the wall time of one calibrated run goes: the benchmark's judged twin, run again against its original.
+
+    .venv/bin/python benchmarks/calibrated_breakdown.py --workdir BENCHMARK_WORKDIR --subject 5
+    .venv/bin/python -m cProfile -o run.pstats benchmarks/calibrated_breakdown.py ...   # the split inside a check
+
+Needs a benchmark workdir whose original (replicate 0) has finished (`nnunet-unlearning benchmark`). Runs the
+judged calibrated twin of ``--strategy`` at the trainer's rate and long horizon (memorisation reference, patch
+checks every ``Profile.check_steps`` steps: `benchmark_tuning.CALIBRATIONS`) on forget ``--subject``, as the
+benchmark runs it (`benchmark_runs.train_run`, in this process), into ``<out>/forget_<subject>/`` with an empty
+kept-scores folder, so that the start evaluation is paid as a first request pays it (the benchmark's own runs
+reuse it). Prints the run record's parts: start and end evaluation, the calibration checks (every evaluation
+second that is neither), training steps, the rest, and the decision. Measures, asserts nothing.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from nnunet_unlearning.artifacts import METRICS_FILE
+from nnunet_unlearning.evaluation.kept_scores import SCORES_ENV
+from nnunet_unlearning.request import write_request
+from nnunet_unlearning.workflows import benchmark, profiles
+from nnunet_unlearning.workflows import benchmark_tuning as tuning
+from nnunet_unlearning.workflows.benchmark_runs import Run, train_run
+from nnunet_unlearning.workflows.original_trainer import original_trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True, help="a benchmark workdir with a finished original")
+    parser.add_argument("--subject", default="5", help="the forget subject (default 5)")
+    parser.add_argument("--strategy", default="L1Sparse", help="the strategy (default L1Sparse)")
+    parser.add_argument("--out", type=Path, default=Path("calibrated_breakdown"), help="where the run trains")
+    args = parser.parse_args()
+    workdir, out = args.workdir.resolve(), args.out.resolve()
+    profile = profiles.PROFILES["cpu"]  # the paper profile trains on a GPU, through its own commands
+    environment = {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    environment.update({"nnUNet_compile": "false", SCORES_ENV: str(out / "original_scores")})
+    environment["nnUNet_n_proc_DA"] = str(profiles.CPU.augmentation_workers)
+    os.environ.update(environment)
+    original, _ = original_trainer(profile.scratch_trainer)
+    plans = profiles.MED3D_PLANS  # the CPU profile's (`Profile.plan`)
+    folder = out / f"forget_{args.subject}"
+    request = write_request(
+        benchmark.DATASET_ID, profiles.CONFIGURATION, "0", plans, original, [f"MRBrainS18_{args.subject}"],
+        out=folder / "request.json",
+    )  # fmt: skip
+    base = Run("", benchmark.DATASET_NAME, profiles.CONFIGURATION, plans, 0, profile.unlearning_iterations, Path(),
+               request)  # fmt: skip
+    point = tuning.GridPoint(args.strategy, 1.0, max(profile.horizons))
+    run = tuning.judged_runs([point], folder, base, max(profile.horizons), profile.check_steps)[-1]
+    assert run.variant.endswith("memorisation patches"), run.variant  # the twin checked on patches
+    process_wall = train_run(run, environment, profile.device)
+    record = json.loads((run.folder / METRICS_FILE).read_text())
+    seconds = record["seconds"]
+    evaluations = {e["tag"]: e["seconds"] for e in record["evaluations"] if e["tag"] in ("start", "end")}
+    checks = seconds["evaluation"] - sum(evaluations.values())
+    decision = record["calibration"]["decision"]
+    rest = seconds["wall"] - seconds["evaluation"] - seconds["train"]
+    print(f"{args.strategy}, forget {args.subject}: {decision['reason']} after {decision['steps_taken']} steps, "
+          f"kept {decision['steps_used']}; process {process_wall:.1f} s")  # fmt: skip
+    print("| part | s |\n|---|---|")
+    for part, value in (
+        ("trainer wall (the record's)", seconds["wall"]),
+        ("start evaluation (whole volumes)", evaluations.get("start", 0.0)),
+        ("calibration checks (patches, with their recalibration)", checks),
+        ("training steps", seconds["train"]),
+        ("end evaluation (whole volumes)", evaluations.get("end", 0.0)),
+        ("the rest (trainer, dataloaders, epoch ends, record, certificate)", rest),
+    ):
+        print(f"| {part} | {value:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
