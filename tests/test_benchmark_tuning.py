@@ -14,6 +14,7 @@ from nnunet_unlearning.unlearning.run_config import read_config, resolve
 from nnunet_unlearning.unlearning.strategies import STRATEGIES
 from nnunet_unlearning.workflows import benchmark_tuning as tuning
 from nnunet_unlearning.workflows.benchmark_runs import Run
+from nnunet_unlearning.workflows.profiles import PROFILES
 
 SETS = {"forget": ["f"], "retain": ["r"], "heldout": ["h"]}
 
@@ -150,3 +151,17 @@ def test_frozen_settings_are_read_back_and_refused_when_they_cannot_apply(tmp_pa
     (tmp_path / "other.json").write_text('{"rows": []}')
     with pytest.raises(UserInputError, match=r"other\.json: not a benchmark tuning\.json"):
         tuning.read_tuning(tmp_path / "other.json", "1", ["NoisyLabel"])
+
+
+def test_the_shipped_tuning_file_freezes_a_setting_for_every_strategy():
+    """docs/results/cpu_k4_all_strategies.tuning.json is what `--tuning` judges every strategy with: a strategy
+    added without a frozen setting fails here, and each setting is a point of the profile's grid."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "cpu_k4_all_strategies.tuning.json"
+    names = [s.name for s in STRATEGIES]
+    settings = tuning.read_tuning(path, "1", names)
+    assert sorted(settings) == sorted(names)
+    frozen_from = json.loads(path.read_text())["frozen_from"]
+    for name, setting in settings.items():
+        assert setting["lr_scale"] in PROFILES["cpu"].lr_scales and setting["epochs"] in PROFILES["cpu"].horizons, name
+        source = json.loads((path.parent / f"{frozen_from[name]}.tuning.json").read_text())
+        assert source["strategies"][name] == setting, name
