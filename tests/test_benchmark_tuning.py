@@ -94,14 +94,16 @@ def test_judged_runs_are_the_tuned_point_and_its_calibrated_twins_on_the_long_ho
 
 
 def test_a_grid_scale_multiplies_the_strategys_own_default_rate(tmp_path):
-    """SCRUB runs at 0.05 × the original's rate by default: scale 0.5 is 0.025, and its calibrated twin at
-    scale 1 trains at the default, as the uncalibrated run at scale 1 (no config) does."""
+    """SCRUB runs at 0.025 × the original's rate by default: scale 2 is 0.05, and its calibrated twin at
+    scale 1 trains at the default, as the uncalibrated run at scale 1 (no config) does. LearnOthersFixDecoder
+    has a default of its own (0.5), LearnOthers the trainer's."""
     scrub = next(s for s in STRATEGIES if s.name == "SCRUB")
-    assert tuning.default_lr_scale("SCRUB") == 0.05 and tuning.default_lr_scale("NoisyLabel") == 1.0
-    half = tuning.run_config(tuning.GridPoint("SCRUB", 0.5, 2), tmp_path)
-    assert half is not None and resolve(read_config(half), scrub, str(half)).lr_scale == 0.025
+    assert tuning.default_lr_scale("SCRUB") == 0.025 and tuning.default_lr_scale("NoisyLabel") == 1.0
+    assert tuning.default_lr_scale("LearnOthersFixDecoder") == 0.5 and tuning.default_lr_scale("LearnOthers") == 1
+    double = tuning.run_config(tuning.GridPoint("SCRUB", 2.0, 2), tmp_path)
+    assert double is not None and resolve(read_config(double), scrub, str(double)).lr_scale == 0.05
     twin = tuning.run_config(tuning.GridPoint("SCRUB", 1.0, 2), tmp_path, calibration="heldout")
-    assert twin is not None and resolve(read_config(twin), scrub, str(twin)).lr_scale == 0.05
+    assert twin is not None and resolve(read_config(twin), scrub, str(twin)).lr_scale == 0.025
 
 
 def test_the_choice_is_closest_to_the_oracles_within_the_utility_budget(tmp_path):
@@ -139,7 +141,7 @@ def test_runs_of_one_trainer_in_several_results_folders_get_distinct_labels(tmp_
 
 def test_frozen_settings_are_read_back_and_refused_when_they_cannot_apply(tmp_path):
     path = tmp_path / "tuning.json"
-    tuned = {"NoisyLabel": {"lr_scale": 0.5, "epochs": 2, "reason": "r", "grid": []}}
+    tuned = {"NoisyLabel": {"lr_scale": 0.5, "epochs": 2, "default_lr_scale": 1.0, "reason": "r", "grid": []}}
     tuning.write_tuning(path, tuned, "1")
     assert tuning.read_tuning(path, "1", ["NoisyLabel"]) == tuned
     with pytest.raises(UserInputError, match="tuned on subject 1, the design tunes on subject 4"):
@@ -153,6 +155,25 @@ def test_frozen_settings_are_read_back_and_refused_when_they_cannot_apply(tmp_pa
         tuning.read_tuning(tmp_path / "other.json", "1", ["NoisyLabel"])
 
 
+def test_frozen_scales_are_read_in_todays_default_so_each_point_keeps_its_rate(tmp_path):
+    """A file tuned when SCRUB's default was 0.05 chose scale 0.5 (0.025): read today (default 0.025), that is
+    scale 1, the trainer's default, and the grid's scales move with it; a file that does not record its
+    default is taken to be in today's."""
+    path = tmp_path / "tuning.json"
+    row = {"lr_scale": 2.0, "epochs": 5, "dice_forget": 0.7, "utility": 0.99}
+    then = {"lr_scale": 0.5, "epochs": 2, "default_lr_scale": 0.05, "reason": "r", "grid": [row]}
+    unrecorded = {"lr_scale": 0.5, "epochs": 5, "reason": "r", "grid": []}
+    tuning.write_tuning(path, {"SCRUB": then, "NoisyLabel": unrecorded}, "1")
+    read = tuning.read_tuning(path, "1", ["SCRUB", "NoisyLabel"])
+    assert read["SCRUB"] == {**then, "lr_scale": 1.0, "default_lr_scale": 0.025, "grid": [{**row, "lr_scale": 4.0}]}
+    assert tuning.chosen_point(read, "SCRUB") == tuning.GridPoint("SCRUB", 1.0, 2)
+    assert read["NoisyLabel"] == {**unrecorded, "default_lr_scale": 1.0}
+    # a fresh choice records the default its scales multiply
+    original = _evaluation(0.8, 0.8, 0.7)
+    point = _finished(tmp_path, tuning.GridPoint("SCRUB", 1.0, 2), _evaluation(0.75, 0.8, 0.7))
+    assert tuning.choose([point], [original, original], original, SETS)["SCRUB"]["default_lr_scale"] == 0.025
+
+
 def test_the_shipped_tuning_file_freezes_a_setting_for_every_strategy():
     """docs/results/cpu_k4_all_strategies.tuning.json is what `--tuning` judges every strategy with: a strategy
     added without a frozen setting fails here, and each setting is a point of the profile's grid."""
@@ -160,8 +181,15 @@ def test_the_shipped_tuning_file_freezes_a_setting_for_every_strategy():
     names = [s.name for s in STRATEGIES]
     settings = tuning.read_tuning(path, "1", names)
     assert sorted(settings) == sorted(names)
-    frozen_from = json.loads(path.read_text())["frozen_from"]
+    shipped = json.loads(path.read_text())
     for name, setting in settings.items():
         assert setting["lr_scale"] in PROFILES["cpu"].lr_scales and setting["epochs"] in PROFILES["cpu"].horizons, name
-        source = json.loads((path.parent / f"{frozen_from[name]}.tuning.json").read_text())
-        assert source["strategies"][name] == setting, name
+        source = json.loads((path.parent / f"{shipped['frozen_from'][name]}.tuning.json").read_text())
+        frozen = shipped["strategies"][name]
+        # the source may predate the recorded default; it is the same setting
+        assert {tuning.DEFAULT: frozen[tuning.DEFAULT]} | source["strategies"][name] == frozen, name
+        # the rate it was tuned at, whatever the default is today
+        rate = frozen["lr_scale"] * frozen["default_lr_scale"]
+        assert setting["lr_scale"] * tuning.default_lr_scale(name) == pytest.approx(rate), name
+    # SCRUB and LearnOthersFixDecoder ship their tuned rates: their frozen settings are today's defaults
+    assert [settings[name]["lr_scale"] for name in ("SCRUB", "LearnOthersFixDecoder")] == [1.0, 1.0]

@@ -15,7 +15,7 @@ from nnunet_unlearning.cli import main
 from nnunet_unlearning.request import REQUEST_ENV
 from nnunet_unlearning.unlearning.run_config import CONFIG_ENV
 from nnunet_unlearning.unlearning.schedules import trainer_family
-from nnunet_unlearning.unlearning.strategies import NoisyLabel
+from nnunet_unlearning.unlearning.strategies import SCRUB, LearnOthers, LearnOthersFixDecoder, NoisyLabel
 from nnunet_unlearning.unlearning.strategies.ops.substitute_labels import voxelwise_random_labels
 
 _FAMILY = trainer_family(NoisyLabel, __name__)
@@ -45,6 +45,17 @@ def test_trainer_takes_the_environment_config_and_refuses_a_bad_one(request_worl
         f"nnUNetTrainerUnlearnNoisyLabel_envconfig: error: {config}: strategies.NoisyLabel.forget_weight: "
         "must be ≥ 0, got -1"
     )
+
+
+def test_a_strategys_tuned_default_rate_reaches_the_trainer(request_world, monkeypatch):
+    """Without a config each trainer runs at its strategy's default lr_scale × the original's rate (10⁻²):
+    SCRUB's tuned 0.025, LearnOthersFixDecoder's own tuned 0.5, LearnOthers the original's rate."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    for strategy, scale in ((SCRUB, 0.025), (LearnOthersFixDecoder, 0.5), (LearnOthers, 1.0)):
+        family = trainer_family(strategy, __name__)[f"nnUNetTrainerUnlearn{strategy.name}"]
+        trainer = load_trainer(type(f"{family.__name__}_defaultrate", (family,), {}), request_world)
+        assert trainer.settings.source == "defaults" and trainer.settings.lr_scale == scale, strategy.name
+        assert trainer.initial_lr == pytest.approx(1e-2 * scale), strategy.name
 
 
 def _run_recording_noise(name: str, world) -> tuple[Path, list]:

@@ -145,12 +145,13 @@ def _signature(target: type) -> dict[str, inspect.Parameter]:
 def strategy_parameters(strategy: type[Strategy]) -> dict[str, inspect.Parameter]:
     """The settings of ``strategy``'s section: its constructor's parameters, and ``lr_scale``.
 
-    A strategy without an ``lr_scale`` argument keeps the trainer's learning rate by default (factor 1).
+    A strategy without an ``lr_scale`` argument defaults to its class's ``default_lr_scale`` (1, the
+    trainer's learning rate, unless the class says otherwise).
     """
     parameters = _signature(strategy)
     if LR_SCALE not in parameters:
         parameters[LR_SCALE] = inspect.Parameter(
-            LR_SCALE, inspect.Parameter.KEYWORD_ONLY, annotation=float, default=1.0
+            LR_SCALE, inspect.Parameter.KEYWORD_ONLY, annotation=float, default=strategy.default_lr_scale
         )
     return parameters
 

@@ -109,6 +109,8 @@ class Strategy(ABC):
     - ``trains``: ``False`` for methods that edit the weights once in :meth:`prepare` and run no epochs.
     - ``resumable_state``: attributes the strategy changes between steps; a resumed run (``--c``) gets
       them back as they were, so it continues as an uninterrupted run would.
+    - ``default_lr_scale``: the factor on the trainer's initial learning rate when the run config sets no
+      ``lr_scale``, for a strategy whose constructor takes none (one that does states its default there).
     """
 
     name: ClassVar[str]
@@ -120,6 +122,7 @@ class Strategy(ABC):
     #: Attributes that change from step to step and must survive ``--c`` (plain numbers: they are also
     #: written into unlearning_metrics.json as the run's final ``strategy_state``).
     resumable_state: ClassVar[tuple[str, ...]] = ()
+    default_lr_scale: ClassVar[float] = 1.0
 
     def prepare(self, model: nn.Module, ctx: StrategyContext) -> None:  # noqa: B027 - optional hook
         """Run once before the first step (after the original weights are loaded)."""

@@ -9,9 +9,10 @@ grid point keeps the utility, the one that keeps most of it is chosen and the ch
 
 A grid point is the trainer a user runs (``nnUNetTrainerUnlearn<Strategy>_<N>epochs``) with a run config
 (docs/unlearning.md) that sets the strategy's ``lr_scale``. A grid scale multiplies the strategy's own default
-``lr_scale`` (1 for most strategies; SCRUB's is 0.05, GradientAscent's 0.1), so scale 1 is the trainer's
+``lr_scale`` (1 for most strategies; SCRUB's is 0.025, GradientAscent's 0.1), so scale 1 is the trainer's
 default and needs no config. Its runs train in ``nnUNet_results`` of their own per scale
-(:func:`grid_results`), so the trainer folders do not collide.
+(:func:`grid_results`), so the trainer folders do not collide. ``tuning.json`` records the default its scales
+multiply, so a file stays valid after a default changes: reading it expresses its scales in today's defaults.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def grid_results(forget_folder: Path, lr_scale: float, calibration: str | None =
         reference = "" if calibration == "heldout" else f"{calibration}_"
         return forget_folder / f"calibrated_{reference}lr_{lr_scale:g}" / "nnUNet_results"
     return forget_folder / "nnUNet_results" if lr_scale == 1 else forget_folder / f"lr_{lr_scale:g}" / "nnUNet_results"
+
+
+#: The key of a tuning.json entry that records the default ``lr_scale`` its scales multiply.
+DEFAULT = "default_lr_scale"
 
 
 def default_lr_scale(strategy: str) -> float:
@@ -194,8 +199,29 @@ def choose(
         else:
             best = max(rows, key=lambda r: r["utility"])
             reason = f"no point kept {UTILITY:.0%} utility: the one keeping most of it"
-        chosen[strategy] = {"lr_scale": best["lr_scale"], "epochs": best["epochs"], "reason": reason, "grid": rows}
+        chosen[strategy] = {
+            "lr_scale": best["lr_scale"],
+            "epochs": best["epochs"],
+            DEFAULT: default_lr_scale(strategy),
+            "reason": reason,
+            "grid": rows,
+        }
     return chosen
+
+
+def in_todays_default(strategy: str, entry: Mapping) -> dict:
+    """A tuning.json entry (`choose`) with its chosen and grid scales multiplying the strategy's default
+    ``lr_scale`` of today, so each point runs at the rate it was tuned at. An entry without :data:`DEFAULT`
+    (written before it was recorded) is taken to be in today's default."""
+    today = default_lr_scale(strategy)
+    factor = float(entry.get(DEFAULT, today)) / today
+
+    def rescaled(row: Mapping) -> dict:
+        # 6 significant digits: 0.5 × 0.05 / 0.025 is scale 1, the trainer's default, not 1.0000000000000002
+        return {**row, "lr_scale": float(f"{row['lr_scale'] * factor:.6g}")}
+
+    grid_rows = [rescaled(row) for row in entry.get("grid", [])]
+    return {**rescaled(entry), DEFAULT: today, "grid": grid_rows}
 
 
 def chosen_point(tuning: Mapping[str, dict], strategy: str) -> GridPoint | None:
@@ -211,7 +237,8 @@ def write_tuning(path: Path, tuning: Mapping[str, dict], subject: str) -> None:
 
 
 def read_tuning(path: Path, subject: str, strategies: Sequence[str]) -> dict[str, dict]:
-    """Frozen settings from an earlier benchmark's ``tuning.json`` (`write_tuning`), for ``strategies``.
+    """Frozen settings from an earlier benchmark's ``tuning.json`` (`write_tuning`), for ``strategies``, their
+    scales in today's defaults (`in_todays_default`).
 
     Raises:
         UserInputError: the file is missing or not a tuning.json, was tuned on another subject than
@@ -228,4 +255,4 @@ def read_tuning(path: Path, subject: str, strategies: Sequence[str]) -> dict[str
     missing = [s for s in strategies if not {"lr_scale", "epochs"} <= set(chosen.get(s, {}))]
     if missing:
         raise UserInputError(f"--tuning {path}: no tuned setting for {', '.join(missing)}")
-    return {s: chosen[s] for s in strategies}
+    return {s: in_todays_default(s, chosen[s]) for s in strategies}
