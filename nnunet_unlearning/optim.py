@@ -2,6 +2,12 @@
 
 Used by the Med3D trainer (a slower pretrained encoder), by unlearning (which keeps the original's groups)
 and by the retrain oracle (which repeats them).
+
+The SGD is torch's fused implementation where every parameter lies on a CPU or a CUDA device: one pass over
+each tensor instead of the for-loop's five (weight decay, momentum, Nesterov, update, each a new tensor). On
+the CPU profile's Med3D ResNet-10 U-Net (14.7 M parameters, 10.6 M of them in the encoder's last stage) the
+for-loop step took 54 ms of a 375 ms training step; the fused one computes the same update
+(docs/benchmarks.md, "Fused SGD").
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ class ScaledPolyLRScheduler(PolyLRScheduler):
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
+#: Device types torch's fused SGD serves.
+FUSED_DEVICES = ("cpu", "cuda")
+
+
 def grouped_sgd(
     named: Iterable[tuple[str, nn.Parameter]], groups: Iterable[Mapping], lr: float, weight_decay: float, epochs: int
 ) -> tuple[torch.optim.SGD, ScaledPolyLRScheduler]:
@@ -39,5 +49,8 @@ def grouped_sgd(
         members[index].append(param)
     scales = [1.0] + [float(group["lr_scale"]) for group in groups]
     param_groups = [{"params": params, "lr_scale": scale} for params, scale in zip(members, scales) if params]
-    optimizer = torch.optim.SGD(param_groups, lr, weight_decay=weight_decay, momentum=0.99, nesterov=True)
+    devices = {param.device.type for params in members for param in params}
+    # None: torch's default (for-loop or foreach) where the fused kernel may be missing
+    fused = True if devices and devices <= set(FUSED_DEVICES) else None
+    optimizer = torch.optim.SGD(param_groups, lr, weight_decay=weight_decay, momentum=0.99, nesterov=True, fused=fused)
     return optimizer, ScaledPolyLRScheduler(optimizer, lr, max(epochs, 1))
