@@ -55,6 +55,7 @@ def test_member_like_score_is_flagged_out_like_is_not_and_far_below_is_over_forg
 
 def test_loss_members_score_lower_so_the_member_side_flips():
     assert MEMBER_HIGHER == {
+        "dice": True,
         "logit_confidence": True,
         "loss": False,
         "foreground_logit_confidence": True,

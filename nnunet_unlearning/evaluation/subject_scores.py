@@ -35,8 +35,11 @@ from nnunet_unlearning.records import MembershipScores
 CLIP = 1e-12
 
 #: Per score, whether members (models trained on the subject) tend to score higher: the side of the
-#: one-sided membership test in `subject_lira`, fixed before seeing any data.
+#: one-sided membership test in `subject_lira`, fixed before seeing any data. ``dice`` is not computed here:
+#: it is the evaluation hook's per-case Dice (mean over the scored classes), a subject's Dice the mean over
+#: its cases (`retrain_distribution.membership_score`).
 MEMBER_HIGHER = {
+    "dice": True,
     "logit_confidence": True,
     "loss": False,
     "foreground_logit_confidence": True,

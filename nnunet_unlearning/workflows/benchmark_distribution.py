@@ -25,6 +25,7 @@ from pathlib import Path
 
 from nnunet_unlearning.artifacts import FINAL_CHECKPOINT, UNLEARN_PREFIX, load_run
 from nnunet_unlearning.evaluation.retrain_distribution import (
+    METRIC_SCORES,
     SCORE,
     SCORES,
     ReferenceModel,
@@ -67,8 +68,11 @@ def original_evaluation(run: Run, case_sets: Mapping[str, Sequence[str]], device
     checksum = sha256_file(run.folder / FINAL_CHECKPOINT)
     if cache.is_file():
         kept = json.loads(cache.read_text())
-        # an evaluation from before the default membership score existed is recomputed
-        scored = all(SCORE in case.get("membership", {}) for case in kept["evaluation"]["cases"].values())
+        # an evaluation from before a measured membership score existed is recomputed
+        voxel_scores = [s for s in SCORES if s not in METRIC_SCORES]
+        scored = all(
+            s in case.get("membership", {}) for case in kept["evaluation"]["cases"].values() for s in voxel_scores
+        )
         if kept.get("checkpoint_sha256") == checksum and scored:
             return kept["evaluation"]
     evaluation = evaluate_model_folder(run.folder, case_sets, device, tag="original").to_json()
