@@ -60,7 +60,9 @@ def _case_dice(evaluation: dict) -> dict:
 def test_an_original_inside_a_wide_band_is_certified_without_a_step(
     request_world, original_checkpoint, tmp_path, monkeypatch
 ):
-    trainer, folder, metrics = _calibrated_run("calwide", {"tolerance": 100.0}, request_world, tmp_path, monkeypatch)
+    trainer, folder, metrics = _calibrated_run(
+        "calwide", {"reference": "heldout", "tolerance": 100.0}, request_world, tmp_path, monkeypatch
+    )
     decision = metrics["calibration"]["decision"]
     assert decision["reason"] == "forgotten" and decision["target_reached"]
     assert (decision["steps_used"], metrics["steps_taken"], len(metrics["calibration"]["checks"])) == (0, 0, 1)
@@ -83,7 +85,7 @@ def test_an_original_inside_a_wide_band_is_certified_without_a_step(
 def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
     request_world, original_checkpoint, tmp_path, monkeypatch, capsys
 ):
-    point_band = {"z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
+    point_band = {"reference": "heldout", "z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
     _, folder, metrics = _calibrated_run("calpoint", point_band, request_world, tmp_path, monkeypatch)
     calibration = metrics["calibration"]
     checks, decision = calibration["checks"], calibration["decision"]
@@ -130,7 +132,7 @@ def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
 def test_the_memorisation_reference_aims_at_the_start_score_less_the_originals_memorisation(
     request_world, original_checkpoint, tmp_path, monkeypatch
 ):
-    acceptance = {"reference": "memorisation", "utility_budget": 0.5}
+    acceptance = {"utility_budget": 0.5}  # the default reference: the memorisation one
     _, folder, metrics = _calibrated_run("calmem", acceptance, request_world, tmp_path, monkeypatch)
     checks, decision = metrics["calibration"]["checks"], metrics["calibration"]["decision"]
     start = _case_dice(_by_tag(metrics, "start"))
@@ -169,7 +171,7 @@ def test_a_calibrated_run_refuses_to_resume(request_world, tmp_path, monkeypatch
 def test_checks_on_patches_leave_whole_volume_scoring_to_the_start_and_the_end(
     request_world, original_checkpoint, tmp_path, monkeypatch
 ):
-    point_band = {"z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
+    point_band = {"reference": "heldout", "z": 0.0, "tolerance": 0.0, "utility_budget": 0.5}
     patches = {"scores": "patches", "patches_per_case": 3}
     trainer, folder, metrics = _calibrated_run("calpatch", point_band, request_world, tmp_path, monkeypatch, patches)
     calibration = metrics["calibration"]

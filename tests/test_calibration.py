@@ -19,7 +19,8 @@ from nnunet_unlearning.evaluation.calibration import (
 )
 
 SETS = {"forget": ["f1"], "heldout": ["h1", "h2"]}
-CRITERIA = AcceptanceCriteria()
+#: the held-out band (these streams have no retain cases, which the default memorisation reference needs)
+CRITERIA = AcceptanceCriteria(reference="heldout")
 HALF = 0.1 / math.sqrt(2) + 0.05 * 0.55
 
 
@@ -58,7 +59,7 @@ def test_band_and_states_for_dice_and_mae():
     assert forgetting_test([0.64], [0.5, 0.6], CRITERIA).state == "forgotten"
     assert forgetting_test([0.45], [0.5, 0.6], CRITERIA).state == "over_forgotten"
     # MAE: lower is better, so a low forget MAE is the remembered side
-    mae = AcceptanceCriteria(score="hard_mae", tolerance=0.0)
+    mae = AcceptanceCriteria(score="hard_mae", tolerance=0.0, reference="heldout")
     assert forgetting_test([0.1], [0.4, 0.5], mae).state == "remembered"
     assert forgetting_test([0.8], [0.4, 0.5], mae).state == "over_forgotten"
     # one held-out subject: the tolerance alone; NaN left out
@@ -150,7 +151,7 @@ def test_kept_state_before_a_decision_is_an_error():
         calibration.kept_state()
 
 
-MEMORISATION = AcceptanceCriteria(reference="memorisation")
+MEMORISATION = AcceptanceCriteria()
 #: retain and held-out subjects for the memorisation reference: under the original the two retain subjects
 #: score 0.78 and 0.80 (mean 0.79), the held-out ones 0.76 and 0.78 (mean 0.77): memorisation 0.02
 START = StartScores(forget=[0.80], retain=[0.78, 0.80], heldout=[0.76, 0.78])
@@ -184,6 +185,12 @@ def test_memorisation_reference_without_memorisation_certifies_the_start_and_fol
         forgetting_test([0.1], [0.2, 0.2], mae)
     with pytest.raises(ValueError, match="heldout, memorisation"):
         AcceptanceCriteria(reference="oracle")
+
+
+def test_the_default_reference_is_the_memorisation_one_and_names_the_way_out_without_a_start():
+    assert AcceptanceCriteria().reference == "memorisation"
+    with pytest.raises(ValueError, match=r"the 'start' evaluation.*acceptance\.reference \"heldout\""):
+        forgetting_test([0.80], [0.76, 0.78], AcceptanceCriteria())
 
 
 def test_memorisation_reference_stream_takes_steps_and_stops_inside_its_band():

@@ -34,6 +34,7 @@ def test_trainer_takes_the_environment_config_and_refuses_a_bad_one(request_worl
     monkeypatch.setenv(CONFIG_ENV, str(config))
     trainer = load_trainer(_trainer_class("envconfig"), request_world)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (3, 7)  # the config wins over _50epochs
+    assert trainer.num_val_iterations_per_epoch == 1  # nnU-Net's 50 validation batches per 250 steps, kept
     assert trainer.initial_lr == pytest.approx(1e-3)
     assert trainer.settings.source == str(config)
 
@@ -45,6 +46,23 @@ def test_trainer_takes_the_environment_config_and_refuses_a_bad_one(request_worl
         f"nnUNetTrainerUnlearnNoisyLabel_envconfig: error: {config}: strategies.NoisyLabel.forget_weight: "
         "must be ≥ 0, got -1"
     )
+
+
+def test_short_epochs_validate_in_proportion_and_a_calibrated_run_keeps_no_latest_checkpoint(
+    request_world, tmp_path, monkeypatch
+):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    trainer = load_trainer(_trainer_class("valshare"), request_world)
+    assert (trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (250, 50)  # nnU-Net's
+    config = tmp_path / "calibrated.json"
+    config.write_text(json.dumps({"iterations_per_epoch": 12, "calibration": {"enabled": True}}))
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    trainer = load_trainer(_trainer_class("valshare"), request_world)
+    assert trainer.num_val_iterations_per_epoch == 2
+    # nnU-Net asks for a latest checkpoint at epoch ends; a calibrated run cannot be resumed, so none is written
+    latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
+    trainer.save_checkpoint(str(latest))
+    assert not latest.exists()
 
 
 def test_a_strategys_tuned_default_rate_reaches_the_trainer(request_world, monkeypatch):

@@ -17,7 +17,11 @@ def _evaluation(tag: str, forget: float, retain: float, heldout: tuple = (0.5, 0
     }
 
 
-def _metrics(end_forget: float, end_retain: float = 0.8, start: bool = True, settings: dict | None = None) -> dict:
+#: the held-out band: these synthetic runs have no retain cases, which the default memorisation reference needs
+HELDOUT = {"acceptance": {"reference": "heldout"}}
+
+
+def _metrics(end_forget: float, end_retain: float = 0.8, start: bool = True, settings: dict | None = HELDOUT) -> dict:
     evaluations = [_evaluation("start", 0.9, 0.8)] if start else []
     evaluations.append(_evaluation("end", end_forget, end_retain))
     return {"forget": ["f1"], "heldout": ["h1", "h2"], "evaluations": evaluations, "settings": settings}
@@ -37,7 +41,7 @@ def test_met_when_utility_kept_and_forget_inside_the_band():
     assert criteria["utility_retain"]["numbers"]["ratio"] == pytest.approx(1.0)
     assert "lies within the held-out band 0.5500 ± 0.0982" in criteria["forgetting"]["text"]
     assert "With 2 held-out cases" in criteria["forgetting"]["text"]
-    assert result["acceptance"]["source"] == "defaults" and result["calibration"] is None
+    assert result["acceptance"]["source"] == "the run's settings" and result["calibration"] is None
 
 
 def test_not_met_says_which_side_and_by_how_much():
@@ -56,7 +60,9 @@ def test_not_met_says_which_side_and_by_how_much():
 
 
 def test_budget_from_the_run_settings_and_not_measured_without_a_start():
-    settings = {"acceptance": {"utility_budget": 0.85, "score": "dice", "z": 1.0, "tolerance": 0.05}}
+    settings = {
+        "acceptance": {"utility_budget": 0.85, "score": "dice", "z": 1.0, "tolerance": 0.05, "reference": "heldout"}
+    }
     lenient = verdict(_metrics(0.6, end_retain=0.7, settings=settings), retrain_found=False)
     assert lenient["overall"] == MET and lenient["acceptance"]["source"] == "the run's settings"
     retrain = verdict(_metrics(0.6, start=False), retrain_found=False)
@@ -93,7 +99,7 @@ def test_calibration_sentence_follows_the_recorded_decision():
 def test_memorisation_reference_judges_the_forget_cases_against_their_own_start():
     # under the original the retain case scores 0.9 and the held-out ones 0.8 and 0.9: memorisation 0.05,
     # so forget cases that scored 0.9 should score 0.85 ± 0.025
-    settings = {"acceptance": {"reference": "memorisation"}}
+    settings = None  # the defaults: the memorisation reference
 
     def metrics(end_forget: float) -> dict:
         def evaluation(tag: str, forget: float) -> dict:
@@ -109,5 +115,11 @@ def test_memorisation_reference_judges_the_forget_cases_against_their_own_start(
     assert kept["verdict"] == NOT_MET and "0.0250 outside the memorisation band 0.8500 ± 0.0250" in kept["text"]
     assert "its memorisation 0.0500" in kept["text"]
     assert verdict(metrics(0.86), retrain_found=False)["criteria"]["forgetting"]["verdict"] == MET
-    # the held-out band (the default reference) would have certified the original
-    assert verdict({**metrics(0.9), "settings": None}, retrain_found=False)["criteria"]["forgetting"]["verdict"] == MET
+    # the held-out band would have certified the original
+    assert (
+        verdict({**metrics(0.9), "settings": HELDOUT}, retrain_found=False)["criteria"]["forgetting"]["verdict"] == MET
+    )
+    # a run without a start evaluation (a retrain) cannot be tested against its own start: the text says how
+    retrain = verdict({**metrics(0.86), "evaluations": metrics(0.86)["evaluations"][1:]}, retrain_found=False)
+    forgetting = retrain["criteria"]["forgetting"]
+    assert forgetting["verdict"] == NOT_MEASURED and 'acceptance.reference "heldout"' in forgetting["text"]

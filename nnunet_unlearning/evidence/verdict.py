@@ -5,8 +5,9 @@ Criteria (defaults in :class:`AcceptanceCriteria`, overridable in the run config
 - ``utility_retain``, ``utility_heldout``: the final model's mean Dice on the set ≥ ``utility_budget`` × the
   original's (the run's "start" evaluation); not measured without one (a retrain run).
 - ``forgetting``: the forgetting test of ``calibration.py`` on the final evaluation: met when the forget
-  cases lie within the band of the criteria's reference (the held-out band, or their own start score less
-  the original's memorisation), not met when they lie above it (remembered) or below it (over-forgotten).
+  cases lie within the band of the criteria's reference (by default their own start score less the
+  original's memorisation; or the held-out band), not met when they lie above it (remembered) or below it
+  (over-forgotten); not measured without a start evaluation under the default reference (a retrain run).
 - ``membership_vs_retrain``: the per-subject membership test against the forget cases' scores under models
   retrained without them; no run records such a distribution yet, so it is always not measured, and not
   required.

@@ -61,6 +61,9 @@ from nnunet_unlearning.unlearning.strategy import Batch, Strategy, StrategyConte
 
 #: Evaluate every N epochs as well as at the start and the end (0: start and end only).
 EVAL_EVERY_ENV = "nnUNet_unlearning_eval_every"
+#: nnU-Net's validation batches per training step (its 50 per epoch of 250): an unlearning run keeps the
+#: ratio, so that a short epoch (a calibrated run checked every 5 steps) does not validate 50 batches.
+VALIDATION_PER_STEP = 50 / 250
 
 
 class _CalibratedStopError(Exception):
@@ -126,6 +129,7 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         self.num_epochs = (trainer.epochs or self.unlearning_epochs) if trains else 0
         if trainer.iterations_per_epoch is not None:
             self.num_iterations_per_epoch = trainer.iterations_per_epoch
+        self.num_val_iterations_per_epoch = max(1, round(self.num_iterations_per_epoch * VALIDATION_PER_STEP))
         # the scale is relative to the rate the original trained at
         self.initial_lr = initial_lr_of(self.request.original, self.initial_lr) * self.settings.lr_scale
         seed_global_rngs(trainer.seed + self.local_rank)
@@ -289,11 +293,12 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
 
         nnU-Net's ``checkpoint_best.pth`` is the epoch with the best held-out pseudo-Dice, in an unlearning
         run typically an early, barely unlearned state: it is never written, so the folder holds no model
-        but the certified ``checkpoint_final.pth`` (and, while the run is unfinished, the resumable latest).
+        but the certified ``checkpoint_final.pth`` (and, while the run is unfinished, the resumable latest;
+        a calibrated run, which cannot be resumed, writes none).
         """
         name = Path(filename).name
-        if name == BEST_CHECKPOINT:
-            return
+        if name == BEST_CHECKPOINT or (name == LATEST_CHECKPOINT and self.calibration is not None):
+            return  # a calibrated run cannot be resumed: its latest would cost a write every check for nothing
         if name == LATEST_CHECKPOINT and self.local_rank == 0 and not self.disable_checkpointing:
             save_resume_state(self.output_folder, self._resume_state())
         super().save_checkpoint(filename)

@@ -62,10 +62,11 @@ def grid(strategies: Sequence[str], lr_scales: Sequence[float], horizons: Sequen
 #: stops when the forget subjects score like unseen ones, within the horizon as its longest schedule.
 CALIBRATION = {"enabled": True, "check_every": 1}
 #: The calibrated twins of a judged run, by name, with the run config sections each writes: the held-out band
-#: (the default test, checked on whole volumes: on the CPU profile it stops at check 0) and the memorisation
-#: reference, checked on patches (`evaluation.patch_hook`: a check costs a fraction of a whole-volume one).
+#: (checked on whole volumes: on the CPU profile it stops at check 0) and the memorisation reference (the
+#: default), checked on patches (`evaluation.patch_hook`: a check costs a
+#: fraction of a whole-volume one). Each names its reference, so a workdir's twins keep their meaning.
 CALIBRATIONS: dict[str, dict[str, dict]] = {
-    "heldout": {"calibration": CALIBRATION},
+    "heldout": {"calibration": CALIBRATION, "acceptance": {"reference": "heldout"}},
     "memorisation_patches": {
         "calibration": {**CALIBRATION, "scores": "patches"},
         "acceptance": {"reference": "memorisation"},
