@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/calibrated_breakdown.py --workdir BENCHMARK_WORKDIR --subject 5
     .venv/bin/python -m cProfile -o run.pstats benchmarks/calibrated_breakdown.py ...   # the split inside a check
+    .venv/bin/python benchmarks/calibrated_breakdown.py --workdir BENCHMARK_WORKDIR --subject 5 --console
 
 Needs a benchmark workdir whose original (replicate 0) has finished (`nnunet-unlearning benchmark`). Runs the
 judged calibrated twin of ``--strategy`` at the trainer's rate and long horizon (memorisation reference, patch
@@ -10,11 +11,20 @@ benchmark runs it (`benchmark_runs.train_run`, in this process), into ``<out>/fo
 kept-scores folder, so that the start evaluation is paid as a first request pays it (the benchmark's own runs
 reuse it). Prints the run record's parts: start and end evaluation, the calibration checks (every evaluation
 second that is neither), training steps, the rest, and the decision. Measures, asserts nothing.
+
+``--console``: the same run as a user starts it, through the ``nnUNetv2_train`` console script (the
+benchmark's scheduler line, `benchmark_runs.command_line`, with the twin's schedule in a copy of its run
+config): nnU-Net's own thread count, validation batches per epoch and final validation included.
 """
 
 import argparse
 import json
 import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from nnunet_unlearning.artifacts import METRICS_FILE
@@ -22,7 +32,7 @@ from nnunet_unlearning.evaluation.kept_scores import SCORES_ENV
 from nnunet_unlearning.request import write_request
 from nnunet_unlearning.workflows import benchmark, profiles
 from nnunet_unlearning.workflows import benchmark_tuning as tuning
-from nnunet_unlearning.workflows.benchmark_runs import Run, train_run
+from nnunet_unlearning.workflows.benchmark_runs import Run, command_line, train_run
 from nnunet_unlearning.workflows.original_trainer import original_trainer
 
 
@@ -32,6 +42,7 @@ def main() -> None:
     parser.add_argument("--subject", default="5", help="the forget subject (default 5)")
     parser.add_argument("--strategy", default="L1Sparse", help="the strategy (default L1Sparse)")
     parser.add_argument("--out", type=Path, default=Path("calibrated_breakdown"), help="where the run trains")
+    parser.add_argument("--console", action="store_true", help="train through nnUNetv2_train, not in-process")
     args = parser.parse_args()
     workdir, out = args.workdir.resolve(), args.out.resolve()
     profile = profiles.PROFILES["cpu"]  # the paper profile trains on a GPU, through its own commands
@@ -51,7 +62,10 @@ def main() -> None:
     point = tuning.GridPoint(args.strategy, 1.0, max(profile.horizons))
     run = tuning.judged_runs([point], folder, base, max(profile.horizons), profile.check_steps)[-1]
     assert run.variant.endswith("memorisation patches"), run.variant  # the twin checked on patches
-    process_wall = train_run(run, environment, profile.device)
+    if args.console:
+        process_wall = console_run(run, environment, profile.device)
+    else:
+        process_wall = train_run(run, environment, profile.device)
     record = json.loads((run.folder / METRICS_FILE).read_text())
     seconds = record["seconds"]
     evaluations = {e["tag"]: e["seconds"] for e in record["evaluations"] if e["tag"] in ("start", "end")}
@@ -70,6 +84,25 @@ def main() -> None:
         ("the rest (trainer, dataloaders, epoch ends, record, certificate)", rest),
     ):
         print(f"| {part} | {value:.1f} |")
+
+
+def console_run(run: Run, environment: dict[str, str], device: str) -> float:
+    """Train ``run`` through ``nnUNetv2_train`` (its schedule in a copy of its run config); return the
+    process's wall time in seconds."""
+    assert run.config is not None
+    config = json.loads(run.config.read_text())
+    config.update({"epochs": run.epochs, "iterations_per_epoch": run.iterations})
+    console_config = run.config.with_name(f"console_{run.config.name}")
+    console_config.write_text(json.dumps(config))
+    run = replace(run, config=console_config)
+    if run.folder.exists():
+        shutil.rmtree(run.folder)  # an earlier measurement's
+    # nnUNetv2_train from this interpreter's environment
+    path = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    started = time.perf_counter()
+    line = command_line(run, environment, device)
+    subprocess.run(line, shell=True, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **path})
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

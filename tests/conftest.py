@@ -15,10 +15,12 @@ TESTS = Path(__file__).resolve().parent
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, NnunetWorld, build_world, train_original  # noqa: E402
 
 from nnunet_unlearning.request import REQUEST_ENV, write_request  # noqa: E402
+from nnunet_unlearning.workflows.profiles import THREADS_ENV  # noqa: E402
 
 # Tests use tiny tensors, for which thread hand-offs cost more than they save (measured: a toy step takes
-# 5 ms on one thread and 120 ms on two when the machine is busy).
+# 5 ms on one thread and 120 ms on two when the machine is busy); the trainings they spawn inherit the setting.
 torch.set_num_threads(1)
+os.environ[THREADS_ENV] = "1"
 
 SHARED_MRBRAINS18 = TESTS.parents[1] / "shared" / "data" / "MRBrainS18"
 

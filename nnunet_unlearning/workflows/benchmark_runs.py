@@ -57,9 +57,10 @@ class Run:
         return (self.folder / FINAL_CHECKPOINT).is_file()
 
 
-def train_run(run: Run, environment: dict[str, str], device: str) -> float:
+def train_run(run: Run, environment: dict[str, str], device: str, side_by_side: int = 1) -> float:
     """Train ``run`` in this process; return its wall time in seconds. ``environment``: nnU-Net's folders
-    and settings, applied before nnU-Net is used."""
+    and settings, applied before nnU-Net is used; ``side_by_side``: trainings sharing the CPU with this one
+    (`profiles.cpu_threads`)."""
     os.environ.update(environment)
     os.environ["nnUNet_results"] = str(run.results)
     if run.request is not None:
@@ -70,7 +71,7 @@ def train_run(run: Run, environment: dict[str, str], device: str) -> float:
     from nnunet_unlearning.nnunet.trainers_dir import find_trainer
     from nnunet_unlearning.workflows import profiles
 
-    profiles.use_cpu_threads()
+    profiles.use_cpu_threads(side_by_side)
     if run.folder.exists():
         shutil.rmtree(run.folder)  # an interrupted run of this benchmark: start it again
     log = run.results.parent / "logs" / f"{run.trainer}.txt"
@@ -107,8 +108,12 @@ def train_runs(
     failures: list[str] = []
     if not todo:
         return failures
+    from nnunet_unlearning.workflows import profiles
+
+    side_by_side = min(jobs, len(todo))
+    profiles.cpu_threads(side_by_side)  # a bad thread setting is refused here, not once per run
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        futures = {pool.submit(train_run, run, environment, device): run for run in todo}
+        futures = {pool.submit(train_run, run, environment, device, side_by_side): run for run in todo}
         for done, future in enumerate(as_completed(futures), start=1):
             run = futures[future]
             where = f"{run.trainer} ({run.results.parent.name})"

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.files import atomic_write_json
 
 CONFIGURATION = "3d_fullres"
@@ -42,17 +43,38 @@ MED3D_PLANS = "nnUNetMed3DPlans"
 #: (``trainers/nnUNetTrainerMed3D.py``), unless MedicalNet weights are given (`original_trainer`).
 CPU_ORIGINAL_TRAINER = "nnUNetTrainerMed3D_cpu"
 
-#: Torch intra-op threads for CPU training. Measured on the 2-core machines with other work running: one
-#: forward+backward of the profile's network took 0.19 s on 1 thread and 4.9 s on 2 (threads that wait
-#: for a busy core stall every operator); see docs/benchmarks.md.
-TORCH_THREADS = 1
+#: Torch intra-op threads per CPU training, when set (a positive integer); else `cpu_threads`' rule.
+THREADS_ENV = "nnUNet_unlearning_torch_threads"
 
 
-def use_cpu_threads() -> None:
-    """Apply :data:`TORCH_THREADS` to this process (nnU-Net's planner changes torch's thread count)."""
+def cpu_threads(side_by_side: int = 1) -> int:
+    """Torch intra-op threads for one of ``side_by_side`` CPU trainings: :data:`THREADS_ENV` when set, else
+    this process's cores shared between them (all of them for one training, as ``nnUNetv2_train -device cpu``
+    sets; at least 1).
+
+    Measured on the 2-core AMD machine with nothing else running (docs/benchmarks.md, "CPU training: 1 vs 2
+    torch threads"): the CPU recipe's step took 0.30 s on 2 threads against 0.43 s on 1, its augmentation
+    worker beside them. With other work on the cores a waiting thread stalls every operator (0.19 s on 1
+    thread against 4.9 s on 2, measured earlier), hence one thread per training when trainings run side by
+    side, and the setting for a machine shared with other work.
+
+    Raises:
+        UserInputError: :data:`THREADS_ENV` is not a positive integer.
+    """
+    setting = os.environ.get(THREADS_ENV)
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise UserInputError(f"{THREADS_ENV}={setting}: must be a positive integer (torch threads per training)")
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, side_by_side))
+
+
+def use_cpu_threads(side_by_side: int = 1) -> None:
+    """Apply `cpu_threads` to this process (nnU-Net's planner changes torch's thread count)."""
     import torch
 
-    torch.set_num_threads(TORCH_THREADS)
+    torch.set_num_threads(cpu_threads(side_by_side))
 
 
 @dataclass(frozen=True)
@@ -82,8 +104,8 @@ class CpuPlanning:
         )
         return (
             f"CPU profile: {self.labels} labels, {CONFIGURATION} at spacing {self.spacing} mm, patch {PATCH_SIZE}, "
-            f"batch {BATCH_SIZE}, {network}, {TORCH_THREADS} torch thread, {self.augmentation_workers} "
-            "augmentation worker(s)"
+            f"batch {BATCH_SIZE}, {network}, torch threads: the cores shared by the trainings side by side, "
+            f"{self.augmentation_workers} augmentation worker(s)"
         )
 
     def plan_and_preprocess(self, dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
