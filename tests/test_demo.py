@@ -95,6 +95,7 @@ def test_calibrated_unlearning_and_the_oracle_train_side_by_side(world, forget_r
     # the unlearning run read its run config: it is calibrated, on patches, under the memorisation reference
     calibration = json.loads((unlearned / METRICS_FILE).read_text())["calibration"]
     assert calibration["checks"] and calibration["settings"]["scores"] == "patches"
+    assert calibration["settings"]["patience"] == 4
     assert calibration["criteria"]["reference"] == "memorisation"
     assert json.loads((retrained / METRICS_FILE).read_text())["calibration"] is None
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {
