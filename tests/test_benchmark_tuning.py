@@ -165,8 +165,21 @@ def test_frozen_scales_are_read_in_todays_default_so_each_point_keeps_its_rate(t
     unrecorded = {"lr_scale": 0.5, "epochs": 5, "reason": "r", "grid": []}
     tuning.write_tuning(path, {"SCRUB": then, "NoisyLabel": unrecorded}, "1")
     read = tuning.read_tuning(path, "1", ["SCRUB", "NoisyLabel"])
-    assert read["SCRUB"] == {**then, "lr_scale": 1.0, "default_lr_scale": 0.025, "grid": [{**row, "lr_scale": 4.0}]}
-    assert tuning.chosen_point(read, "SCRUB") == tuning.GridPoint("SCRUB", 1.0, 2)
+    assert read["SCRUB"] == {
+        **then, "lr_scale": 1.0, "default_lr_scale": 0.025, "grid": [{**row, "lr_scale": 4.0}], tuning.FOLDER: 0.5
+    }  # fmt: skip
+    # the point runs at today's scale 1 (0.025), in the folder its runs were written to under scale 0.5
+    point = tuning.chosen_point(read, "SCRUB")
+    assert point == tuning.GridPoint("SCRUB", 1.0, 2, folder_scale=0.5)
+    base = Run("", "D", "3d_fullres", "p", 0, 20, Path(), tmp_path / "request.json")
+    run = tuning.point_run(point, tmp_path, base, calibration="memorisation_patches")
+    assert run.results == tmp_path / "calibrated_memorisation_patches_lr_0.5" / "nnUNet_results"
+    assert run.config is not None
+    assert json.loads(run.config.read_text())["strategies"]["SCRUB"]["lr_scale"] == pytest.approx(0.025)
+    assert tuning.point_run(point, tmp_path, base).results == tmp_path / "lr_0.5" / "nnUNet_results"
+    # written again (the benchmark's tuning.json) and read back, it keeps its folder
+    tuning.write_tuning(path, read, "1")
+    assert tuning.read_tuning(path, "1", ["SCRUB"])["SCRUB"][tuning.FOLDER] == 0.5
     assert read["NoisyLabel"] == {**unrecorded, "default_lr_scale": 1.0}
     # a fresh choice records the default its scales multiply
     original = _evaluation(0.8, 0.8, 0.7)

@@ -42,6 +42,14 @@ class GridPoint:
     strategy: str
     lr_scale: float
     epochs: int
+    #: the scale its runs' folders are named by when it was tuned under another default ``lr_scale`` (the
+    #: tuning file's own scale, `in_todays_default`), so that a workdir's runs are found after a default
+    #: changed; None: ``lr_scale``
+    folder_scale: float | None = None
+
+    @property
+    def folder_lr_scale(self) -> float:
+        return self.lr_scale if self.folder_scale is None else self.folder_scale
 
     @property
     def trainer(self) -> str:
@@ -85,6 +93,9 @@ def grid_results(forget_folder: Path, lr_scale: float, calibration: str | None =
 
 #: The key of a tuning.json entry that records the default ``lr_scale`` its scales multiply.
 DEFAULT = "default_lr_scale"
+#: The key of an entry read under another default than it was tuned under: the scale as tuned, which names
+#: the folders of its runs (`GridPoint.folder_scale`).
+FOLDER = "folder_lr_scale"
 
 
 def default_lr_scale(strategy: str) -> float:
@@ -97,7 +108,7 @@ def run_config(point: GridPoint, forget_folder: Path, calibration: str | None = 
     """The run config of a grid point (written once beside its results), or None at scale 1 uncalibrated."""
     if point.lr_scale == 1 and calibration is None:
         return None
-    path = grid_results(forget_folder, point.lr_scale, calibration).parent / f"{point.strategy}.json"
+    path = grid_results(forget_folder, point.folder_lr_scale, calibration).parent / f"{point.strategy}.json"
     if not path.is_file():
         config: dict = {STRATEGIES_KEY: {point.strategy: {LR_SCALE: point.lr_scale * default_lr_scale(point.strategy)}}}
         if calibration is not None:
@@ -123,7 +134,7 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str
         base.plans,
         point.epochs,
         base.iterations,
-        grid_results(forget_folder, point.lr_scale, calibration),
+        grid_results(forget_folder, point.folder_lr_scale, calibration),
         base.request,
         run_config(point, forget_folder, calibration),
         " ".join(filter(None, (point.variant, calibrated))),
@@ -212,8 +223,10 @@ def choose(
 
 def in_todays_default(strategy: str, entry: Mapping) -> dict:
     """A tuning.json entry (`choose`) with its chosen and grid scales multiplying the strategy's default
-    ``lr_scale`` of today, so each point runs at the rate it was tuned at. An entry without :data:`DEFAULT`
-    (written before it was recorded) is taken to be in today's default."""
+    ``lr_scale`` of today, so each point runs at the rate it was tuned at; when today's default differs,
+    :data:`FOLDER` keeps the chosen scale as tuned, which names the folders its runs were written to (a workdir
+    continued across the change finds them). An entry without :data:`DEFAULT` (written before it was
+    recorded) is taken to be in today's default."""
     today = default_lr_scale(strategy)
     factor = float(entry.get(DEFAULT, today)) / today
 
@@ -222,14 +235,18 @@ def in_todays_default(strategy: str, entry: Mapping) -> dict:
         return {**row, "lr_scale": float(f"{row['lr_scale'] * factor:.6g}")}
 
     grid_rows = [rescaled(row) for row in entry.get("grid", [])]
-    return {**rescaled(entry), DEFAULT: today, "grid": grid_rows}
+    read = {**rescaled(entry), DEFAULT: today, "grid": grid_rows}
+    if factor != 1:
+        read[FOLDER] = entry.get(FOLDER, entry["lr_scale"])  # its runs were written under the scale as tuned
+    return read
 
 
 def chosen_point(tuning: Mapping[str, dict], strategy: str) -> GridPoint | None:
     """The strategy's chosen grid point from ``choose``'s result, or None when none of its runs finished."""
     if strategy not in tuning:
         return None
-    return GridPoint(strategy, tuning[strategy]["lr_scale"], tuning[strategy]["epochs"])
+    entry = tuning[strategy]
+    return GridPoint(strategy, entry["lr_scale"], entry["epochs"], entry.get(FOLDER))
 
 
 def write_tuning(path: Path, tuning: Mapping[str, dict], subject: str) -> None:
