@@ -71,8 +71,8 @@ def grid(strategies: Sequence[str], lr_scales: Sequence[float], horizons: Sequen
 CALIBRATION = {"enabled": True, "check_every": 1}
 #: The calibrated twins of a judged run, by name, with the run config sections each writes: the held-out band
 #: (checked on whole volumes: on the CPU profile it stops at check 0) and the memorisation reference (the
-#: default), checked on patches (`evaluation.patch_hook`: a check costs a
-#: fraction of a whole-volume one). Each names its reference, so a workdir's twins keep their meaning.
+#: default), checked on patches (`evaluation.patch_hook`: a check costs a fraction of a whole-volume one).
+#: Each names its reference, so a workdir's twins keep their meaning whatever the default.
 CALIBRATIONS: dict[str, dict[str, dict]] = {
     "heldout": {"calibration": CALIBRATION, "acceptance": {"reference": "heldout"}},
     "memorisation_patches": {
