@@ -15,6 +15,11 @@ second that is neither), training steps, the rest, and the decision. Measures, a
 ``--console``: the same run as a user starts it, through the ``nnUNetv2_train`` console script (the
 benchmark's scheduler line, `benchmark_runs.command_line`, with the twin's schedule in a copy of its run
 config): nnU-Net's own thread count, validation batches per epoch and final validation included.
+
+``--scores FOLDER``: the kept-scores folder (default ``<out>/original_scores``); a second run against a filled
+one pays neither the start evaluation nor check 0, as a later request (and the benchmark's runs) do.
+``--augmentation-workers N``: ``nnUNet_n_proc_DA`` (default the profile's for unlearning runs). ``--tuned``:
+the point as tuned (``--epochs`` epochs, no calibration) instead of its calibrated twin.
 """
 
 import argparse
@@ -43,12 +48,20 @@ def main() -> None:
     parser.add_argument("--strategy", default="L1Sparse", help="the strategy (default L1Sparse)")
     parser.add_argument("--out", type=Path, default=Path("calibrated_breakdown"), help="where the run trains")
     parser.add_argument("--console", action="store_true", help="train through nnUNetv2_train, not in-process")
+    parser.add_argument("--scores", type=Path, help="the kept-scores folder (default <out>/original_scores)")
+    parser.add_argument("--augmentation-workers", type=int, default=profiles.CPU.unlearning_augmentation_workers,
+                        help="nnUNet_n_proc_DA (default the profile's for unlearning runs)")  # fmt: skip
+    parser.add_argument("--tuned", action="store_true", help="the point as tuned, not its calibrated twin")
+    parser.add_argument("--epochs", type=int, default=5, help="the tuned point's epochs (default 5)")
     args = parser.parse_args()
+    if args.tuned and args.console:
+        parser.error("--console measures the calibrated twin (its schedule travels in its run config)")
     workdir, out = args.workdir.resolve(), args.out.resolve()
     profile = profiles.PROFILES["cpu"]  # the paper profile trains on a GPU, through its own commands
     environment = {name: str(workdir / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    environment.update({"nnUNet_compile": "false", SCORES_ENV: str(out / "original_scores")})
-    environment["nnUNet_n_proc_DA"] = str(profiles.CPU.augmentation_workers)
+    scores = (args.scores or out / "original_scores").resolve()
+    environment.update({"nnUNet_compile": "false", SCORES_ENV: str(scores)})
+    environment["nnUNet_n_proc_DA"] = str(args.augmentation_workers)
     os.environ.update(environment)
     original, _ = original_trainer(profile.scratch_trainer)
     plans = profiles.MED3D_PLANS  # the CPU profile's (`Profile.plan`)
@@ -59,9 +72,10 @@ def main() -> None:
     )  # fmt: skip
     base = Run("", benchmark.DATASET_NAME, profiles.CONFIGURATION, plans, 0, profile.unlearning_iterations, Path(),
                request)  # fmt: skip
-    point = tuning.GridPoint(args.strategy, 1.0, max(profile.horizons))
-    run = tuning.judged_runs([point], folder, base, max(profile.horizons), profile.check_steps)[-1]
-    assert run.variant.endswith("memorisation patches"), run.variant  # the twin checked on patches
+    point = tuning.GridPoint(args.strategy, 1.0, args.epochs if args.tuned else max(profile.horizons))
+    judged = tuning.judged_runs([point], folder, base, max(profile.horizons), profile.check_steps)
+    run = judged[0] if args.tuned else judged[-1]
+    assert args.tuned or run.variant.endswith("memorisation patches"), run.variant  # the twin checked on patches
     if args.console:
         process_wall = console_run(run, environment, profile.device)
     else:
@@ -70,15 +84,21 @@ def main() -> None:
     seconds = record["seconds"]
     evaluations = {e["tag"]: e["seconds"] for e in record["evaluations"] if e["tag"] in ("start", "end")}
     checks = seconds["evaluation"] - sum(evaluations.values())
-    decision = record["calibration"]["decision"]
     rest = seconds["wall"] - seconds["evaluation"] - seconds["train"]
-    print(f"{args.strategy}, forget {args.subject}: {decision['reason']} after {decision['steps_taken']} steps, "
-          f"kept {decision['steps_used']}; process {process_wall:.1f} s")  # fmt: skip
+    reused = {e["tag"]: len(e.get("reused_cases", [])) for e in record["evaluations"]}
+    what = f"{args.augmentation_workers} augmentation worker(s), start evaluation reused {reused.get('start', 0)} cases"
+    if args.tuned:
+        print(f"{args.strategy}, forget {args.subject}, as tuned: {record['steps_taken']} steps; {what}; "
+              f"process {process_wall:.1f} s")  # fmt: skip
+    else:
+        decision = record["calibration"]["decision"]
+        print(f"{args.strategy}, forget {args.subject}: {decision['reason']} after {decision['steps_taken']} steps, "
+              f"kept {decision['steps_used']}; {what}; process {process_wall:.1f} s")  # fmt: skip
     print("| part | s |\n|---|---|")
     for part, value in (
         ("trainer wall (the record's)", seconds["wall"]),
         ("start evaluation (whole volumes)", evaluations.get("start", 0.0)),
-        ("calibration checks (patches, with their recalibration)", checks),
+        ("calibration checks (patches, with their recalibration; tuned: none)", checks),
         ("training steps", seconds["train"]),
         ("end evaluation (whole volumes)", evaluations.get("end", 0.0)),
         ("the rest (trainer, dataloaders, epoch ends, record, certificate)", rest),

@@ -11,6 +11,7 @@ record, the rollback, the folder, the verdict.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -195,5 +196,11 @@ def test_checks_on_patches_leave_whole_volume_scoring_to_the_start_and_the_end(
     again = trainer.check_hook.evaluate(bare_network(trainer.network), "again", 0)
     assert again.sets["forget"]["dice"] == pytest.approx(kept["forget_mean"], abs=1e-6)
     assert again.sets["retain"]["n_cases"] == len(metrics["retain"])
+    # check 0's patch scores of the original are kept: a later request against it predicts no case again
+    original = copy.deepcopy(bare_network(trainer.network))
+    original.load_state_dict(trainer._original_weights)
+    reused = trainer.check_hook.evaluate(original, "start", 0, trainer._kept_scores())
+    assert reused.reused == sorted(reused.cases)
+    assert reused.sets["forget"]["dice"] == pytest.approx(checks[0]["forget_mean"], abs=1e-6)
     verdict = json.loads((folder / CERTIFICATE_JSON).read_text())["verdict"]
     assert verdict["calibration"].startswith("Calibrated run: stopped")

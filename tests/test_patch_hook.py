@@ -99,9 +99,27 @@ def test_padding_marks_the_added_voxels_unscored():
     assert pad_to(data, seg, (3, 5, 7))[1] is seg
 
 
-def test_patch_scores_never_mix_with_kept_whole_volume_scores(tmp_path):
-    hook = _hook(_Dataset({"a": (8, 10, 12), "b": (6, 9, 9), "c": (3, 5, 7)}))
-    with pytest.raises(ValueError, match="whole-volume scores"):
-        hook.evaluate(_PassThrough(), "start", 0, kept=KeptScores(tmp_path, "0" * 64, tmp_path))
+def test_patch_scores_are_kept_apart_from_whole_volume_scores_and_reused_exactly(tmp_path):
+    """Check 0 scores the original on patches: a later request against it reuses them, bit for bit, and only
+    under the same patches and batch; whole-volume scores of the same case never stand in for them."""
+    dataset = _Dataset({"a": (8, 10, 12), "b": (6, 9, 9), "c": (3, 5, 7)})
+    kept = KeptScores(tmp_path, "0" * 64, tmp_path)
+    first = _hook(dataset).evaluate(_PassThrough(), "start", 0, kept=kept)
+    assert first.reused == []
+    hook, network = _hook(dataset), _PassThrough()
+    again = hook.evaluate(network, "start", 0, kept=KeptScores(tmp_path, "0" * 64, tmp_path))
+    assert network.calls == [] and again.reused == ["a", "b", "c"]
+    assert {c: again.cases[c].to_dict() for c in "abc"} == {c: first.cases[c].to_dict() for c in "abc"}
+    assert again.membership == first.membership
+    variant = hook.kept_variant("fp32")
+    assert variant != "fp32" and KeptScores(tmp_path, "0" * 64, tmp_path).get("a", "fp32") is None
+    for other in (_hook(dataset, n=4), _hook(dataset, batch=3)):
+        assert other.kept_variant("fp32") != variant
+        network = _PassThrough()
+        assert other.evaluate(network, "start", 0, kept=KeptScores(tmp_path, "0" * 64, tmp_path)).reused == []
+        assert network.calls
+
+
+def test_a_patch_hook_needs_patches_and_batches():
     with pytest.raises(ValueError, match="must be ≥ 1"):
         PatchHook(None, {}, [1], None, [1.0] * 3, [], None, patch_size=PATCH, patches_per_case=0, batch_size=1)

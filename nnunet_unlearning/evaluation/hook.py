@@ -104,8 +104,9 @@ class EvaluationHook:
         membership: dict[str, MembershipScores] = {}
         reused = []
         precision, context = evaluation_precision(network)
+        variant = self.kept_variant(precision)
         for case in sorted({c for cases in self.case_sets.values() for c in cases}):
-            found = kept.get(case, precision) if kept is not None else None
+            found = kept.get(case, variant) if kept is not None else None
             if found is not None:
                 cases[case], membership[case] = found
                 reused.append(case)
@@ -123,7 +124,7 @@ class EvaluationHook:
             )
             membership[case] = case_membership(probabilities, truth, scored_voxels(truth, self._ignore_label))
             if kept is not None:
-                kept.put(case, precision, cases[case], membership[case])
+                kept.put(case, variant, cases[case], membership[case])
         if kept is not None:
             kept.save()
         sets = aggregate(cases, self.case_sets)
@@ -139,6 +140,11 @@ class EvaluationHook:
             precision=precision,
             reused=reused,
         )
+
+    def kept_variant(self, precision: str) -> str:
+        """What, besides checkpoint and data, a kept score must share to stand in for this hook's
+        (`kept_scores`): the predictions' precision ("fp32" or "bf16"), on whole volumes."""
+        return precision
 
     def _predictor(self, network: torch.nn.Module) -> Callable[[str], tuple[torch.Tensor, np.ndarray]]:
         """``case -> (logits (C, X, Y, Z), truth (X, Y, Z) int16)``: nnU-Net's sliding window over the case's

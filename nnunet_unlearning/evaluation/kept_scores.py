@@ -5,13 +5,15 @@ which is also a calibrated run's check 0). A deployed model receives one erasure
 against the same checkpoint, and its scores on a case do not depend on the request: only how the cases group
 into forget, retain and held-out sets does. So the start evaluation keeps each case's metrics and membership
 scores in a file named by the checkpoint's SHA-256, and a later start evaluation of the same checkpoint
-predicts only the cases it has not scored before. Only the start evaluation reuses: every check during
-training, and the end, predicts afresh (they score new weights).
+predicts only the cases it has not scored before. A calibrated run that checks on patches
+(`evaluation.patch_hook`) keeps its check 0 (the original's patch scores) the same way. Only the start and
+check 0 reuse: every later check, and the end, predicts afresh (they score new weights).
 
 An entry is reused only under the same key: the checkpoint's SHA-256, the preprocessed data folder the hook
-reads, the precision of the predictions (`med3d.cpu_precision.evaluation_precision`), this package's version
-and :data:`FORMAT` (raised whenever the hook's scores change). Each evaluation record lists the cases it
-reused (``reused_cases``), and its seconds are what it spent.
+reads, the variant of the scores (the precision of the predictions, `med3d.cpu_precision.evaluation_precision`,
+and for patch scores the patches' number, size, seed and batch: `EvaluationHook.kept_variant`), this package's
+version and :data:`FORMAT` (raised whenever the hook's scores change). Each evaluation record lists the cases
+it reused (``reused_cases``), and its seconds are what it spent.
 
 Where: ``$nnUNet_unlearning_scores`` when set (the benchmark gives all its runs one folder), else
 ``<nnUNet_results>/<dataset>/nnunet_unlearning_scores/``, beside nnU-Net's trainer folders and never inside
@@ -57,10 +59,10 @@ class KeptScores:
         self._data = str(Path(data_folder).resolve())
         self._new: dict[str, dict] = {}
 
-    def _key(self, precision: str) -> str:
-        return json.dumps([FORMAT, __version__, self._data, precision])
+    def _key(self, variant: str) -> str:
+        return json.dumps([FORMAT, __version__, self._data, variant])
 
-    def _entries(self, precision: str) -> dict[str, dict]:
+    def _entries(self, variant: str) -> dict[str, dict]:
         if not self.path.is_file():
             return {}
         try:
@@ -69,20 +71,20 @@ class KeptScores:
             return {}  # unreadable or cut short: scored again, and rewritten
         if content.get("checkpoint_sha256") != self._checkpoint:
             return {}
-        return content.get("scores", {}).get(self._key(precision), {})
+        return content.get("scores", {}).get(self._key(variant), {})
 
-    def get(self, case: str, precision: str) -> tuple[CaseMetrics, MembershipScores] | None:
-        """The case's kept metrics and membership scores at ``precision``, or None."""
-        entry = self._entries(precision).get(case)
+    def get(self, case: str, variant: str) -> tuple[CaseMetrics, MembershipScores] | None:
+        """The case's kept metrics and membership scores of ``variant`` (`EvaluationHook.kept_variant`), or None."""
+        entry = self._entries(variant).get(case)
         if entry is None:
             return None
         classes = {int(label): ClassMetrics(**values) for label, values in entry["classes"].items()}
         return CaseMetrics(classes=classes, n_valid=entry["n_valid"]), entry["membership"]
 
-    def put(self, case: str, precision: str, metrics: CaseMetrics, membership: MembershipScores) -> None:
-        """Note a freshly scored case, for `save`."""
+    def put(self, case: str, variant: str, metrics: CaseMetrics, membership: MembershipScores) -> None:
+        """Note a freshly scored case of ``variant``, for `save`."""
         classes = {str(label): asdict(m) for label, m in metrics.classes.items()}
-        self._new.setdefault(precision, {})[case] = {
+        self._new.setdefault(variant, {})[case] = {
             "n_valid": metrics.n_valid,
             "classes": classes,
             "membership": dict(membership),
@@ -100,8 +102,8 @@ class KeptScores:
                     scores = content.get("scores", {})
             except (OSError, ValueError):
                 scores = {}
-        for precision, cases in self._new.items():
-            scores.setdefault(self._key(precision), {}).update(cases)
+        for variant, cases in self._new.items():
+            scores.setdefault(self._key(variant), {}).update(cases)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # NaN (an undefined Dice) is kept as JSON's NaN literal, so that a reused case equals a fresh one
         text = json.dumps({"checkpoint_sha256": self._checkpoint, "scores": scores}, allow_nan=True)

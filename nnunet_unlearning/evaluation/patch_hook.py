@@ -10,10 +10,12 @@ its patches' voxels pooled (a voxel in two patches counts twice).
 
 What it changes: the scores are those of the patches, not of the volume (a patch sees less context at its
 border than a sliding-window tile blended with its neighbours, and the patches favour labelled regions), so
-a patch score is comparable only with patch scores of the same run. Calibration compares every check with
-its own check 0 scored the same way, so the rule reads them consistently; the run's start and end are still
-scored on whole volumes. Memory: ``n × channels × patch voxels × 4`` bytes per case, held for the run (on
-the CPU profile 8 × 2 × 36,864 × 4 B = 2.4 MB per case).
+a patch score is comparable only with patch scores drawn the same way. Calibration compares every check
+with its own check 0 scored the same way, so the rule reads them consistently; the run's start and end are
+still scored on whole volumes. Check 0 scores the original, whose patch scores are kept for the next request
+against it as the start evaluation's are (`kept_scores`, under this hook's own `kept_variant`). Memory:
+``n × channels × patch voxels × 4`` bytes per case, held for the run (on the CPU profile 8 × 2 × 36,864 × 4 B
+= 2.4 MB per case).
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import numpy as np
 import torch
 
 from nnunet_unlearning.evaluation.audit_features import case_rng, sample_patches
-from nnunet_unlearning.evaluation.hook import Evaluation, EvaluationHook
-from nnunet_unlearning.evaluation.kept_scores import KeptScores
+from nnunet_unlearning.evaluation.hook import EvaluationHook
 from nnunet_unlearning.evaluation.subject_scores import scored_voxels
 
 #: Seed of the patch draw (with the case id, `audit_features.case_rng`): one fixed set of patches per case.
@@ -62,11 +63,11 @@ class PatchHook(EvaluationHook):
         self.batch_size = batch_size
         self._patches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def evaluate(self, network: torch.nn.Module, tag: str, epoch: int, kept: KeptScores | None = None) -> Evaluation:
-        """As the hook's, on the patches; ``kept`` scores are whole-volume scores and cannot be used here."""
-        if kept is not None:
-            raise ValueError("kept scores are whole-volume scores; a patch evaluation cannot use them")
-        return super().evaluate(network, tag, epoch)
+    def kept_variant(self, precision: str) -> str:
+        """Patch scores are kept apart from whole-volume ones, and from those of other patches or batches (a
+        batch's size may change the convolution's arithmetic)."""
+        size = "×".join(map(str, self.patch_size))
+        return f"{precision}, patches {self.patches_per_case} of {size} seed {PATCH_SEED}, batch {self.batch_size}"
 
     def patches(self, case: str) -> tuple[np.ndarray, np.ndarray]:
         """The case's patches: images (n, C, *patch_size) float32 and labels (n, *patch_size) int16."""

@@ -211,7 +211,8 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
                 network = bare_network(self.network)
                 check = start  # None on ranks other than 0, which only follow rank 0's decision
                 if self.check_hook is not self.hook and self.local_rank == 0:
-                    check = self._check_scores(network, "start")
+                    # the original's patch scores too are kept from an earlier request against this checkpoint
+                    check = self._check_scores(network, "start", kept=self._kept_scores())
                 original = (_cpu_state(network), self._recalibrated(network, False), start)
                 self._decide(check, original, last=False)
         super().on_train_start()  # the dataloaders, unless check 0 stopped the run (``get_dataloaders``)
@@ -538,11 +539,11 @@ class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
         finally:
             self.set_deep_supervision_enabled(self.enable_deep_supervision)
 
-    def _check_scores(self, network: torch.nn.Module, tag: str) -> EvaluationRecord:
+    def _check_scores(self, network: torch.nn.Module, tag: str, kept: KeptScores | None = None) -> EvaluationRecord:
         """A check's patch scores of ``network`` (rank 0): read by the calibration (its checks record the
-        trajectory), not added to the run's whole-volume evaluations."""
+        trajectory), not added to the run's whole-volume evaluations. ``kept``: as for `_score`."""
         with self._without_deep_supervision():
-            evaluation = self.check_hook.evaluate(network, tag, self.current_epoch).to_json()
+            evaluation = self.check_hook.evaluate(network, tag, self.current_epoch, kept).to_json()
         self.record.check_seconds += evaluation["seconds"]
         return evaluation
 

@@ -236,7 +236,8 @@ def run_benchmark(
     judged_sets = [f for f in forget_sets if f != tuning_set]
     tuning_folder = workdir / design.forget_tag(tuning_set)
     # a strategy run's fields that every grid point and judged run shares; each sets its own request
-    base = Run("", DATASET_NAME, config, plans, 0, profile.unlearning_iterations, Path())
+    workers = profile.planning.unlearning_augmentation_workers if profile.planning is not None else None
+    base = Run("", DATASET_NAME, config, plans, 0, profile.unlearning_iterations, Path(), augmentation_workers=workers)
     training, heldout_cases = subjects.training_cases(), subjects.heldout_cases()
     everyone = {"training": training, "heldout": heldout_cases}
     points: list[tuple[tuning.GridPoint, Run]] = []

@@ -34,7 +34,8 @@ FOLD = 0
 @dataclass(frozen=True)
 class Run:
     """One training of the benchmark. ``results``: its ``nnUNet_results``; ``request``: its request file;
-    ``config``: its run config (docs/unlearning.md), ``variant`` what that config changes, in words."""
+    ``config``: its run config (docs/unlearning.md), ``variant`` what that config changes, in words;
+    ``augmentation_workers``: its ``nnUNet_n_proc_DA`` (None: the environment's)."""
 
     trainer: str
     dataset_name: str
@@ -46,6 +47,7 @@ class Run:
     request: Path | None = None
     config: Path | None = None
     variant: str = ""
+    augmentation_workers: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -67,6 +69,8 @@ def train_run(run: Run, environment: dict[str, str], device: str, side_by_side: 
         os.environ[REQUEST_ENV] = str(run.request)
     if run.config is not None:
         os.environ[CONFIG_ENV] = str(run.config)
+    if run.augmentation_workers is not None:
+        os.environ["nnUNet_n_proc_DA"] = str(run.augmentation_workers)
     from nnunet_unlearning.nnunet.inprocess import train
     from nnunet_unlearning.nnunet.trainers_dir import find_trainer
     from nnunet_unlearning.workflows import profiles
@@ -144,6 +148,8 @@ def command_line(run: Run, environment: Mapping[str, str], device: str) -> str:
         variables[REQUEST_ENV] = str(run.request)
     if run.config is not None:
         variables[CONFIG_ENV] = str(run.config)
+    if run.augmentation_workers is not None:
+        variables["nnUNet_n_proc_DA"] = str(run.augmentation_workers)
     train = ["nnUNetv2_train", run.dataset_name, run.configuration, str(FOLD), "-tr", run.trainer, "-p", run.plans]
     words = ["env", *(f"{k}={v}" for k, v in sorted(variables.items())), *train, "-device", device]
     return " ".join(shlex.quote(word) for word in words)

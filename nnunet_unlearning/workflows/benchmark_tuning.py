@@ -119,7 +119,7 @@ def run_config(point: GridPoint, forget_folder: Path, calibration: str | None = 
 
 def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str | None = None) -> Run:
     """The benchmark run of a grid point on a forget set, calibrated (``calibration``: a key of
-    :data:`CALIBRATIONS`) or not; ``base`` gives dataset, plans, schedule and request."""
+    :data:`CALIBRATIONS`) or not; ``base`` gives dataset, plans, schedule, request and augmentation workers."""
     calibrated = (
         None
         if calibration is None
@@ -138,6 +138,7 @@ def point_run(point: GridPoint, forget_folder: Path, base: Run, calibration: str
         base.request,
         run_config(point, forget_folder, calibration),
         " ".join(filter(None, (point.variant, calibrated))),
+        base.augmentation_workers,
     )
 
 

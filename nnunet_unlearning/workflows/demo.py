@@ -193,7 +193,7 @@ def side_by_side(
 
     common = (DATASET_NAME, CONFIGURATION, plans)
     unlearned = Run(f"nnUNetTrainerUnlearn{STRATEGY}", *common, unlearn.epochs, unlearn.iterations, results,
-                    request, config)  # fmt: skip
+                    request, config, augmentation_workers=profiles.CPU.unlearning_augmentation_workers)  # fmt: skip
     retrained = Run("nnUNetTrainerRetrain", *common, retrain.epochs, retrain.iterations, results, request)
     started = _step(
         f"side by side: unlearning {forget} with {STRATEGY}, calibrated (at most {unlearn}, checked on patches "

@@ -85,6 +85,10 @@ class CpuPlanning:
     are 3.0 × 0.958 × 0.958). ``labels``: the converter's label set ("tissue" or "challenge").
     ``med3d_decoder``: Med3DUNet's decoder widths. ``cpu_bf16``: Med3DUNet's setting (`med3d/cpu_precision.py`).
     ``augmentation_workers``: ``nnUNet_n_proc_DA`` while training (1: augmentation runs on the second core).
+    ``unlearning_augmentation_workers``: the same for an unlearning run (0: its batches are augmented in the
+    training process, which also makes a run with a seed reproducible): a run of 5–100 steps spends more on
+    starting the workers (one per data stream) than they save (docs/benchmarks.md, "Augmentation workers of an
+    unlearning run").
     """
 
     name: str
@@ -93,6 +97,7 @@ class CpuPlanning:
     med3d_decoder: tuple[int, ...]
     cpu_bf16: str
     augmentation_workers: int
+    unlearning_augmentation_workers: int
 
     def describe(self, med3d: bool = False) -> str:
         """One line that says what the CPU profile changes, for logs and reports."""
@@ -105,7 +110,8 @@ class CpuPlanning:
         return (
             f"CPU profile: {self.labels} labels, {CONFIGURATION} at spacing {self.spacing} mm, patch {PATCH_SIZE}, "
             f"batch {BATCH_SIZE}, {network}, torch threads: the cores shared by the trainings side by side, "
-            f"{self.augmentation_workers} augmentation worker(s)"
+            f"{self.augmentation_workers} augmentation worker(s), {self.unlearning_augmentation_workers} for an "
+            "unlearning run"
         )
 
     def plan_and_preprocess(self, dataset_id: int, plans: str = "nnUNetPlans", processes: int = 2) -> Path:
@@ -161,7 +167,8 @@ class CpuPlanning:
 
 
 #: The demo's and the benchmark's planning: the measured recipe (2× coarser in-plane, tissue labels, decoder
-#: 16-64, bf16 where the probe finds it faster, augmentation in one worker process).
+#: 16-64, bf16 where the probe finds it faster, augmentation in one worker process; unlearning runs augment in
+#: their own).
 CPU = CpuPlanning(
     "cpu",
     spacing=(6.0, 1.916, 1.916),
@@ -169,6 +176,7 @@ CPU = CpuPlanning(
     med3d_decoder=(16, 32, 64, 64, 64),
     cpu_bf16="auto",
     augmentation_workers=1,
+    unlearning_augmentation_workers=0,
 )
 #: The test suite's: 4× coarser in-plane (3.83 mm), the challenge labels, the narrowest decoder, fp32, data
 #: loading in the training process (reproducible, and no worker start-up per test).
@@ -179,6 +187,7 @@ TESTS = CpuPlanning(
     med3d_decoder=(8, 16, 16, 16, 16),
     cpu_bf16="no",
     augmentation_workers=0,
+    unlearning_augmentation_workers=0,
 )
 
 
