@@ -60,6 +60,7 @@ def _plan_med3d(args: argparse.Namespace) -> None:
         name=args.name,
         gpu_memory_gb=args.gpu_memory_gb,
         cpu_bf16=args.cpu_bf16,
+        mirror=args.mirror,
     )
     print(f"wrote {path}")
 
@@ -487,7 +488,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["no", "yes", "auto"],
         default="no",
         help="train under bf16 autocast when the device is a CPU: auto = where a probe measures it faster "
-        "(default no; evaluation and prediction stay fp32)",
+        "(default no; the evaluation hook predicts in the same precision, nnUNetv2_predict in fp32)",
+    )
+    p.add_argument(
+        "--mirror",
+        choices=["all", "left-right"],
+        default="all",
+        help="mirroring augmentation of our trainers: along every axis (nnU-Net's, default) or along the images' "
+        "left-right axis only (read from the preprocessed cases' orientation; a head is not symmetric front to "
+        "back or head to foot)",
     )
 
     p = command("forget", _forget, "write an unlearning request: which cases to forget from which model")

@@ -25,6 +25,13 @@ os.environ[THREADS_ENV] = "1"
 SHARED_MRBRAINS18 = TESTS.parents[1] / "shared" / "data" / "MRBrainS18"
 
 
+@pytest.fixture()
+def preprocessed(tmp_path, monkeypatch) -> Path:
+    """An empty ``nnUNet_preprocessed`` folder of this test's own (plans files written by the test)."""
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def mrbrains18_root() -> Path:
     """The real MRBrainS18 training data beside the checkout, or skip the test with the reason."""

@@ -139,6 +139,8 @@ def test_benchmark_tables_come_from_the_runs_files(benchmark_run):
     assert (run / "forget_1" / "report" / "report.md").is_file()
     markdown = (run / "benchmark.md").read_text()
     assert "## Tuning" in markdown and "NoisyLabel was not judged" in markdown
+    # the tests' planning keeps nnU-Net's mirroring, and the benchmark says what its workdir's plans do
+    assert "Mirroring augmentation (the workdir's plans): nnU-Net's, along every axis." in markdown
 
 
 @pytest.mark.slow

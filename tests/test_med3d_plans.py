@@ -86,12 +86,6 @@ def write_source(root: Path, patch: list[int], n_training: int = 7) -> Path:
     return folder / "nnUNetPlans.json"
 
 
-@pytest.fixture()
-def preprocessed(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
-    return tmp_path
-
-
 def test_derive_strides_halves_the_slice_axis_less_often():
     strides = derive_strides(MRBRAINS18_SPACING, [40, 224, 224])
     assert len(strides) == 6 and strides[0] == [1, 1, 1]

@@ -15,6 +15,8 @@ reuse its preprocessed data. What changes:
   fits the memory budget (`memory.py`).
 - batch size: the largest that fits the budget, capped so that one batch covers at most 5 % of the
   dataset's voxels, at least 2 (nnU-Net's rules).
+- `mirror_axes` (with `mirror="left-right"`): the images' left-right axis, read from the geometry nnU-Net
+  stored for each preprocessed case; our trainers then mirror along it only (`nnunet/mirroring.py`).
 
 Only the requested configuration is written: Med3DUNet is 3D-only (no `2d`), and a cascade stage needs
 its previous stage trained with the same plans. `next_stage` is dropped for the same reason.
@@ -44,10 +46,14 @@ from nnunet_unlearning.med3d.network import (
     Med3DUNet,
     validate_arch_kwargs,
 )
+from nnunet_unlearning.nnunet.mirroring import PLANS_KEY as MIRROR_AXES_KEY
+from nnunet_unlearning.nnunet.mirroring import left_right_axis
 
 MIN_FEATURE_MAP_EDGE = 4  # nnU-Net's UNet_featuremap_min_edge_length
 MIN_BATCH_SIZE = 2
 MAX_DATASET_COVERED = 0.05
+#: How training may mirror: along every axis (nnU-Net's choice) or along the left-right axis only.
+MIRROR_CHOICES = ("all", "left-right")
 
 
 def derive_strides(spacing: Sequence[float], patch_size: Sequence[int]) -> list[list[int]]:
@@ -101,15 +107,20 @@ def plan_med3d(
     norm: str = DEFAULT_NORM,
     decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
     cpu_bf16: str = "no",
+    mirror: str = "all",
 ) -> Path:
     """Write `<name>.json` beside `<source_plans>.json` for Med3DUNet; return its path (see module doc).
 
     gpu_memory_gb: the GPU memory budget in GB, as nnU-Net's `-gpu_memory_target` (default 8).
     norm, decoder_channels: Med3DUNet arch_kwargs (defaults are the real model; small values for tests).
     cpu_bf16: whether CPU training steps run under bf16 autocast, "no", "yes" or "auto" (`cpu_precision.py`).
+    mirror: "all" (nnU-Net's mirroring) or "left-right" (the configuration's ``mirror_axes``: the left-right
+    axis every preprocessed case agrees on; a one-line error when they disagree or carry no orientation).
     """
     if name == source_plans:
         raise UserInputError(f"--name {name!r} equals --from: the source plans are never overwritten")
+    if mirror not in MIRROR_CHOICES:
+        raise UserInputError(f"--mirror {mirror!r}: choose one of {', '.join(MIRROR_CHOICES)}")
     if gpu_memory_gb <= 0:
         raise UserInputError(f"--gpu-memory-gb must be positive, got {gpu_memory_gb}")
     validate_arch_kwargs(depth, [[1, 1, 1]] * N_LEVELS, norm, decoder_channels, cpu_bf16)
@@ -131,6 +142,10 @@ def plan_med3d(
             f"plan-med3d supports single-stage 3D configurations (e.g. 3d_fullres)"
         )
     config.pop("next_stage", None)
+    config.pop(MIRROR_AXES_KEY, None)
+    if mirror == "left-right":
+        preprocessed = folder / config["data_identifier"]
+        config[MIRROR_AXES_KEY] = [left_right_axis(preprocessed, plans.get("transpose_forward", [0, 1, 2]))]
 
     spacing = [float(s) for s in config["spacing"]]
     median_shape = [float(s) for s in config["median_image_size_in_voxels"]]

@@ -36,6 +36,7 @@ from nnunet_unlearning.nnunet.glue import (
     train_loader,
     validation_loader,
 )
+from nnunet_unlearning.nnunet.mirroring import PlannedMirroringMixin
 from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.records import EvaluationRecord
 from nnunet_unlearning.unlearning import distributed
@@ -74,8 +75,9 @@ def _cpu_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
 
 
-class nnUNetTrainerUnlearn(RequestRunMixin, nnUNetTrainer):
-    """Base class of every unlearning trainer; subclasses set ``strategy_class`` (and the schedule)."""
+class nnUNetTrainerUnlearn(RequestRunMixin, PlannedMirroringMixin, nnUNetTrainer):
+    """Base class of every unlearning trainer; subclasses set ``strategy_class`` (and the schedule). Its
+    batches are augmented as the original's were: mirrored along the plans' ``mirror_axes`` where they name them."""
 
     strategy_class: ClassVar[type[Strategy]]
     unlearning_epochs: ClassVar[int] = 20

@@ -28,6 +28,7 @@ from nnunet_unlearning.artifacts import REQUEST_FILE
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evaluation.kept_scores import SCORES_ENV
 from nnunet_unlearning.files import atomic_write_json, atomic_write_text
+from nnunet_unlearning.nnunet.mirroring import planned_mirroring
 from nnunet_unlearning.workflows import benchmark_design as design
 from nnunet_unlearning.workflows import benchmark_distribution as replicas
 from nnunet_unlearning.workflows import benchmark_tables as tables
@@ -180,6 +181,10 @@ def run_benchmark(
     os.environ.update(environment)
     print(profile.describe())
     plans = _prepare_data(workdir, mrbrains18, profile, subjects)
+    # a workdir keeps the plans it was first planned with, whatever the profile plans today
+    plans_file = workdir / "nnUNet_preprocessed" / DATASET_NAME / f"{plans}.json"
+    mirroring = planned_mirroring(json.loads(plans_file.read_text())["configurations"][profiles.CONFIGURATION])
+    print(f"mirroring augmentation: {mirroring}")
 
     original_name, encoder = original_trainer(profile.scratch_trainer)
     config = profiles.CONFIGURATION  # both profiles train nnU-Net's 3d_fullres configuration
@@ -334,6 +339,7 @@ def run_benchmark(
     content = {
         "format": 1,
         "profile": profile.describe(),
+        "mirroring": mirroring,
         "machine": machine(),
         "original_trainer": original_name,
         "original_encoder": encoder,

@@ -187,7 +187,7 @@ def markdown(content: Mapping) -> str:
     lines = [
         "# MRBrainS18 unlearning benchmark",
         "",
-        f"Profile: {content['profile']}.",
+        f"Profile: {content['profile']}. Mirroring augmentation (the workdir's plans): {content['mirroring']}.",
         "",
         f"Original model trained on {', '.join(content['training'])}; held out: {', '.join(content['heldout'])}.",
         f"Forget sets run: {'; '.join(', '.join(f) for f in content['forget_sets'])}.",

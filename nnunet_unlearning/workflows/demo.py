@@ -27,6 +27,7 @@ from nnunet_unlearning.artifacts import CERTIFICATE_JSON, CERTIFICATE_MD, METRIC
 from nnunet_unlearning.errors import UserInputError
 from nnunet_unlearning.evidence.table_format import markdown_table
 from nnunet_unlearning.files import atomic_write_json
+from nnunet_unlearning.nnunet.mirroring import planned_mirroring
 from nnunet_unlearning.workflows import profiles
 from nnunet_unlearning.workflows.original_trainer import original_trainer
 from nnunet_unlearning.workflows.profiles import PROFILES, CpuPlanning
@@ -126,8 +127,9 @@ def prepare_dataset(workdir: Path, mrbrains18: Path | None = None, planning: Cpu
     planning.plan_and_preprocess(DATASET_ID)
     _done(started)
     started = _step(f"Med3D plans ({PLANS}: ResNet-{profiles.MED3D_DEPTH} encoder, same preprocessed data)")
-    planning.plan_med3d(DATASET_ID)
+    configuration = json.loads(planning.plan_med3d(DATASET_ID).read_text())["configurations"][CONFIGURATION]
     _done(started)
+    print(f"    mirroring augmentation: {planned_mirroring(configuration)}")
 
 
 def run_demo(workdir: Path, mrbrains18: Path | None = None, overwrite: bool = False) -> Path:
