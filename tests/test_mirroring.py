@@ -51,6 +51,13 @@ def test_left_right_axis_of_a_case_from_sitk_geometry(direction, transpose_forwa
     assert case_left_right_axis(sitk_properties(direction), transpose_forward, "c") == axis
 
 
+def test_a_4d_image_reads_its_spatial_block():
+    """Channels in one file: SimpleITK's 4 × 4 direction, nnU-Net's array (channel, z, y, x)."""
+    direction = np.eye(4)
+    direction[:3, :3] = np.eye(3)[:, [1, 0, 2]]
+    assert case_left_right_axis({"sitk_stuff": {"direction": tuple(direction.ravel())}}, [0, 1, 2], "c") == 1
+
+
 def test_left_right_axis_from_nibabel_geometry_prefers_the_reoriented_affine():
     scaled = np.diag([0.96, 0.96, 3.0, 1.0])
     swapped = scaled[:, [1, 0, 2, 3]]  # voxel axis 1 runs left to right
@@ -63,6 +70,7 @@ def test_left_right_axis_from_nibabel_geometry_prefers_the_reoriented_affine():
     "properties, named",
     [
         ({"spacing": [1, 1, 1]}, "no 3D orientation"),
+        ({"sitk_stuff": {"direction": (1.0, 0.0, 0.0, 1.0)}}, "no 3D orientation"),  # a 2D image
         (sitk_properties(rotation_z(40)), "no voxel axis runs left to right .the closest is 40° off"),
     ],
 )

@@ -33,7 +33,10 @@ def _index_directions(properties: dict[str, Any]) -> np.ndarray | None:
     """(3, 3) array whose column i is the unit direction, in patient coordinates (x: left-right in both
     SimpleITK's LPS and nibabel's RAS), of the reader's voxel index axis i; None when the reader kept none."""
     if "sitk_stuff" in properties:
-        return np.asarray(properties["sitk_stuff"]["direction"], dtype=float).reshape(3, 3)
+        direction = np.asarray(properties["sitk_stuff"]["direction"], dtype=float)
+        if direction.size == 16:  # a 4D file (channels along the 4th axis, which nnU-Net puts first): x, y, z
+            return direction.reshape(4, 4)[:3, :3]
+        return direction.reshape(3, 3) if direction.size == 9 else None
     if "nibabel_stuff" in properties:
         stuff = properties["nibabel_stuff"]
         affine = np.asarray(stuff.get("reoriented_affine", stuff["original_affine"]), dtype=float)[:3, :3]
@@ -47,7 +50,7 @@ def case_left_right_axis(properties: dict[str, Any], transpose_forward: Sequence
     2 - i. Raises :class:`UserInputError` (naming the case) when the geometry is missing or no voxel axis lies
     within 30° of left-right."""
     directions = _index_directions(properties)
-    if directions is None or directions.shape != (3, 3):
+    if directions is None:
         raise UserInputError(
             f"{case}: its preprocessed properties carry no 3D orientation (image reader without one); use --mirror all"
         )
