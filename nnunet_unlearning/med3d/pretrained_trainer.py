@@ -31,6 +31,7 @@ from nnunet_unlearning.med3d.cpu_precision import training_precision
 from nnunet_unlearning.med3d.network import NETWORK_CLASS_NAME, Med3DUNet
 from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.nnunet.mirroring import PlannedMirroringMixin
+from nnunet_unlearning.nnunet.progress_plot_interval import ProgressPlotIntervalMixin
 from nnunet_unlearning.optim import grouped_sgd
 
 MED3D_WEIGHTS_ENV = "nnUNet_med3d_weights"
@@ -60,7 +61,7 @@ def med3d_weights_path() -> Path:
     return path
 
 
-class Med3DTrainerMixin(PlannedMirroringMixin, _TrainerBase):
+class Med3DTrainerMixin(PlannedMirroringMixin, ProgressPlotIntervalMixin, _TrainerBase):
     """Mix into an nnUNetTrainer subclass (before nnUNetTrainer) whose plans name Med3DUNet; it mirrors along
     the plans' ``mirror_axes`` where they name them (`nnunet/mirroring.py`).
 

@@ -37,6 +37,7 @@ from nnunet_unlearning.nnunet.glue import (
     validation_loader,
 )
 from nnunet_unlearning.nnunet.mirroring import PlannedMirroringMixin
+from nnunet_unlearning.nnunet.progress_plot_interval import ProgressPlotIntervalMixin
 from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.records import EvaluationRecord
 from nnunet_unlearning.unlearning import distributed
@@ -75,7 +76,7 @@ def _cpu_state(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in network.state_dict().items()}
 
 
-class nnUNetTrainerUnlearn(RequestRunMixin, PlannedMirroringMixin, nnUNetTrainer):
+class nnUNetTrainerUnlearn(RequestRunMixin, PlannedMirroringMixin, ProgressPlotIntervalMixin, nnUNetTrainer):
     """Base class of every unlearning trainer; subclasses set ``strategy_class`` (and the schedule). Its
     batches are augmented as the original's were: mirrored along the plans' ``mirror_axes`` where they name them."""
 

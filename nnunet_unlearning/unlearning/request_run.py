@@ -67,6 +67,7 @@ class RequestRunMixin:
     configuration_name: str
     network: torch.nn.Module
     device: torch.device
+    draw_progress_plot: Any  # `ProgressPlotIntervalMixin`'s, which every trainer of ours mixes in too
 
     # nnU-Net records its trainers' init arguments by name, so the signature is spelled out (once, here)
     def __init__(
@@ -158,7 +159,7 @@ class RequestRunMixin:
         if not (Path(self.output_folder) / "progress.png").is_file():
             # nnU-Net plots it after every epoch, and its own export needs it: a run that took no epoch (a
             # calibrated run already forgotten at check 0, SSD, an untouched fold) gets the empty plot
-            self.logger.plot_progress_png(self.output_folder)
+            self.draw_progress_plot()
         self.record.finish(self.output_folder, Path(self.output_folder) / FINAL_CHECKPOINT)
         self.print_to_log_file("\n" + self.record.table())
         if self.certified:

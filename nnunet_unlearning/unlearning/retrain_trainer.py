@@ -22,6 +22,7 @@ from nnunet_unlearning.med3d.original_recipe import MEDICALNET, check_same_initi
 from nnunet_unlearning.med3d.pretrained_trainer import med3d_weights_path
 from nnunet_unlearning.nnunet.glue import bare_network, exit_on_user_error
 from nnunet_unlearning.nnunet.mirroring import PlannedMirroringMixin
+from nnunet_unlearning.nnunet.progress_plot_interval import ProgressPlotIntervalMixin
 from nnunet_unlearning.optim import grouped_sgd
 from nnunet_unlearning.request import lineage_root
 from nnunet_unlearning.unlearning.request_run import RequestRunMixin
@@ -33,7 +34,7 @@ def original_epochs(checkpoint: str) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["current_epoch"])
 
 
-class nnUNetTrainerRetrain(RequestRunMixin, PlannedMirroringMixin, nnUNetTrainer):
+class nnUNetTrainerRetrain(RequestRunMixin, PlannedMirroringMixin, ProgressPlotIntervalMixin, nnUNetTrainer):
     """Retrain from scratch without the forget cases; ``num_epochs`` follows the original model, mirroring the
     plans' ``mirror_axes`` as the original's Med3D trainer did."""
 
