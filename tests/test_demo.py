@@ -18,7 +18,7 @@ from nnunet_unlearning.workflows.demo import (
     Schedule,
     format_headline,
     headline,
-    side_by_side,
+    unlearn_then_retrain,
 )
 
 
@@ -81,11 +81,11 @@ def test_headline_reads_the_audit_and_words_follow_the_numbers():
 
 
 @pytest.mark.slow
-def test_calibrated_unlearning_and_the_oracle_train_side_by_side(world, forget_request_file, tmp_path):
+def test_calibrated_unlearning_then_the_oracle_train(world, forget_request_file, tmp_path):
     config = tmp_path / "calibrated_run.json"
     config.write_text(json.dumps(CALIBRATED_CONFIG))
     results = tmp_path / "nnUNet_results"
-    unlearned, retrained = side_by_side(
+    unlearned, retrained = unlearn_then_retrain(
         results, forget_request_file, config, "the first case", PLANS, Schedule(2, 2), Schedule(1, 2)
     )
     assert unlearned.parent.name.startswith(f"nnUNetTrainerUnlearn{STRATEGY}__") and unlearned.is_relative_to(results)
