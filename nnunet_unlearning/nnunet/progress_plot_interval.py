@@ -1,13 +1,14 @@
 """nnU-Net's progress plot (``progress.png``) redrawn at most once a minute of a run, and at its end.
 
-nnU-Net redraws ``progress.png`` after every epoch: three panels on a 30 × 54 inch canvas, about 2 s of one
-CPU core each time (docs/benchmarks.md, "nnU-Net's progress plot"). On a GPU epoch of minutes that is nothing;
-on the CPU profile it is a large share of a short epoch: a calibrated run's 5-step epoch, an unlearning run's
-20-step epoch, each of the original's ten. :class:`ProgressPlotIntervalMixin` keeps the plot as nnU-Net draws
-it, from the same logger, but skips an epoch's redraw when the last one (or the start of training) is less than
-``progress_plot_interval_s`` ago, and draws the skipped epochs at the end of training, so the finished run's
-``progress.png`` shows every epoch, as nnU-Net's does. Every trainer of ours mixes it in (the Med3D originals,
-the retrain oracle, the unlearning runs), so the models of one study pay the plot alike.
+nnU-Net redraws ``progress.png`` after every epoch: three panels on a 30 × 54 inch canvas, about 1 s of one
+CPU core each time (docs/benchmarks.md, "nnU-Net's progress plot, redrawn at most once a minute"). On a GPU
+epoch of minutes that is nothing; on the CPU profile it is a large share of a short epoch: a calibrated run's
+5-step epoch, an unlearning run's 20-step epoch, each of the original's ten. :class:`ProgressPlotIntervalMixin`
+keeps the plot as nnU-Net draws it, from the same logger, but skips an epoch's redraw when the last one (or the
+start of training) is less than ``progress_plot_interval_s`` ago, and draws the skipped epochs at the end of
+training, so the finished run's ``progress.png`` shows every epoch, as nnU-Net's does. Every trainer of ours
+mixes it in (the Med3D originals, the retrain oracle, the unlearning runs), so the models of one study pay the
+plot alike.
 """
 
 from __future__ import annotations
