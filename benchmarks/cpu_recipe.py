@@ -292,12 +292,11 @@ def trainer_class(variant: Variant, use_bf16: bool) -> type:
 
 def predictor_for(trainer):
     """nnU-Net's sliding-window predictor for the trainer's network, as the evaluation hook builds it."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    import torch
 
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5, use_gaussian=True, use_mirroring=False, perform_everything_on_device=False,
-        device=torch_device_cpu(), verbose=False, verbose_preprocessing=False, allow_tqdm=False,
-    )  # fmt: skip
+    from nnunet_unlearning.nnunet.glue import new_predictor
+
+    predictor = new_predictor(torch.device("cpu"))
     # predict_from_files loads one of these parameter sets into the network per fold
     parameters = [{k: v.clone() for k, v in trainer.network.state_dict().items()}]
     predictor.manual_initialization(
@@ -305,12 +304,6 @@ def predictor_for(trainer):
         type(trainer).__name__, trainer.inference_allowed_mirroring_axes,
     )  # fmt: skip
     return predictor
-
-
-def torch_device_cpu():
-    import torch
-
-    return torch.device("cpu")
 
 
 def hook_dice(trainer) -> dict[str, dict[int, float]]:

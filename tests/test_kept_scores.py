@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from nnunet_fixture import load_trainer, shorten
 
 from nnunet_unlearning.artifacts import METRICS_FILE
+from nnunet_unlearning.evaluation.hook import EvaluationHook
 from nnunet_unlearning.evaluation.kept_scores import SCORES_ENV, KeptScores, scores_folder, without_cases
 from nnunet_unlearning.evaluation.metrics import case_metrics
 from nnunet_unlearning.unlearning.schedules import trainer_family
@@ -66,6 +68,40 @@ def test_erasing_a_case_drops_its_entries(tmp_path):
     assert text is not None and "case_1" not in text and "case_2" in text
     kept.path.write_text(text)
     assert kept.get("case_2", "fp32") is not None and kept.get("case_1", "fp32") is None
+
+
+class _Predictor:
+    """nnU-Net's predictor interface over a one-hot image: perfect logits; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict_sliding_window_return_logits(self, data):
+        self.calls += 1
+        return 10 * data
+
+
+class _OneCase:
+    """nnU-Net's dataset interface for one case: the label map one-hot as image."""
+
+    def load_case(self, case: str):
+        seg = np.array([[[0, 1], [2, 1]]], np.int16)
+        return np.stack([(seg == c).astype(np.float32) for c in range(3)]), seg[None], None, None
+
+
+def test_whole_volume_scores_of_overlapping_tiles_are_not_reused(tmp_path):
+    """Scores kept by a version that predicted with nnU-Net's half-tile overlap (variant "fp32") score another
+    prediction than today's hook makes (`nnunet.glue.EVALUATION_TILE_STEP`): predicted again, then kept anew."""
+    metrics, membership = _case()
+    kept = KeptScores(tmp_path, "ab" * 32, tmp_path / "data")
+    kept.put("a", "fp32", metrics, membership)
+    kept.save()
+    predictor = _Predictor()
+    hook = EvaluationHook(_OneCase(), {"forget": ["a"]}, [1, 2], None, [1.0] * 3, [], lambda network: predictor)
+    first = hook.evaluate(torch.nn.Identity(), "start", 0, kept=kept)
+    assert first.reused == [] and predictor.calls == 1 and first.cases["a"].mean("dice") == pytest.approx(1.0)
+    again = hook.evaluate(torch.nn.Identity(), "start", 0, kept=KeptScores(tmp_path, "ab" * 32, tmp_path / "data"))
+    assert again.reused == ["a"] and predictor.calls == 1
 
 
 def test_the_folder_is_the_results_dataset_folder_unless_set(tmp_path, monkeypatch):

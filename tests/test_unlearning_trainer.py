@@ -20,7 +20,7 @@ import torch
 from nnunet_fixture import CONFIGURATION, DATASET_ID, DATASET_NAME, PLANS, load_trainer, shorten
 
 from nnunet_unlearning.artifacts import CERTIFICATE_JSON, MASK_FILE, METRICS_FILE, PROGRESS_FILE, SETS
-from nnunet_unlearning.nnunet.glue import bare_network, make_predictor
+from nnunet_unlearning.nnunet.glue import EVALUATION_TILE_STEP, bare_network, make_predictor
 from nnunet_unlearning.request import REQUEST_ENV, build_request
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain, original_epochs
 from nnunet_unlearning.unlearning.schedules import trainer_family
@@ -50,7 +50,9 @@ def test_starts_from_the_whole_original_model(request_world, original_checkpoint
     for key, value in network.state_dict().items():
         assert torch.equal(value.cpu(), original[key]), key
 
-    reference = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    reference = nnUNetPredictor(
+        tile_step_size=EVALUATION_TILE_STEP, use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False
+    )
     reference.initialize_from_trained_model_folder(
         str(original_checkpoint.parents[1]), use_folds=(0,), checkpoint_name=original_checkpoint.name
     )

@@ -4,11 +4,12 @@ membership scores on each case (`subject_scores`: the per-subject membership tes
 Predicts each case's full preprocessed volume with nnU-Net's own sliding-window predictor and scores it
 on the preprocessed grid (the configuration's spacing, cropped to the non-zero region), against the
 preprocessed label map. Voxels outside the crop (-1) and ignore-label voxels are excluded. Test-time
-mirroring is off: the hook tracks the model across training, and mirroring would multiply its cost by up to
-8 without changing what it tracks. A Med3D network that trains under CPU bf16 autocast is also evaluated under
-it (`med3d.cpu_precision.evaluation_precision`; each record says which precision it used). For
-challenge-protocol numbers in the original image space, predict with ``nnUNetv2_predict`` and score with
-``nnunet-unlearning evaluate``.
+mirroring is off and the tiles do not overlap (`nnunet.glue.EVALUATION_TILE_STEP`): the hook tracks the model
+across training and compares models scored the same way; mirroring would multiply its cost by up to 8, and
+nnU-Net's half-tile overlap by 1.8 on the CPU profile, without changing what it tracks. A Med3D network that
+trains under CPU bf16 autocast is also evaluated under it (`med3d.cpu_precision.evaluation_precision`; each
+record says which precision it used). For challenge-protocol numbers in the original image space, predict
+with ``nnUNetv2_predict`` and score with ``nnunet-unlearning evaluate``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nnunet_unlearning.evaluation.metrics import CaseMetrics, case_metrics
 from nnunet_unlearning.evaluation.subject_scores import case_membership, scored_voxels
 from nnunet_unlearning.evaluation.summary import aggregate
 from nnunet_unlearning.med3d.cpu_precision import evaluation_precision
+from nnunet_unlearning.nnunet.glue import EVALUATION_TILE_STEP
 from nnunet_unlearning.records import ClinicalRiskRecord, EvaluationRecord, MembershipScores, SetSummary
 
 
@@ -143,8 +145,9 @@ class EvaluationHook:
 
     def kept_variant(self, precision: str) -> str:
         """What, besides checkpoint and data, a kept score must share to stand in for this hook's
-        (`kept_scores`): the predictions' precision ("fp32" or "bf16"), on whole volumes."""
-        return precision
+        (`kept_scores`): the predictions' precision ("fp32" or "bf16") and the sliding window's step, on whole
+        volumes."""
+        return f"{precision}, tiles at step {EVALUATION_TILE_STEP}"
 
     def _predictor(self, network: torch.nn.Module) -> Callable[[str], tuple[torch.Tensor, np.ndarray]]:
         """``case -> (logits (C, X, Y, Z), truth (X, Y, Z) int16)``: nnU-Net's sliding window over the case's

@@ -1,8 +1,8 @@
 """The evaluation hook on fixed patches: a calibration check's cheap stand-in for the whole-volume hook.
 
 A calibration check needs each case's score, again and again, for the same cases (``calibration``). The
-whole-volume hook predicts every case with nnU-Net's sliding window (on the CPU profile 32 overlapping tiles
-of 16 × 48 × 48 per case, one at a time, ~21 s for 7 cases); this hook scores each case on ``n`` patches of
+whole-volume hook predicts every case with nnU-Net's sliding window (on the CPU profile 18 tiles of
+16 × 48 × 48 per case, one at a time, ~14 s for 7 cases at fp32 on two threads); this hook scores each case on ``n`` patches of
 the network's patch size instead, drawn once per run around the case's labelled voxels (seeded by case, the
 same patches at every check) and predicted in batches, with no sliding window, no Gaussian weighting and no
 mirroring. A case's metrics and membership scores are those of the hook (`evaluation.hook`) computed over
