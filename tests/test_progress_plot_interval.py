@@ -1,18 +1,22 @@
-"""nnU-Net's progress plot redrawn at most once per interval, the skipped epochs drawn at the end of training."""
+"""nnU-Net's progress plot and the unlearning record's redrawn at most once per interval, and at the end of training."""
 
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 from nnunetv2.training.logging.nnunet_logger import MetaLogger
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_unlearning.artifacts import METRICS_FILE, PROGRESS_FILE
 from nnunet_unlearning.nnunet import progress_plot_interval
 from nnunet_unlearning.nnunet.progress_plot_interval import IntervalPlotLogger, ProgressPlotIntervalMixin
 from nnunet_unlearning.nnunet.trainers_dir import find_trainer
+from nnunet_unlearning.unlearning import run_record
 from nnunet_unlearning.unlearning.base_trainer import nnUNetTrainerUnlearn
 from nnunet_unlearning.unlearning.retrain_trainer import nnUNetTrainerRetrain
+from nnunet_unlearning.unlearning.run_record import RunRecord
 
 
 class _Clock:
@@ -146,3 +150,26 @@ def test_every_trainer_of_ours_draws_at_an_interval(name):
 def test_nnunet_still_draws_through_its_logger_at_every_epoch_end():
     """The interval works only while nnU-Net draws through ``self.logger.plot_progress_png``."""
     assert "self.logger.plot_progress_png(self.output_folder)" in inspect.getsource(nnUNetTrainer.on_epoch_end)
+
+
+def test_the_unlearning_record_redraws_its_own_plot_once_per_interval_and_always_at_its_finish(tmp_path, monkeypatch):
+    """A calibrated run writes its record at every check; the record's plot is drawn at the first write, then
+    only after the interval, and by the final write whatever the interval. The JSON is written every time."""
+    clock, drawn = _Clock(), []
+    monkeypatch.setattr(run_record.time, "perf_counter", clock)
+    monkeypatch.setattr(run_record, "plot_progress", lambda evaluations, *_: drawn.append(len(evaluations)) or b"png")
+    monkeypatch.setattr(run_record, "sha256_file", lambda path: "0" * 64)
+    monkeypatch.setattr(
+        RunRecord, "content", lambda self, *_: {"evaluations": list(self.evaluations), "calibration": None}
+    )
+    record = RunRecord(None, "nnUNetTrainerUnlearnNoisyLabel", None)  # type: ignore[arg-type]
+    for seconds, evaluation in ((0, None), (30, "start"), (61, None), (70, "check"), (71, None)):
+        clock.now = 100.0 + seconds
+        if evaluation is None:
+            record.save(tmp_path)
+        else:
+            record.add({"tag": evaluation}, tmp_path)  # type: ignore[typeddict-item]
+        assert len(json.loads((tmp_path / METRICS_FILE).read_text())["evaluations"]) == len(record.evaluations)
+    assert drawn == [0, 1]  # the first write, then 61 s after it
+    record.finish(tmp_path, tmp_path / "checkpoint_final.pth")
+    assert drawn == [0, 1, 2] and (tmp_path / PROGRESS_FILE).read_bytes() == b"png"

@@ -2,11 +2,11 @@
 
 A calibration check needs each case's score, again and again, for the same cases (``calibration``). The
 whole-volume hook predicts every case with nnU-Net's sliding window (on the CPU profile 18 tiles of
-16 × 48 × 48 per case, one at a time, ~14 s for 7 cases at fp32 on two threads); this hook scores each case on ``n`` patches of
-the network's patch size instead, drawn once per run around the case's labelled voxels (seeded by case, the
-same patches at every check) and predicted in batches, with no sliding window, no Gaussian weighting and no
-mirroring. A case's metrics and membership scores are those of the hook (`evaluation.hook`) computed over
-its patches' voxels pooled (a voxel in two patches counts twice).
+16 × 48 × 48 per case, one at a time, ~14 s for 7 cases at fp32 on two threads); this hook scores each
+case on ``n`` patches of the network's patch size instead, drawn once per run around the case's labelled
+voxels (seeded by case, the same patches at every check) and predicted in batches, with no sliding window,
+no Gaussian weighting and no mirroring. A case's metrics and membership scores are those of the hook
+(`evaluation.hook`) computed over its patches' voxels pooled (a voxel in two patches counts twice).
 
 What it changes: the scores are those of the patches, not of the volume (a patch sees less context at its
 border than a sliding-window tile blended with its neighbours, and the patches favour labelled regions), so

@@ -16,6 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+#: Seconds between two drawings of a progress plot while a run trains: nnU-Net's ``progress.png`` here, and the
+#: unlearning record's own plot (`unlearning.run_record`); each run draws its plots once more at its end.
+PLOT_INTERVAL_S = 60.0
+
 
 class IntervalPlotLogger:
     """Stands in for nnU-Net's logger (``trainer.logger``): every call goes to it, except that
@@ -56,7 +60,7 @@ class ProgressPlotIntervalMixin:
     drawing was skipped (before nnU-Net's ``on_train_end`` writes the final checkpoint)."""
 
     #: Seconds between two drawings of nnU-Net's progress plot during training; 0 draws after every epoch.
-    progress_plot_interval_s: ClassVar[float] = 60.0
+    progress_plot_interval_s: ClassVar[float] = PLOT_INTERVAL_S
 
     logger: Any
     local_rank: int
