@@ -106,6 +106,9 @@ def test_a_calibrated_run_checks_every_epoch_and_certifies_the_state_it_keeps(
     assert _by_tag(metrics, "end")["epoch"] == decision["kept_epoch"]
     assert sorted(p.name for p in folder.glob("*.pth")) == ["checkpoint_final.pth"]
     assert not (folder / "unlearning_resume_state.json").exists()
+    # nnU-Net's debug.json (str() of every trainer attribute) names the original's and the kept weights, no dump
+    debug = json.loads((folder / "debug.json").read_text())
+    assert "tensor(" not in json.dumps(debug) and debug["_original_weights"].endswith(" tensors>")
     # each check after the first (the start's evaluation) counts its copy of the network and its recalibration
     # as evaluation time beside its scoring
     evaluation, scored = metrics["seconds"]["evaluation"], sum(e["seconds"] for e in metrics["evaluations"])

@@ -25,9 +25,18 @@ def _configuration(plans: dict, name: str) -> dict:
     return PlansManager(plans).get_configuration(name).configuration
 
 
+class OriginalWeights(dict):
+    """The original's state dict (parameter and buffer name → CPU tensor), whose ``repr`` names its size instead of
+    printing every tensor: nnU-Net's ``debug.json`` holds ``str()`` of every trainer attribute, and the tensor
+    dump was 0.6 MB and 0.5 s of every unlearning run."""
+
+    def __repr__(self) -> str:
+        return f"<the original model's weights: {len(self)} tensors>"
+
+
 def load_original_weights(
     request: UnlearningRequest, run_plans: dict, configuration: str, fold, network: nn.Module
-) -> dict:
+) -> OriginalWeights:
     """The original's ``network_weights`` state dict, checked against the run; CPU tensors.
 
     Raises :class:`UserInputError` when the file changed since the request, or the configuration,
@@ -59,7 +68,7 @@ def load_original_weights(
                 f"{configuration}); unlearn with the original's plans (-p {original.plans})"
             )
 
-    weights = {k.removeprefix("module."): v for k, v in checkpoint["network_weights"].items()}
+    weights = OriginalWeights((k.removeprefix("module."), v) for k, v in checkpoint["network_weights"].items())
     expected = network.state_dict()
     for key, value in expected.items():
         if key not in weights:
