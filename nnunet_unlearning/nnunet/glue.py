@@ -31,7 +31,7 @@ CUDA = torch.device("cuda")
 #: The sliding-window step of our evaluations, in tile sizes: 1.0 = tiles side by side, overlapping only where a
 #: volume's size is not a multiple of the tile's (nnU-Net's default, 0.5, overlaps every tile by half). On the CPU
 #: profile's original it scored the benchmark's 7 cases to the same mean Dice (0.7664 both, each case within
-#: 0.0013) with 18 tiles a case instead of 32, in 56 % of the time (docs/benchmarks.md, `benchmarks/tile_step.py`);
+#: 0.0013) with 18 tiles a case instead of 32, in 57 % of the time (docs/benchmarks.md, `benchmarks/tile_step.py`);
 #: the hook tracks a model across a run and compares models scored the same way, which needs no overlap.
 EVALUATION_TILE_STEP = 1.0
 
